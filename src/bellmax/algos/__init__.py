@@ -1,0 +1,44 @@
+"""One readable file per algorithm, each with its Config dataclass.
+
+    from bellmax.algos import VPG, VPGConfig
+    VPG(VPGConfig(env="CartPole-v1")).learn(50_000)
+
+Names resolve lazily (PEP 562), so `import bellmax.algos` stays cheap until an algorithm is used.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from bellmax.errors import BellmaxError
+
+if TYPE_CHECKING:
+    from bellmax.core.algorithm import Algorithm
+
+# algorithm name -> (module, class, config class)
+ALGORITHMS: dict[str, tuple[str, str, str]] = {
+    "vpg": ("bellmax.algos.vpg", "VPG", "VPGConfig"),
+}
+
+
+def get_algorithm(name: str) -> type[Algorithm]:
+    """The Algorithm class for `name` (e.g. "vpg"); a clear error lists the known names."""
+    key = name.lower()
+    if key not in ALGORITHMS:
+        close = difflib.get_close_matches(key, ALGORITHMS, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise BellmaxError(f"unknown algorithm {name!r}{hint} (known: {', '.join(ALGORITHMS)})")
+    module, cls, _ = ALGORITHMS[key]
+    return getattr(importlib.import_module(module), cls)
+
+
+def __getattr__(attr: str) -> Any:
+    for module, cls, config_cls in ALGORITHMS.values():
+        if attr in (cls, config_cls):
+            return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'bellmax.algos' has no attribute {attr!r}")
+
+
+__all__ = ["ALGORITHMS", "get_algorithm"] + [n for v in ALGORITHMS.values() for n in v[1:]]

@@ -1,0 +1,228 @@
+"""`bellmax` command line: solve | train | eval | plot | envs.
+
+Each command imports only what it needs (`bellmax solve` never loads torch). User mistakes raise
+`BellmaxError`; `main` prints them as one line on stderr and exits with status 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from bellmax.errors import BellmaxError
+
+USAGE = """usage: bellmax COMMAND [ARGS...]
+
+commands:
+  solve   exact dynamic programming: bellmax solve gridworld [--method value-iteration] [--json]
+  train   train an agent:            bellmax train vpg --env CartPole-v1 [--seed S] [--total-steps N]
+  eval    evaluate a run:            bellmax eval RUN_DIR [--episodes K] [--json]
+  plot    learning curves:           bellmax plot RUN_DIR... [-o FILE]
+  envs    list environment ids:      bellmax envs [FILTER]
+
+`bellmax COMMAND --help` shows the options of a command."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from bellmax import __version__
+
+        print(f"bellmax {__version__}")
+        return 0
+    command, args = argv[0], argv[1:]
+    commands = {"solve": solve, "train": train, "eval": evaluate, "plot": plot, "envs": envs}
+    if command not in commands:
+        import difflib
+
+        close = difflib.get_close_matches(command, commands, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        print(f"error: unknown command {command!r}{hint}; commands: {', '.join(commands)}", file=sys.stderr)
+        return 2
+    try:
+        return commands[command](args) or 0
+    except BellmaxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last checkpoint written is intact; continue with --resume RUN_DIR",
+              file=sys.stderr)
+        return 130
+
+
+# ---------------------------------------------------------------------------------------------
+def solve(args: list[str]) -> int:
+    from bellmax.tabular.solve import main as solve_main
+
+    return solve_main(args)
+
+
+# ---------------------------------------------------------------------------------------------
+def _default_run_dir(algo: str, env: str, seed: int) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{algo}-{env.replace('/', '_')}-s{seed}-{stamp}"
+
+
+def train(args: list[str]) -> int:
+    """bellmax train ALGO [--env ID] [--preset NAME] [--run-dir DIR] [--resume DIR] [config flags]."""
+    pre = argparse.ArgumentParser(prog="bellmax train", add_help=False)
+    pre.add_argument("algo", nargs="?")
+    pre.add_argument("--env")
+    pre.add_argument("--preset")
+    pre.add_argument("--run-dir")
+    pre.add_argument("--resume")
+    pre.add_argument("--no-progress", action="store_true")
+    pre.add_argument("-h", "--help", action="store_true")
+    meta, rest = pre.parse_known_args(args)
+    if meta.algo is None or meta.algo.startswith("-"):
+        from bellmax.algos import ALGORITHMS
+
+        print("usage: bellmax train ALGO --env ID [--preset NAME] [--run-dir DIR] [--resume DIR] [--no-progress]"
+              f" [config flags]\nalgorithms: {', '.join(ALGORITHMS)}\n`bellmax train ALGO --help` lists the flags.")
+        return 0 if meta.help else 2
+
+    import tyro
+
+    from bellmax.algos import get_algorithm
+    from bellmax.config import config_with_preset, find_preset
+    from bellmax.core.run import CHECKPOINT_FILE, Run, load_checkpoint, read_run_config
+
+    algo_class = get_algorithm(meta.algo)
+    if meta.help:
+        rest = ["--help"]
+    prog = f"bellmax train {algo_class.name}"
+    description = (f"Train {algo_class.name.upper()}. Also: --env ID, --preset NAME, --run-dir DIR, "
+                   "--resume DIR, --no-progress.")
+
+    if meta.resume:
+        run_dir = Path(meta.resume)
+        saved = read_run_config(run_dir)
+        if saved.get("algo") != algo_class.name:
+            raise BellmaxError(f"{run_dir} is a {saved.get('algo')} run; resume it with `bellmax train {saved.get('algo')}`")
+        state = load_checkpoint(run_dir / CHECKPOINT_FILE)
+        saved_config = algo_class.config_class.from_dict(state["config"])
+        config = tyro.cli(algo_class.config_class, default=saved_config, args=rest, prog=prog, description=description)
+        changed = [k for k, v in config.to_dict().items()
+                   if v != saved_config.to_dict()[k] and k not in ("total_steps", "checkpoint_every", "eval_episodes")]
+        if meta.env and meta.env != saved_config.env:
+            changed.append("env")
+        if changed:
+            raise BellmaxError(f"--resume continues a run exactly; only --total-steps, --checkpoint-every and "
+                               f"--eval-episodes may change (you changed {', '.join(changed)})")
+        config.validate()
+        agent = algo_class(algo_class.config_class.from_dict(state["config"]))
+        agent.load_state_dict(state)
+        agent.config = config
+        if agent.global_step >= config.total_steps:
+            raise BellmaxError(f"{run_dir} already has {agent.global_step} steps; pass a larger --total-steps to continue")
+        run = Run(run_dir, algo_class.name, config.to_dict(), resume_step=agent.global_step,
+                  progress=not meta.no_progress)
+        print(f"resuming {run_dir} at step {agent.global_step:,} -> {config.total_steps:,}", file=sys.stderr)
+    else:
+        from bellmax.envs.make import check_env_id
+
+        if meta.env:
+            check_env_id(meta.env)
+        found = find_preset(algo_class.name, meta.env, meta.preset)
+        defaults = config_with_preset(algo_class.config_class, algo_class.name, meta.env, meta.preset)
+        config = tyro.cli(algo_class.config_class, default=defaults, args=rest, prog=prog, description=description)
+        config.validate()  # before anything is created on disk
+        check_env_id(config.env)
+        run_dir = Path(meta.run_dir) if meta.run_dir else _default_run_dir(algo_class.name, config.env, config.seed)
+        if (run_dir / "config.json").exists():
+            raise BellmaxError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --run-dir")
+        agent = algo_class(config)  # builds envs and networks: errors here leave no directory behind
+        run = Run(run_dir, algo_class.name, config.to_dict(), preset=found[0] if found else None,
+                  progress=not meta.no_progress)
+        preset_note = f", preset {found[0]}" if found else ""
+        print(f"training {algo_class.name} on {config.env} (seed {config.seed}{preset_note}) "
+              f"for {config.total_steps:,} steps -> {run_dir}", file=sys.stderr)
+
+    agent.learn(config.total_steps, run=run)
+    if agent.last_eval is not None:
+        returns = agent.last_eval
+        print(f"eval/return {returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes "
+              f"(deterministic policy) after {agent.global_step:,} steps; run dir: {run_dir}")
+    else:
+        print(f"done after {agent.global_step:,} steps; run dir: {run_dir}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+def evaluate(args: list[str]) -> int:
+    """bellmax eval RUN_DIR [--episodes K] [--seed S] [--json]."""
+    parser = argparse.ArgumentParser(prog="bellmax eval", description="Deterministic evaluation of a run's last checkpoint.")
+    parser.add_argument("run_dir", help="a run directory written by `bellmax train`")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
+    parser.add_argument("--seed", type=int, default=None, help="first evaluation seed (default: the run's seed + 10^6)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    opts = parser.parse_args(args)
+    if opts.episodes < 1:
+        raise BellmaxError(f"--episodes {opts.episodes} must be at least 1")
+
+    from bellmax.core.algorithm import Algorithm
+    from bellmax.core.run import CHECKPOINT_FILE, read_run_config
+
+    read_run_config(opts.run_dir)  # a clear error for a directory that is not a run
+    agent = Algorithm.load(Path(opts.run_dir) / CHECKPOINT_FILE)
+    returns = agent.evaluate(opts.episodes, seed=opts.seed)
+    result = {
+        "mean_return": float(returns.mean()),
+        "std_return": float(returns.std()),
+        "episodes": int(len(returns)),
+        "params_sha256": agent.params_sha256(),
+    }
+    if opts.json:
+        print(json.dumps(result))
+    else:
+        print(f"{agent.name} on {agent.config.env} after {agent.global_step:,} steps: "
+              f"return {result['mean_return']:.2f} +- {result['std_return']:.2f} over {opts.episodes} episodes")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+def plot(args: list[str]) -> int:
+    """bellmax plot RUN_DIR... [-o FILE] [--key rollout/ep_return] [--group-by env|algo|dir]."""
+    parser = argparse.ArgumentParser(prog="bellmax plot", description="Learning curves: mean and spread over seeds.")
+    parser.add_argument("run_dirs", nargs="+", help="run directories; runs of the same algorithm and env are one curve")
+    parser.add_argument("-o", "--output", default=None, help="PNG/PDF/SVG file (default: learning_curves.png, "
+                        "or RUN_DIR/learning_curve.png for one run)")
+    parser.add_argument("--key", default="rollout/ep_return", help="metric to plot (default rollout/ep_return)")
+    parser.add_argument("--title", default=None)
+    opts = parser.parse_args(args)
+
+    from bellmax.plotting import plot_runs
+
+    if opts.output is None:
+        opts.output = str(Path(opts.run_dirs[0]) / "learning_curve.png") if len(opts.run_dirs) == 1 else "learning_curves.png"
+    path = plot_runs([Path(d) for d in opts.run_dirs], Path(opts.output), key=opts.key, title=opts.title)
+    print(f"wrote {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+def envs(args: list[str]) -> int:
+    """bellmax envs [FILTER]: the Gymnasium ids bellmax can make, with their spaces."""
+    import gymnasium as gym
+
+    import bellmax.envs  # noqa: F401
+
+    pattern = args[0].lower() if args else ""
+    ids = sorted(i for i in gym.registry if pattern in i.lower())
+    for env_id in ids:
+        spec = gym.registry[env_id]
+        entry = spec.entry_point if isinstance(spec.entry_point, str) else ""
+        print(f"{env_id:40s} {entry}")
+    if not ids:
+        raise BellmaxError(f"no environment id contains {pattern!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""The Algorithm base: learn / predict / evaluate / save / load, and a state_dict that holds
+everything needed to continue a run bit-for-bit.
+
+A subclass builds its networks in `build()`, does one iteration of its method in
+`train_iteration(max_steps)` (collect -> estimate -> update, returning named scalars) and lists
+its modules and optimizers in `modules()` / `optimizers()`. The base owns the environment loop
+state (current observations, episode tracker, autoreset flags), seeding, checkpoints and the
+outer training loop, so no algorithm copies them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from bellmax.config import Config
+from bellmax.core.buffers import EpisodeTracker, RolloutBuffer
+from bellmax.core.run import CHECKPOINT_FILE, Run, load_checkpoint, save_checkpoint
+from bellmax.envs.make import env_state, make_env, make_vec_env, restore_env
+from bellmax.errors import BellmaxError
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def params_sha256(module: nn.Module) -> str:
+    """A stable hash of a module's parameters and buffers (sorted by name, raw bytes)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class Algorithm:
+    """Base of every deep RL algorithm in `bellmax.algos`."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[Config]]
+    supports_discrete: ClassVar[bool] = True
+    supports_continuous: ClassVar[bool] = True
+
+    policy: nn.Module
+
+    def __init__(self, config: Config, env: gym.vector.VectorEnv | None = None):
+        if not isinstance(config, self.config_class):
+            raise BellmaxError(f"{self.name} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        config.validate()
+        self.config = config
+        torch.set_num_threads(config.torch_threads)
+        seed_everything(config.seed)
+        if env is None:
+            env = make_vec_env(config.env, config.num_envs, seed=config.seed)
+            obs = env.initial_obs
+        else:
+            obs, _ = env.reset(seed=config.seed)
+        self.env = env
+        self._check_action_space(env.single_action_space)
+        self.obs = obs
+        self.prev_done = np.zeros(env.num_envs, dtype=bool)  # NEXT_STEP autoreset: next step is filler
+        self.tracker = EpisodeTracker(env.num_envs)
+        self.global_step = 0
+        self.iteration = 0
+        self.last_eval: np.ndarray | None = None
+        self.build()
+
+    # -- what a subclass provides -------------------------------------------------------------
+    def build(self) -> None:
+        raise NotImplementedError
+
+    def train_iteration(self, max_steps: int) -> dict[str, float]:
+        """Collect at most `max_steps` environment steps, update, return named scalars."""
+        raise NotImplementedError
+
+    def modules(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    # -- checks -------------------------------------------------------------------------------
+    def _check_action_space(self, space: gym.Space) -> None:
+        discrete = isinstance(space, gym.spaces.Discrete)
+        if discrete and not self.supports_discrete:
+            raise BellmaxError(f"{self.name} needs continuous (Box) actions, but {self.config.env} has {space}")
+        if not discrete and not self.supports_continuous:
+            raise BellmaxError(f"{self.name} needs discrete actions, but {self.config.env} has {space}")
+        if not isinstance(space, (gym.spaces.Discrete, gym.spaces.Box)):
+            raise BellmaxError(f"{self.name} supports Discrete and Box actions; {self.config.env} has {space}")
+
+    # -- acting -------------------------------------------------------------------------------
+    def env_actions(self, actions: torch.Tensor) -> np.ndarray:
+        """What the env receives: Gaussian samples are clipped to the Box bounds (the raw sample
+        is what the policy gradient uses)."""
+        space = self.env.single_action_space
+        actions = actions.numpy()
+        if isinstance(space, gym.spaces.Box):
+            return np.clip(actions, space.low, space.high)
+        return actions.astype(np.int64)
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch of observations (argmax / Gaussian mean when deterministic)."""
+        obs_t = torch.as_tensor(np.asarray(obs))
+        return self.env_actions(self.policy.act(obs_t, deterministic=deterministic))
+
+    def collect_rollout(self, buffer: RolloutBuffer, n_steps: int, value_fn: nn.Module) -> None:
+        """Run the current policy for n_steps vector steps, filling `buffer` (on-policy)."""
+        buffer.length = n_steps
+        for t in range(n_steps):
+            obs_t = torch.as_tensor(self.obs)
+            with torch.no_grad():
+                dist = self.policy.distribution(obs_t)
+                actions = dist.sample()
+                buffer.log_probs[t] = self.policy.log_prob(dist, actions)
+                buffer.values[t] = value_fn(obs_t)
+            next_obs, rewards, terminated, truncated, _ = self.env.step(self.env_actions(actions))
+            valid = ~self.prev_done
+            buffer.obs[t] = obs_t
+            buffer.actions[t] = actions.to(buffer.actions.dtype).reshape(buffer.actions[t].shape)
+            buffer.rewards[t] = torch.as_tensor(rewards, dtype=torch.float32)
+            buffer.terminated[t] = torch.as_tensor(terminated)
+            buffer.truncated[t] = torch.as_tensor(truncated)
+            buffer.valid[t] = torch.as_tensor(valid)
+            done = terminated | truncated
+            self.tracker.update(np.asarray(rewards, dtype=np.float64), done, valid)
+            self.prev_done = done
+            self.obs = next_obs
+        with torch.no_grad():
+            buffer.last_value = value_fn(torch.as_tensor(self.obs))
+        self.global_step += n_steps * self.env.num_envs
+
+    # -- the outer loop -----------------------------------------------------------------------
+    def learn(self, total_steps: int | None = None, run: Run | None = None,
+              checkpoint_every: int | None = None) -> "Algorithm":
+        """Train until `total_steps` environment steps in all (counting steps already done)."""
+        total = self.config.total_steps if total_steps is None else total_steps
+        every = self.config.checkpoint_every if checkpoint_every is None else checkpoint_every
+        next_checkpoint = (self.global_step // every + 1) * every if every else None
+        if run is not None:
+            run.start_progress(total, self.global_step)
+        start, start_step = time.perf_counter(), self.global_step
+        try:
+            while self.global_step < total:
+                t0 = time.perf_counter()
+                metrics = self.train_iteration(total - self.global_step)
+                self.iteration += 1
+                metrics["time/iteration_seconds"] = time.perf_counter() - t0
+                elapsed = time.perf_counter() - start
+                sps = (self.global_step - start_step) / max(elapsed, 1e-9)
+                metrics["time/sps"] = sps
+                metrics["rollout/ep_return"] = self.tracker.mean_return()
+                metrics["rollout/ep_length"] = self.tracker.mean_length()
+                metrics["rollout/episodes"] = self.tracker.episodes
+                if run is not None:
+                    run.log(self.global_step, metrics)
+                    run.update_progress(self.global_step, sps, self.tracker.mean_return())
+                    if next_checkpoint is not None and self.global_step >= next_checkpoint:
+                        self.save(run.dir / CHECKPOINT_FILE)
+                        next_checkpoint = (self.global_step // every + 1) * every
+            if run is not None:
+                self.save(run.dir / CHECKPOINT_FILE)
+                if self.config.eval_episodes:
+                    returns = self.evaluate(self.config.eval_episodes)
+                    self.last_eval = returns
+                    run.log(self.global_step, {"eval/return": float(returns.mean()),
+                                               "eval/return_std": float(returns.std()),
+                                               "eval/episodes": len(returns)})
+        finally:
+            if run is not None:
+                run.close()
+        return self
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, episodes: int = 10, seed: int | None = None) -> np.ndarray:
+        """Returns of `episodes` episodes of the deterministic policy on a fresh env.
+
+        Uses its own env and seeds (seed + 10**6 + i by default), and never the training RNGs,
+        so evaluating does not change what training does next.
+        """
+        base = self.config.seed + 10**6 if seed is None else seed
+        env = make_env(self.config.env)
+        returns = []
+        try:
+            for i in range(episodes):
+                obs, _ = env.reset(seed=base + i)
+                total, done = 0.0, False
+                while not done:
+                    action = self.predict(np.asarray(obs)[None])[0]
+                    obs, reward, terminated, truncated, _ = env.step(action)
+                    total += float(reward)
+                    done = terminated or truncated
+                returns.append(total)
+        finally:
+            env.close()
+        return np.asarray(returns)
+
+    def params_sha256(self) -> str:
+        return params_sha256(self.policy)
+
+    # -- state --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        env_bytes = env_state(self.env)
+        return {
+            "algo": self.name,
+            "config": self.config.to_dict(),
+            "modules": {k: m.state_dict() for k, m in self.modules().items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
+            "rng": rng_state(),
+            "env": env_bytes,
+            "obs": self.obs,
+            "prev_done": self.prev_done,
+            "tracker": self.tracker,
+            "global_step": self.global_step,
+            "iteration": self.iteration,
+            "extra": self.extra_state(),
+        }
+
+    def extra_state(self) -> dict[str, Any]:
+        """Algorithm-specific state beyond modules and optimizers (schedules, normalizers)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, module in self.modules().items():
+            module.load_state_dict(state["modules"][key])
+        for key, optimizer in self.optimizers().items():
+            optimizer.load_state_dict(state["optimizers"][key])
+        if state.get("env") is not None:
+            self.env.close()
+            self.env = restore_env(state["env"])
+            self.obs = state["obs"]
+            self.prev_done = state["prev_done"]
+            self.tracker = state["tracker"]
+        else:  # an env that cannot be pickled: episodes restart, the rest continues exactly
+            self.obs, _ = self.env.reset(seed=self.config.seed + state["global_step"])
+            self.prev_done = np.zeros(self.env.num_envs, dtype=bool)
+        self.global_step = state["global_step"]
+        self.iteration = state["iteration"]
+        self.load_extra_state(state.get("extra", {}))
+        set_rng_state(state["rng"])
+
+    def save(self, path: str | Path) -> None:
+        """Write a checkpoint atomically (a crash never leaves a half-written file behind)."""
+        save_checkpoint(Path(path), self.state_dict())
+
+    @classmethod
+    def load(cls, path: str | Path, **config_changes: Any) -> "Algorithm":
+        """Rebuild an algorithm from a checkpoint file or run directory, ready to continue."""
+        state = load_checkpoint(Path(path))
+        if cls is not Algorithm and state["algo"] != cls.name:
+            raise BellmaxError(f"{path} holds a {state['algo']} checkpoint, not {cls.name}")
+        from bellmax.algos import get_algorithm
+
+        algo_class = get_algorithm(state["algo"])
+        config = algo_class.config_class.from_dict(state["config"]).replace(**config_changes)
+        agent = algo_class(config)
+        agent.load_state_dict(state)
+        return agent

@@ -1,0 +1,148 @@
+"""Rollout storage and the return / advantage estimators of the policy-gradient lecture.
+
+Every estimator is a pure function of (T, N) arrays (time by environment), so it can be tested
+against the equations on hand-made numbers. Conventions:
+
+- `next_values[t]` is V(s_{t+1}) for the *true* next state (the final observation when the
+  episode ended), so time-limit truncation bootstraps from it and true termination does not:
+  the bootstrap is multiplied by (1 - terminated_t).
+- `cut[t]` is True where the recursion must not look at step t+1: the episode ended at t
+  (terminated or truncated), step t is the filler step of Gymnasium's NEXT_STEP autoreset,
+  or t is the last step of the rollout (then the bootstrap V(s_{t+1}) stands in for the rest).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+def discounted_returns(rewards: torch.Tensor, next_values: torch.Tensor, terminated: torch.Tensor,
+                       cut: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Reward-to-go R_t = r_t + gamma (1 - d_t) [(1 - cut_t) R_{t+1} + cut_t V(s_{t+1})]."""
+    returns = torch.zeros_like(rewards)
+    following = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        tail = torch.where(cut[t], next_values[t], following)
+        following = rewards[t] + gamma * (1.0 - terminated[t].float()) * tail
+        returns[t] = following
+    return returns
+
+
+def td_residuals(rewards: torch.Tensor, values: torch.Tensor, next_values: torch.Tensor,
+                 terminated: torch.Tensor, gamma: float) -> torch.Tensor:
+    """delta_t = r_t + gamma (1 - d_t) V(s_{t+1}) - V(s_t)."""
+    return rewards + gamma * (1.0 - terminated.float()) * next_values - values
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, next_values: torch.Tensor, terminated: torch.Tensor,
+        cut: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+    """GAE(gamma, lambda): A_t = delta_t + gamma lambda (1 - cut_t) A_{t+1}.
+
+    lambda = 0 gives the TD residual; lambda = 1 gives reward-to-go minus V(s_t).
+    """
+    deltas = td_residuals(rewards, values, next_values, terminated, gamma)
+    advantages = torch.zeros_like(rewards)
+    following = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        following = deltas[t] + gamma * lam * (~cut[t]).float() * following
+        advantages[t] = following
+    return advantages
+
+
+def segment_start_values(per_step: torch.Tensor, cut: torch.Tensor) -> torch.Tensor:
+    """Broadcast each episode segment's first value to all its steps.
+
+    With `per_step` the reward-to-go, this is the whole trajectory's return R(tau) at every t
+    (for a trajectory cut by the rollout window: the part inside it, bootstrapped at the cut).
+    """
+    out = torch.empty_like(per_step)
+    current = per_step[0]
+    for t in range(per_step.shape[0]):
+        if t > 0:
+            current = torch.where(cut[t - 1], per_step[t], current)
+        out[t] = current
+    return out
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
+    """1 - Var[target - predicted] / Var[target]: 1 is perfect, 0 no better than a constant."""
+    var = target.var()
+    return float("nan") if var == 0 else float(1.0 - (target - predicted).var() / var)
+
+
+@dataclass
+class EpisodeTracker:
+    """Raw (undiscounted, unnormalized) training returns and lengths per environment."""
+
+    num_envs: int
+    window: int = 100
+    returns: np.ndarray = field(init=False)
+    lengths: np.ndarray = field(init=False)
+    recent_returns: deque = field(init=False)
+    recent_lengths: deque = field(init=False)
+    episodes: int = 0
+
+    def __post_init__(self) -> None:
+        self.returns = np.zeros(self.num_envs)
+        self.lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self.recent_returns = deque(maxlen=self.window)
+        self.recent_lengths = deque(maxlen=self.window)
+
+    def update(self, rewards: np.ndarray, done: np.ndarray, valid: np.ndarray) -> list[float]:
+        """Add one vector step; return the returns of the episodes that ended in it."""
+        self.returns += rewards * valid
+        self.lengths += valid
+        finished = [float(r) for r in self.returns[done]]
+        for r, n in zip(self.returns[done], self.lengths[done]):
+            self.recent_returns.append(float(r))
+            self.recent_lengths.append(int(n))
+        self.episodes += int(done.sum())
+        self.returns[done] = 0.0
+        self.lengths[done] = 0
+        return finished
+
+    def mean_return(self) -> float | None:
+        return float(np.mean(self.recent_returns)) if self.recent_returns else None
+
+    def mean_length(self) -> float | None:
+        return float(np.mean(self.recent_lengths)) if self.recent_lengths else None
+
+
+class RolloutBuffer:
+    """n_steps x num_envs transitions of the current policy, for on-policy algorithms.
+
+    obs: (T, N, *obs_shape); actions: (T, N, *act_shape); rewards, values, terminated,
+    truncated, valid: (T, N). `valid` is False for the filler step that follows an episode end
+    under NEXT_STEP autoreset (its action was ignored by the env): losses skip it.
+    """
+
+    def __init__(self, n_steps: int, num_envs: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
+                 obs_dtype: torch.dtype = torch.float32, action_dtype: torch.dtype = torch.float32):
+        self.n_steps, self.num_envs = n_steps, num_envs
+        self.obs = torch.zeros((n_steps, num_envs, *obs_shape), dtype=obs_dtype)
+        self.actions = torch.zeros((n_steps, num_envs, *action_shape), dtype=action_dtype)
+        self.log_probs = torch.zeros((n_steps, num_envs))
+        self.rewards = torch.zeros((n_steps, num_envs))
+        self.values = torch.zeros((n_steps, num_envs))
+        self.terminated = torch.zeros((n_steps, num_envs), dtype=torch.bool)
+        self.truncated = torch.zeros((n_steps, num_envs), dtype=torch.bool)
+        self.valid = torch.ones((n_steps, num_envs), dtype=torch.bool)
+        self.last_value = torch.zeros(num_envs)
+        self.length = n_steps  # steps filled in this rollout (the last rollout of a run may be shorter)
+
+    def view(self, name: str) -> torch.Tensor:
+        return getattr(self, name)[: self.length]
+
+    def next_values(self) -> torch.Tensor:
+        """V(s_{t+1}) for t < T-1 from the stored values, V(s_T) from the final bootstrap."""
+        values = self.view("values")
+        return torch.cat([values[1:], self.last_value[None]], dim=0)
+
+    def cut(self) -> torch.Tensor:
+        cut = self.view("terminated") | self.view("truncated") | ~self.view("valid")
+        cut[-1] = True
+        return cut

@@ -1,0 +1,214 @@
+"""The run directory: config.json, metrics (CSV + JSONL + TensorBoard), checkpoints, progress bar.
+
+One run directory is the single source of truth for a run. Every file that must survive a crash
+is written atomically (temporary file in the same directory, fsync, rename), so a kill at any
+moment leaves the last good checkpoint and config intact.
+
+    runs/ppo-CartPole-v1-s0-20261125-120000/
+      config.json       {"algo": ..., "config": {...}, "preset": ..., "bellmax_version": ...}
+      metrics.jsonl     one JSON object per logged iteration (the complete record)
+      metrics.csv       the same rows as CSV, one column per key
+      tb/               TensorBoard events
+      checkpoint.pt     the latest checkpoint (everything needed to resume bit-for-bit)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bellmax.errors import BellmaxError
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_JSONL = "metrics.jsonl"
+METRICS_CSV = "metrics.csv"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see either the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint; a missing or damaged file is a BellmaxError that says what to do."""
+    import torch
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    if not path.exists():
+        raise BellmaxError(f"no checkpoint at {path}: train with --checkpoint-every N or let a run finish first")
+    try:
+        # Our own file format holds NumPy RNG states and the pickled env, hence weights_only=False:
+        # load checkpoints only from runs you trust, as with any pickle.
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise BellmaxError(
+            f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}); "
+            "restore it from a copy or retrain"
+        ) from None
+    if not isinstance(state, dict) or "algo" not in state or "config" not in state:
+        raise BellmaxError(f"{path} is not a bellmax checkpoint (no algo/config entries)")
+    return state
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise BellmaxError(f"run directory {run_dir} does not exist")
+    path = run_dir / CONFIG_FILE
+    if not path.exists():
+        raise BellmaxError(f"{run_dir} is not a bellmax run directory (no {CONFIG_FILE})")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BellmaxError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / METRICS_JSONL
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line cut by a crash: everything before it is good
+    return rows
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class Run:
+    """Owns one run directory: writes config.json, logs metrics, holds the progress bar.
+
+    With `resume_step`, metrics logged after that step (by a run that was killed after its last
+    checkpoint) are dropped so the resumed run continues the record without duplicates.
+    """
+
+    def __init__(self, run_dir: Path, algo: str, config: dict[str, Any], *, preset: str | None = None,
+                 resume_step: int | None = None, tensorboard: bool = True, progress: bool = False):
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.algo = algo
+        self.start_time = time.perf_counter()
+        if resume_step is None:
+            from bellmax import __version__
+
+            meta = {"algo": algo, "config": config, "preset": preset, "bellmax_version": __version__}
+            atomic_write_text(self.dir / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
+            self.rows: list[dict[str, Any]] = []
+        else:
+            self.rows = [r for r in read_metrics(self.dir) if r.get("step", 0) <= resume_step]
+        self._columns: list[str] = []
+        self._rewrite_metrics()
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.dir / "tb"), purge_step=resume_step)
+        self._progress = None
+        self._task = None
+        self._show_progress = progress
+
+    # -- metrics ------------------------------------------------------------------------------
+    def _rewrite_metrics(self) -> None:
+        self._columns = []
+        for row in self.rows:
+            self._columns += [k for k in row if k not in self._columns]
+        atomic_write_text(self.dir / METRICS_JSONL, "".join(json.dumps(r) + "\n" for r in self.rows))
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=self._columns)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.dir / METRICS_CSV, out.getvalue())
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        """Record scalars at `step` in metrics.jsonl, metrics.csv and TensorBoard."""
+        row = {"step": step, **{k: _clean(v) for k, v in metrics.items()}}
+        self.rows.append(row)
+        with open(self.dir / METRICS_JSONL, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if any(k not in self._columns for k in row):
+            self._rewrite_metrics()  # a new key: widen the CSV header
+        else:
+            with open(self.dir / METRICS_CSV, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=self._columns).writerow(row)
+        if self._tb is not None:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)) and value is not None:
+                    self._tb.add_scalar(key, value, step)
+
+    # -- progress bar -------------------------------------------------------------------------
+    def start_progress(self, total_steps: int, done_steps: int) -> None:
+        if not self._show_progress:
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn(f"[bold]{self.algo}[/]"),
+            BarColumn(),
+            TextColumn("{task.completed:>9,.0f}/{task.total:,.0f} steps"),
+            TextColumn("{task.fields[sps]:>7} steps/s"),
+            TextColumn("return {task.fields[ret]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("train", total=total_steps, completed=done_steps, sps="-", ret="-")
+
+    def update_progress(self, step: int, sps: float, recent_return: float | None) -> None:
+        if self._progress is not None:
+            ret = "-" if recent_return is None else f"{recent_return:8.2f}"
+            self._progress.update(self._task, completed=step, sps=f"{sps:,.0f}", ret=ret)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None

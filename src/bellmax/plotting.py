@@ -1,0 +1,70 @@
+"""Learning curves from run directories: one line per (algorithm, env, label), mean over seeds
+with a shaded band of one standard deviation (and the min-max range, lighter)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from bellmax.core.run import read_metrics, read_run_config
+from bellmax.errors import BellmaxError
+
+
+def run_curve(run_dir: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of `key` in one run, skipping rows where it is missing."""
+    rows = [r for r in read_metrics(run_dir) if r.get(key) is not None]
+    return np.array([r["step"] for r in rows], dtype=float), np.array([r[key] for r in rows], dtype=float)
+
+
+def aggregate(curves: list[tuple[np.ndarray, np.ndarray]], points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolate curves onto a common step grid (up to the shortest run): (grid, values[seed, step])."""
+    end = min(steps[-1] for steps, _ in curves)
+    start = max(steps[0] for steps, _ in curves)
+    grid = np.linspace(start, end, points) if end > start else np.array([end])
+    return grid, np.stack([np.interp(grid, steps, values) for steps, values in curves])
+
+
+def group_label(config: dict) -> str:
+    cfg = config.get("config", {})
+    label = f"{config.get('algo', '?')} {cfg.get('env', '?')}"
+    if "weighting" in cfg:
+        label += f" ({cfg['weighting']})"
+    return label
+
+
+def plot_runs(run_dirs: list[Path], output: Path, key: str = "rollout/ep_return", title: str | None = None,
+              labels: list[str] | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+    for i, run_dir in enumerate(run_dirs):
+        config = read_run_config(run_dir)
+        steps, values = run_curve(run_dir, key)
+        if len(steps) == 0:
+            raise BellmaxError(f"{run_dir} has no values of {key!r} yet (see its metrics.csv for the keys)")
+        groups[labels[i] if labels else group_label(config)].append((steps, values))
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for label, curves in groups.items():
+        grid, values = aggregate(curves)
+        mean, std = values.mean(0), values.std(0)
+        line, = ax.plot(grid, mean, label=f"{label} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
+        if len(curves) > 1:
+            ax.fill_between(grid, mean - std, mean + std, color=line.get_color(), alpha=0.25, linewidth=0)
+            ax.fill_between(grid, values.min(0), values.max(0), color=line.get_color(), alpha=0.08, linewidth=0)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(key)
+    ax.set_title(title or "learning curves (mean, +-1 std, min-max over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output)
+    plt.close(fig)
+    return output

@@ -1,0 +1,1 @@
+"""Tuned hyperparameters per (algorithm, environment) as plain JSON, each with its provenance."""
