@@ -51,14 +51,14 @@ Weighting = Literal[
 class VPGConfig(Config):
     """Vanilla policy gradient; defaults solve CartPole-v1 in well under a minute on one CPU core."""
 
-    learning_rate: float = 1e-2
+    learning_rate: float = 5e-3
     """Adam step size of the policy."""
     num_envs: int = 8
     n_steps: int = 250
     """Vector steps per iteration; one batch holds n_steps x num_envs transitions."""
     weighting: Weighting = "gae"
     """Psi_t in grad log pi(a_t|s_t) Psi_t: which estimator weights the log-likelihood."""
-    value_learning_rate: float = 1e-3
+    value_learning_rate: float = 3e-3
     """Adam step size of the critics V_phi and Q_phi."""
     value_epochs: int = 5
     """Passes over the batch when regressing the critics on the rewards-to-go."""

@@ -1,0 +1,42 @@
+# bellmax: `make demo` (main job) and `make test` (whole test suite) install what they need first.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+EXTRAS ?= dev
+
+.PHONY: install demo test test-fast bench lint clean
+
+# Idempotent: reinstalls only when pyproject.toml or constraints.txt changed.
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -c constraints.txt -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+demo: install
+	@set -e; run=runs/demo-vpg-CartPole-v1-$$(date +%Y%m%d-%H%M%S); \
+	echo "== 1. Exact dynamic programming: value iteration on the lecture's 4x3 gridworld"; \
+	$(BIN)/bellmax solve gridworld --method value-iteration --gamma 0.9 --noise 0.2; \
+	echo; echo "== 2. Vanilla policy gradient (GAE weighting) on CartPole-v1"; \
+	$(BIN)/bellmax train vpg --env CartPole-v1 --seed 1 --run-dir $$run; \
+	echo; echo "== 3. Deterministic evaluation of the trained policy"; \
+	$(BIN)/bellmax eval $$run --episodes 20; \
+	echo; echo "== 4. Learning curve"; \
+	$(BIN)/bellmax plot $$run -o $$run/learning_curve.png
+
+test: install
+	$(BIN)/python -m pytest tests
+
+test-fast: install
+	$(BIN)/python -m pytest tests -m "not slow"
+
+bench: install
+	$(BIN)/python benchmarks/vpg_weightings.py
+
+lint: install
+	$(BIN)/python -m ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,133 @@
+"""The command line: happy paths write a complete run directory; bad input gives one readable
+line, exit status 2, no traceback, and leaves no half-written run directory."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bellmax.cli import main
+
+TINY = ["--total-steps", "400", "--num-envs", "2", "--n-steps", "50", "--batch-size", "50",
+        "--hidden-sizes", "16", "--no-progress", "--eval-episodes", "2"]
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "vpg"
+    assert main(["train", "vpg", "--env", "CartPole-v1", "--run-dir", str(run_dir), "--seed", "2", *TINY]) == 0
+    return run_dir
+
+
+def test_train_writes_config_metrics_tensorboard_and_checkpoint(trained):
+    names = {p.name for p in trained.iterdir()}
+    assert {"config.json", "metrics.csv", "metrics.jsonl", "checkpoint.pt", "tb"} <= names
+    meta = json.loads((trained / "config.json").read_text())
+    assert meta["algo"] == "vpg" and meta["config"]["seed"] == 2 and meta["preset"] == "cartpole"
+    header = (trained / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"step", "rollout/ep_return", "losses/loss_policy", "time/sps", "eval/return"} <= set(header)
+    assert any(p.name.startswith("events.out.tfevents") for p in (trained / "tb").iterdir())
+
+
+def test_eval_json_schema_and_determinism(trained, capsys):
+    code, out, _ = run_cli(["eval", str(trained), "--episodes", "3", "--json"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert set(result) == {"mean_return", "std_return", "episodes", "params_sha256"}
+    assert result["episodes"] == 3 and len(result["params_sha256"]) == 64
+    code, out2, _ = run_cli(["eval", str(trained), "--episodes", "3", "--json"], capsys)
+    assert json.loads(out2) == result
+
+
+def test_resume_from_cli_matches_uninterrupted_run(tmp_path, capsys):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    base = ["train", "vpg", "--env", "CartPole-v1", "--seed", "4"]
+    assert main([*base, "--run-dir", str(straight), *TINY]) == 0
+    short = list(TINY)
+    short[1] = "200"
+    assert main([*base, "--run-dir", str(split), *short]) == 0
+    assert main(["train", "vpg", "--resume", str(split), "--total-steps", "400", "--no-progress"]) == 0
+    capsys.readouterr()
+    hashes = []
+    for d in (straight, split):
+        main(["eval", str(d), "--episodes", "1", "--json"])
+        hashes.append(json.loads(capsys.readouterr().out)["params_sha256"])
+    assert hashes[0] == hashes[1]
+    steps = [json.loads(line)["step"] for line in (split / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)
+
+
+def test_plot_writes_a_png(trained, tmp_path, capsys):
+    out = tmp_path / "curve.png"
+    code, _, _ = run_cli(["plot", str(trained), str(trained), "-o", str(out)], capsys)
+    assert code == 0 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "vpg", "--env", "CartPol-v1"], "unknown environment id 'CartPol-v1'; did you mean CartPole-v1"),
+    (["train", "ppp"], "unknown algorithm 'ppp'"),
+    (["train", "vpg", "--learning-rate", "-0.1"], "invalid learning_rate=-0.1"),
+    (["train", "vpg", "--batch-size", "100000"], "invalid batch_size=100000: must be at most the rollout"),
+    (["train", "vpg", "--gamma", "1.5"], "invalid gamma=1.5"),
+    (["train", "vpg", "--preset", "nosuch"], "no preset 'nosuch' for vpg"),
+    (["train", "vpg", "--resume", "/nonexistent/run"], "run directory /nonexistent/run does not exist"),
+    (["eval", "/nonexistent/run"], "run directory /nonexistent/run does not exist"),
+    (["frobnicate"], "unknown command 'frobnicate'"),
+])
+def test_bad_input_is_one_readable_line_and_exit_2(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(args, capsys)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists(), "a failed start must not leave a run directory"
+
+
+def test_truncated_checkpoint_on_resume_and_eval(trained, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(trained, broken)
+    data = (broken / "checkpoint.pt").read_bytes()
+    (broken / "checkpoint.pt").write_bytes(data[: len(data) // 3])
+    for args in (["train", "vpg", "--resume", str(broken)], ["eval", str(broken)]):
+        code, _, err = run_cli(args, capsys)
+        assert code == 2 and "corrupt or truncated" in err and len(err.strip().splitlines()) == 1
+
+
+def test_wrong_action_space_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    from bellmax.algos.vpg import VPG
+
+    monkeypatch.setattr(VPG, "supports_continuous", False)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(["train", "vpg", "--env", "Pendulum-v1", "--no-progress"], capsys)
+    assert code == 2 and "needs discrete actions, but Pendulum-v1 has Box" in err
+
+
+def test_existing_run_directory_is_never_overwritten(trained, capsys):
+    before = (trained / "checkpoint.pt").read_bytes()
+    code, _, err = run_cli(["train", "vpg", "--run-dir", str(trained), *TINY], capsys)
+    assert code == 2 and "already holds a run" in err
+    assert (trained / "checkpoint.pt").read_bytes() == before
+
+
+def test_installed_console_script_prints_no_traceback_and_solve_does_not_import_torch():
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    bad = subprocess.run([sys.executable, "-m", "bellmax.cli", "train", "vpg", "--num-envs", "0"],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "num_envs" in bad.stderr
+    probe = ("import sys; from bellmax.cli import main; main(['solve', 'gridworld', '--json']); "
+             "print('torch' in sys.modules, file=sys.stderr)")
+    solved = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert solved.returncode == 0, solved.stderr
+    assert solved.stderr.strip().splitlines()[-1] == "False"
+    assert json.loads(solved.stdout)["values"]["4,3"] == 1.0
