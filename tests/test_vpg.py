@@ -127,3 +127,21 @@ def test_vpg_solves_cartpole_v1_with_its_preset():
     assert eval_returns.mean() >= 195, eval_returns
     assert agent.tracker.mean_return() >= 195
     assert np.all(eval_returns > 0)
+
+
+@pytest.mark.slow
+def test_vpg_on_the_lecture_gridworld_finds_a_policy_worth_v_star():
+    """Sampling meets exact DP: the learned greedy policy, evaluated exactly on the MDP, is
+    worth V*(1,1) from value iteration (gamma 0.9, noise 0.2)."""
+    from bellmax.envs.gridworld import gridworld_mdp
+    from bellmax.tabular import policy_evaluation, value_iteration
+
+    mdp = gridworld_mdp()
+    agent = VPG(VPGConfig(env="bellmax/GridWorld-v0", gamma=0.9, seed=0, num_envs=8, n_steps=64,
+                          batch_size=128, hidden_sizes=(32,), learning_rate=1e-2))
+    agent.learn(20_000)
+    learned = agent.predict(np.arange(mdp.n_states))
+    start = mdp.state_index("1,1")
+    v_learned = policy_evaluation(mdp, learned, gamma=0.9).V[start]
+    v_star = value_iteration(mdp, gamma=0.9).V[start]
+    assert v_learned == pytest.approx(v_star, abs=1e-3)

@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: the last checkpoint written is intact; continue with --resume RUN_DIR",
-              file=sys.stderr)
+        print("interrupted: the last checkpoint (written every --checkpoint-every steps) is intact; "
+              "continue with `bellmax train ALGO --resume RUN_DIR`", file=sys.stderr)
         return 130
 
 

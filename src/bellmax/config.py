@@ -53,8 +53,8 @@ class Config:
     """lambda of GAE(gamma, lambda): 0 gives the TD residual, 1 the Monte Carlo advantage."""
     batch_size: int = 256
     """Minibatch size for gradient steps; at most the samples one update sees."""
-    checkpoint_every: int = 0
-    """Write a checkpoint every this many environment steps (0: only at the end)."""
+    checkpoint_every: int = 25_000
+    """Write a checkpoint every this many environment steps (0: only at the end of training)."""
     eval_episodes: int = 10
     """Episodes of deterministic evaluation at the end of training."""
     torch_threads: int = 1

@@ -1,0 +1,86 @@
+"""Configs validate before any work and name the bad field; presets carry provenance;
+make_vec_env uses native vector envs and suggests close matches for unknown ids."""
+
+import json
+from importlib import resources
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from bellmax.algos import VPGConfig, get_algorithm
+from bellmax.config import config_with_preset, find_preset
+from bellmax.envs.make import env_state, make_vec_env, restore_env
+from bellmax.errors import BellmaxError, ConfigError
+
+
+@pytest.mark.parametrize("field, value, allowed", [
+    ("learning_rate", -1e-3, "positive"),
+    ("gamma", 0.0, "(0, 1]"),
+    ("gae_lambda", 1.5, "[0, 1]"),
+    ("num_envs", 0, "at least 1"),
+    ("total_steps", 0, "positive"),
+    ("n_steps", 0, "at least 1"),
+])
+def test_invalid_field_raises_naming_field_range_and_flag(field, value, allowed):
+    with pytest.raises(ConfigError) as info:
+        VPGConfig(**{field: value}).validate()
+    message = str(info.value)
+    assert f"invalid {field}=" in message and allowed in message
+    assert "--" + field.replace("_", "-") in message
+
+
+def test_unknown_config_keys_are_an_error_not_ignored():
+    with pytest.raises(ConfigError, match="unknown VPGConfig field"):
+        VPGConfig.from_dict({"learnin_rate": 0.1})
+
+
+def test_config_round_trips_through_json():
+    config = VPGConfig(hidden_sizes=(32, 16), weighting="td_residual", seed=7)
+    assert VPGConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_every_preset_names_its_env_and_provenance_and_is_valid():
+    data = json.loads(resources.files("bellmax.presets").joinpath("vpg.json").read_text())
+    for name, entry in data.items():
+        assert entry["env"] in gym.registry and entry["source"]
+        config = config_with_preset(VPGConfig, "vpg", entry["env"], name)
+        config.validate()
+        assert config.env == entry["env"]
+    assert find_preset("vpg", "CartPole-v1", None)[0] == "cartpole"
+    assert find_preset("vpg", "Acrobot-v1", None) is None
+
+
+def test_algorithm_lookup_suggests_close_names():
+    assert get_algorithm("VPG").name == "vpg"
+    with pytest.raises(BellmaxError, match="did you mean vpg"):
+        get_algorithm("vgp")
+
+
+def test_cartpole_uses_gymnasiums_native_vector_env_and_others_sync():
+    native = make_vec_env("CartPole-v1", 4, seed=0)
+    assert type(native).__name__ == "CartPoleVectorEnv"
+    sync = make_vec_env("Pendulum-v1", 3, seed=0)
+    assert isinstance(sync, gym.vector.SyncVectorEnv) and sync.num_envs == 3
+    grid = make_vec_env("bellmax/GridWorld-v0", 2, seed=0)
+    assert grid.single_observation_space == gym.spaces.Discrete(12)
+
+
+def test_unknown_env_id_suggests_close_matches():
+    with pytest.raises(BellmaxError, match="did you mean CartPole-v1"):
+        make_vec_env("Cartpole-v1", 2)
+    with pytest.raises(BellmaxError, match="unknown environment id"):
+        make_vec_env("NoSuchEnvAtAll-v9", 2)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_saved_env_state_continues_identically(env_id):
+    env = make_vec_env(env_id, 2, seed=3)
+    actions = [env.action_space.sample() for _ in range(30)]
+    for a in actions[:10]:
+        env.step(a)
+    copy = restore_env(env_state(env))
+    for a in actions[10:]:
+        obs_a, r_a, *_ = env.step(a)
+        obs_b, r_b, *_ = copy.step(a)
+        assert np.array_equal(obs_a, obs_b) and np.array_equal(r_a, r_b)
