@@ -104,7 +104,8 @@ def train(args: list[str]) -> int:
         run_dir = Path(meta.resume)
         saved = read_run_config(run_dir)
         if saved.get("algo") != algo_class.name:
-            raise BellmaxError(f"{run_dir} is a {saved.get('algo')} run; resume it with `bellmax train {saved.get('algo')}`")
+            other = saved.get("algo")
+            raise BellmaxError(f"{run_dir} is a {other} run; resume it with `bellmax train {other} --resume {run_dir}`")
         state = load_checkpoint(run_dir / CHECKPOINT_FILE)
         saved_config = algo_class.config_class.from_dict(state["config"])
         config = tyro.cli(algo_class.config_class, default=saved_config, args=rest, prog=prog, description=description)
@@ -120,7 +121,8 @@ def train(args: list[str]) -> int:
         agent.load_state_dict(state)
         agent.config = config
         if agent.global_step >= config.total_steps:
-            raise BellmaxError(f"{run_dir} already has {agent.global_step} steps; pass a larger --total-steps to continue")
+            raise BellmaxError(f"{run_dir} already has {agent.global_step} steps; "
+                               "pass a larger --total-steps to continue")
         run = Run(run_dir, algo_class.name, config.to_dict(), resume_step=agent.global_step,
                   progress=not meta.no_progress)
         print(f"resuming {run_dir} at step {agent.global_step:,} -> {config.total_steps:,}", file=sys.stderr)
@@ -136,7 +138,8 @@ def train(args: list[str]) -> int:
         check_env_id(config.env)
         run_dir = Path(meta.run_dir) if meta.run_dir else _default_run_dir(algo_class.name, config.env, config.seed)
         if (run_dir / "config.json").exists():
-            raise BellmaxError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --run-dir")
+            raise BellmaxError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                               "or pick another --run-dir")
         agent = algo_class(config)  # builds envs and networks: errors here leave no directory behind
         run = Run(run_dir, algo_class.name, config.to_dict(), preset=found[0] if found else None,
                   progress=not meta.no_progress)
@@ -157,7 +160,8 @@ def train(args: list[str]) -> int:
 # ---------------------------------------------------------------------------------------------
 def evaluate(args: list[str]) -> int:
     """bellmax eval RUN_DIR [--episodes K] [--seed S] [--json]."""
-    parser = argparse.ArgumentParser(prog="bellmax eval", description="Deterministic evaluation of a run's last checkpoint.")
+    parser = argparse.ArgumentParser(prog="bellmax eval",
+                                     description="Deterministic evaluation of a run's last checkpoint.")
     parser.add_argument("run_dir", help="a run directory written by `bellmax train`")
     parser.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
     parser.add_argument("--seed", type=int, default=None, help="first evaluation seed (default: the run's seed + 10^6)")
@@ -200,7 +204,8 @@ def plot(args: list[str]) -> int:
     from bellmax.plotting import plot_runs
 
     if opts.output is None:
-        opts.output = str(Path(opts.run_dirs[0]) / "learning_curve.png") if len(opts.run_dirs) == 1 else "learning_curves.png"
+        single = len(opts.run_dirs) == 1
+        opts.output = str(Path(opts.run_dirs[0]) / "learning_curve.png") if single else "learning_curves.png"
     path = plot_runs([Path(d) for d in opts.run_dirs], Path(opts.output), key=opts.key, title=opts.title)
     print(f"wrote {path}")
     return 0

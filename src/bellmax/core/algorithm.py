@@ -152,7 +152,7 @@ class Algorithm:
 
     # -- the outer loop -----------------------------------------------------------------------
     def learn(self, total_steps: int | None = None, run: Run | None = None,
-              checkpoint_every: int | None = None) -> "Algorithm":
+              checkpoint_every: int | None = None) -> Algorithm:
         """Train until `total_steps` environment steps in all (counting steps already done)."""
         total = self.config.total_steps if total_steps is None else total_steps
         every = self.config.checkpoint_every if checkpoint_every is None else checkpoint_every
@@ -267,7 +267,7 @@ class Algorithm:
         save_checkpoint(Path(path), self.state_dict())
 
     @classmethod
-    def load(cls, path: str | Path, **config_changes: Any) -> "Algorithm":
+    def load(cls, path: str | Path, **config_changes: Any) -> Algorithm:
         """Rebuild an algorithm from a checkpoint file or run directory, ready to continue."""
         state = load_checkpoint(Path(path))
         if cls is not Algorithm and state["algo"] != cls.name:

@@ -241,7 +241,7 @@ def value_iteration(
     history: list[np.ndarray] = []
     limit = int(horizon) if horizon is not None else max_iterations
     change = np.inf
-    for k in range(1, limit + 1):
+    for _k in range(1, limit + 1):
         # Q_k(s,a) = sum_s' P(s'|s,a) (R(s,a,s') + gamma V_{k-1}(s'))
         Q = q_from_v(mdp, V, gamma)
         # V_k(s) = max_a Q_k(s,a);  pi_k(s) = argmax_a Q_k(s,a)
@@ -275,7 +275,7 @@ def q_value_iteration(
     history: list[np.ndarray] = []
     limit = int(horizon) if horizon is not None else max_iterations
     change = np.inf
-    for k in range(1, limit + 1):
+    for _k in range(1, limit + 1):
         # Q_{k+1}(s,a) = sum_s' P(s'|s,a) (R(s,a,s') + gamma max_a' Q_k(s',a'))
         Q_next = mdp.expected_reward + gamma * (mdp.P @ Q.max(axis=1))
         history.append(Q_next.max(axis=1))
