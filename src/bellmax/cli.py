@@ -131,7 +131,7 @@ def train(args: list[str]) -> int:
 
         if meta.env:
             check_env_id(meta.env)
-        found = find_preset(algo_class.name, meta.env, meta.preset)
+        found = find_preset(algo_class.name, meta.env or algo_class.config_class().env, meta.preset)
         defaults = config_with_preset(algo_class.config_class, algo_class.name, meta.env, meta.preset)
         config = tyro.cli(algo_class.config_class, default=defaults, args=rest, prog=prog, description=description)
         config.validate()  # before anything is created on disk

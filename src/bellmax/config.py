@@ -137,7 +137,10 @@ def find_preset(algo: str, env: str | None, name: str | None) -> tuple[str, dict
 
 
 def config_with_preset(config_class: type[C], algo: str, env: str | None, preset: str | None) -> C:
-    """Defaults of `config_class`, overlaid by the matching preset (which also sets env)."""
+    """Defaults of `config_class`, overlaid by the preset called `preset` or else the one tuned
+    for `env` (default: the config's default env)."""
+    if env is None and preset is None:
+        env = config_class().env
     found = find_preset(algo, env, preset)
     values: dict[str, Any] = {}
     if found is not None:

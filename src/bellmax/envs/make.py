@@ -14,7 +14,6 @@ import pickle
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 import bellmax.envs  # noqa: F401  (registers bellmax/GridWorld-v0)
 from bellmax.errors import BellmaxError
@@ -76,23 +75,3 @@ def env_state(env: gym.vector.VectorEnv) -> bytes | None:
 
 def restore_env(state: bytes) -> gym.vector.VectorEnv:
     return pickle.loads(state)
-
-
-def space_summary(space: gym.Space) -> str:
-    if isinstance(space, gym.spaces.Discrete):
-        return f"Discrete({space.n})"
-    if isinstance(space, gym.spaces.Box):
-        return f"Box{tuple(space.shape)}"
-    return type(space).__name__
-
-
-def is_discrete(space: gym.Space) -> bool:
-    return isinstance(space, gym.spaces.Discrete)
-
-
-def action_dim(space: gym.Space) -> int:
-    if isinstance(space, gym.spaces.Discrete):
-        return int(space.n)
-    if isinstance(space, gym.spaces.Box):
-        return int(np.prod(space.shape))
-    raise BellmaxError(f"action space {space} is not supported yet (Discrete and Box are)")
