@@ -53,6 +53,26 @@ def test_deterministic_gridworld_gamma_one_horizon_100_matches_lecture(solver):
     assert V["4,2"] == -1.0
 
 
+@pytest.mark.parametrize("solver", [value_iteration, q_value_iteration])
+def test_deterministic_gamma_one_policy_heads_for_plus_one_by_a_shortest_path(solver):
+    # With gamma = 1 every route to +1 is worth 1, even bumping into a wall first; the greedy
+    # policy breaks such ties towards the action that reaches the value soonest (the slide's
+    # "moving right" at 3,3), and following it from every cell reaches +1.
+    mdp = gridworld_mdp(noise=0.0)
+    result = solver(mdp, gamma=1.0, horizon=100)
+    names = mdp.action_names
+    assert names[result.policy[mdp.state_index("3,3")]] == "right"
+    assert names[result.policy[mdp.state_index("2,3")]] == "right"
+    assert names[result.policy[mdp.state_index("3,2")]] == "up"
+    for start in ["1,1", "2,1", "3,1", "4,1", "1,2", "3,2", "1,3", "2,3", "3,3"]:
+        s, steps = mdp.state_index(start), 0
+        while mdp.state_names[s] not in ("4,3", "4,2"):
+            s = int(np.argmax(mdp.P[s, result.policy[s]]))
+            steps += 1
+            assert steps <= 6, f"policy from {start} does not reach an exit"
+        assert mdp.state_names[s] == "4,3"
+
+
 def test_value_iteration_to_convergence_terminates_for_gamma_one():
     for noise in (0.0, 0.2):
         result = value_iteration(gridworld_mdp(noise=noise), gamma=1.0)

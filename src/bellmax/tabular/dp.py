@@ -84,6 +84,26 @@ def greedy_policy(mdp: TabularMDP, V: np.ndarray, gamma: float) -> np.ndarray:
     return q_from_v(mdp, V, gamma).argmax(axis=1)
 
 
+def greedy_policy_fastest(mdp: TabularMDP, Q: np.ndarray, history: list[np.ndarray], gamma: float,
+                          tie_tol: float = 1e-9) -> np.ndarray:
+    """argmax_a Q(s, a), breaking ties in favour of the action that became optimal with the
+    fewest steps left.
+
+    With gamma = 1 and no living reward (the lecture's deterministic case) every action that
+    does not fall into the -1 exit is worth 1 at 3,3, including bumping into the wall; the
+    first-index argmax would print "up" there. Among the tied actions we compare Q_1, Q_2, ...
+    (Q_k from V_{k-1} of `history`) and keep the first that is strictly best, i.e. the action
+    that reaches the value soonest. The result is always optimal for Q: only ties are broken.
+    """
+    tied = Q >= Q.max(axis=1, keepdims=True) - tie_tol
+    for V_before in [np.zeros(mdp.n_states), *history[:-1]]:  # V_0, V_1, ..., V_{K-1}
+        if tied.sum(axis=1).max() == 1:
+            break
+        Q_k = np.where(tied, q_from_v(mdp, V_before, gamma), -np.inf)
+        tied &= Q_k >= Q_k.max(axis=1, keepdims=True) - tie_tol
+    return tied.argmax(axis=1)
+
+
 def bellman_optimality_residual(mdp: TabularMDP, V: np.ndarray, gamma: float) -> float:
     """max_s |max_a sum_s' P(s'|s,a) (R(s,a,s') + gamma V(s')) - V(s)|: zero exactly at V*."""
     return float(np.max(np.abs(q_from_v(mdp, V, gamma).max(axis=1) - V)))
@@ -254,7 +274,8 @@ def value_iteration(
     else:
         if horizon is None:
             raise _not_converged("value iteration", max_iterations, gamma, change)
-    return DPResult(V=V, Q=Q, policy=Q.argmax(axis=1), iterations=len(history), history=history)
+    policy = greedy_policy_fastest(mdp, Q, history, gamma)
+    return DPResult(V=V, Q=Q, policy=policy, iterations=len(history), history=history)
 
 
 def q_value_iteration(
@@ -286,7 +307,8 @@ def q_value_iteration(
     else:
         if horizon is None:
             raise _not_converged("Q-value iteration", max_iterations, gamma, change)
-    return DPResult(V=Q.max(axis=1), Q=Q, policy=Q.argmax(axis=1), iterations=len(history),
+    policy = greedy_policy_fastest(mdp, Q, history, gamma)
+    return DPResult(V=Q.max(axis=1), Q=Q, policy=policy, iterations=len(history),
                     history=history)
 
 
