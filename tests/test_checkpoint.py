@@ -16,9 +16,10 @@ CONFIG = VPGConfig(num_envs=4, n_steps=50, batch_size=100, total_steps=1200, hid
 def all_tensors(agent):
     state = {f"{m}.{k}": v for m, mod in agent.modules().items() for k, v in mod.state_dict().items()}
     for name, opt in agent.optimizers().items():
-        for i, s in opt.state_dict()["state"].items():
-            for k, v in s.items():
-                state[f"opt.{name}.{i}.{k}"] = v
+        saved = opt.state_dict()
+        for key in ("exp_avg", "exp_avg_sq"):
+            for i, v in enumerate(saved[key]):
+                state[f"opt.{name}.{key}.{i}"] = v
     return state
 
 

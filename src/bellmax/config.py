@@ -61,6 +61,14 @@ class Config:
     """Threads torch may use; small MLPs run fastest on one."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Widths of the hidden layers of the policy and value MLPs."""
+    normalize_obs: bool = False
+    """Normalize observations by running mean and std (statistics are saved in checkpoints)."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return (reported returns stay raw)."""
+    eval_every: int = 0
+    """Evaluate the deterministic policy every this many steps (0: only at the end)."""
+    stop_at_return: float | None = None
+    """Stop early once a periodic evaluation's mean return reaches this value."""
 
     def validate(self) -> None:
         """Check every field; raise ConfigError naming the first bad one. Subclasses extend this."""
@@ -78,6 +86,9 @@ class Config:
         require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, ">= 0")
         require(self.eval_episodes >= 0, "eval_episodes", self.eval_episodes, ">= 0")
         require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "at least 1")
+        require(self.eval_every >= 0, "eval_every", self.eval_every, ">= 0")
+        require(self.stop_at_return is None or (self.eval_every > 0 and self.eval_episodes > 0),
+                "stop_at_return", self.stop_at_return, "used with --eval-every N > 0 and --eval-episodes K > 0")
         require(
             len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
             "hidden_sizes", self.hidden_sizes, "one or more positive layer widths",

@@ -41,6 +41,7 @@ from bellmax.core.buffers import (
     td_residuals,
 )
 from bellmax.core.nets import Policy, QNet, ValueNet
+from bellmax.core.optim import Adam
 
 Weighting = Literal[
     "total_return", "reward_to_go", "reward_to_go_baseline", "q_estimate", "advantage", "td_residual", "gae"
@@ -91,9 +92,9 @@ class VPG(Algorithm):
         self.policy = Policy(obs_space, action_space, cfg.hidden_sizes)
         self.value = ValueNet(obs_space, cfg.hidden_sizes)
         self.q_value = QNet(obs_space, action_space, cfg.hidden_sizes) if self.uses_q else None
-        self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate)
+        self.policy_optimizer = Adam(self.policy.parameters(), lr=cfg.learning_rate)
         critics = list(self.value.parameters()) + (list(self.q_value.parameters()) if self.q_value else [])
-        self.value_optimizer = torch.optim.Adam(critics, lr=cfg.value_learning_rate)
+        self.value_optimizer = Adam(critics, lr=cfg.value_learning_rate)
         discrete = isinstance(action_space, gym.spaces.Discrete)
         self.buffer = RolloutBuffer(
             cfg.n_steps, env.num_envs, obs_space.shape, () if discrete else action_space.shape,
@@ -111,7 +112,7 @@ class VPG(Algorithm):
             modules["q_value"] = self.q_value
         return modules
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+    def optimizers(self) -> dict[str, Adam]:
         return {"policy": self.policy_optimizer, "value": self.value_optimizer}
 
     # -- one iteration: collect -> weights -> policy step -> critic regression ----------------

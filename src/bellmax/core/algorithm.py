@@ -23,6 +23,8 @@ from torch import nn
 
 from bellmax.config import Config
 from bellmax.core.buffers import EpisodeTracker, RolloutBuffer
+from bellmax.core.normalize import ObsNormalizer, RewardNormalizer
+from bellmax.core.optim import Adam
 from bellmax.core.run import CHECKPOINT_FILE, Run, load_checkpoint, save_checkpoint
 from bellmax.envs.make import env_state, make_env, make_vec_env, restore_env
 from bellmax.errors import BellmaxError
@@ -80,6 +82,9 @@ class Algorithm:
         self.obs = obs
         self.prev_done = np.zeros(env.num_envs, dtype=bool)  # NEXT_STEP autoreset: next step is filler
         self.tracker = EpisodeTracker(env.num_envs)
+        obs_space = env.single_observation_space
+        self.obs_normalizer = ObsNormalizer(obs_space.shape) if config.normalize_obs else None
+        self.reward_normalizer = RewardNormalizer(env.num_envs, config.gamma) if config.normalize_reward else None
         self.global_step = 0
         self.iteration = 0
         self.last_eval: np.ndarray | None = None
@@ -96,7 +101,7 @@ class Algorithm:
     def modules(self) -> dict[str, nn.Module]:
         raise NotImplementedError
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+    def optimizers(self) -> dict[str, Adam]:
         raise NotImplementedError
 
     # -- checks -------------------------------------------------------------------------------
@@ -119,16 +124,27 @@ class Algorithm:
             return np.clip(actions, space.low, space.high)
         return actions.astype(np.int64)
 
+    def normalize_obs(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
+        """What the networks see: raw observations, or normalized ones (statistics updated
+        only from training rollouts)."""
+        if self.obs_normalizer is None:
+            return obs
+        return self.obs_normalizer(obs, update)
+
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Actions for a batch of observations (argmax / Gaussian mean when deterministic)."""
-        obs_t = torch.as_tensor(np.asarray(obs))
+        """Actions for a batch of raw observations (argmax / Gaussian mean when deterministic)."""
+        obs_t = torch.as_tensor(self.normalize_obs(np.asarray(obs)))
         return self.env_actions(self.policy.act(obs_t, deterministic=deterministic))
 
     def collect_rollout(self, buffer: RolloutBuffer, n_steps: int, value_fn: nn.Module) -> None:
-        """Run the current policy for n_steps vector steps, filling `buffer` (on-policy)."""
+        """Run the current policy for n_steps vector steps, filling `buffer` (on-policy).
+
+        The buffer gets what learning uses (normalized observations and rewards when enabled);
+        the episode tracker gets the raw rewards.
+        """
         buffer.length = n_steps
         for t in range(n_steps):
-            obs_t = torch.as_tensor(self.obs)
+            obs_t = torch.as_tensor(self.normalize_obs(self.obs, update=True))
             with torch.no_grad():
                 dist = self.policy.distribution(obs_t)
                 actions = dist.sample()
@@ -136,27 +152,34 @@ class Algorithm:
                 buffer.values[t] = value_fn(obs_t)
             next_obs, rewards, terminated, truncated, _ = self.env.step(self.env_actions(actions))
             valid = ~self.prev_done
+            done = terminated | truncated
+            raw_rewards = np.asarray(rewards, dtype=np.float64)
+            learn_rewards = raw_rewards if self.reward_normalizer is None else self.reward_normalizer(raw_rewards, done)
             buffer.obs[t] = obs_t
             buffer.actions[t] = actions.to(buffer.actions.dtype).reshape(buffer.actions[t].shape)
-            buffer.rewards[t] = torch.as_tensor(rewards, dtype=torch.float32)
+            buffer.rewards[t] = torch.as_tensor(learn_rewards, dtype=torch.float32)
             buffer.terminated[t] = torch.as_tensor(terminated)
             buffer.truncated[t] = torch.as_tensor(truncated)
             buffer.valid[t] = torch.as_tensor(valid)
-            done = terminated | truncated
-            self.tracker.update(np.asarray(rewards, dtype=np.float64), done, valid)
+            self.tracker.update(raw_rewards, done, valid)
             self.prev_done = done
             self.obs = next_obs
         with torch.no_grad():
-            buffer.last_value = value_fn(torch.as_tensor(self.obs))
+            buffer.last_value = value_fn(torch.as_tensor(self.normalize_obs(self.obs)))
         self.global_step += n_steps * self.env.num_envs
 
     # -- the outer loop -----------------------------------------------------------------------
     def learn(self, total_steps: int | None = None, run: Run | None = None,
               checkpoint_every: int | None = None) -> Algorithm:
-        """Train until `total_steps` environment steps in all (counting steps already done)."""
-        total = self.config.total_steps if total_steps is None else total_steps
-        every = self.config.checkpoint_every if checkpoint_every is None else checkpoint_every
+        """Train until `total_steps` environment steps in all (counting steps already done), or
+        until a periodic evaluation reaches `config.stop_at_return`. With a `run`, log every
+        iteration, checkpoint every `checkpoint_every` steps and at the end, and evaluate at the end."""
+        cfg = self.config
+        total = cfg.total_steps if total_steps is None else total_steps
+        every = cfg.checkpoint_every if checkpoint_every is None else checkpoint_every
         next_checkpoint = (self.global_step // every + 1) * every if every else None
+        next_eval = (self.global_step // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
+        evaluated_at = None
         if run is not None:
             run.start_progress(total, self.global_step)
         start, start_step = time.perf_counter(), self.global_step
@@ -166,30 +189,39 @@ class Algorithm:
                 metrics = self.train_iteration(total - self.global_step)
                 self.iteration += 1
                 metrics["time/iteration_seconds"] = time.perf_counter() - t0
-                elapsed = time.perf_counter() - start
-                sps = (self.global_step - start_step) / max(elapsed, 1e-9)
+                sps = (self.global_step - start_step) / max(time.perf_counter() - start, 1e-9)
                 metrics["time/sps"] = sps
                 metrics["rollout/ep_return"] = self.tracker.mean_return()
                 metrics["rollout/ep_length"] = self.tracker.mean_length()
                 metrics["rollout/episodes"] = self.tracker.episodes
+                stop = False
+                if next_eval is not None and self.global_step >= next_eval:
+                    metrics.update(self._evaluate_and_record())
+                    evaluated_at = self.global_step
+                    next_eval = (self.global_step // cfg.eval_every + 1) * cfg.eval_every
+                    stop = cfg.stop_at_return is not None and metrics["eval/return"] >= cfg.stop_at_return
                 if run is not None:
                     run.log(self.global_step, metrics)
                     run.update_progress(self.global_step, sps, self.tracker.mean_return())
                     if next_checkpoint is not None and self.global_step >= next_checkpoint:
                         self.save(run.dir / CHECKPOINT_FILE)
                         next_checkpoint = (self.global_step // every + 1) * every
+                if stop:
+                    break
             if run is not None:
                 self.save(run.dir / CHECKPOINT_FILE)
-                if self.config.eval_episodes:
-                    returns = self.evaluate(self.config.eval_episodes)
-                    self.last_eval = returns
-                    run.log(self.global_step, {"eval/return": float(returns.mean()),
-                                               "eval/return_std": float(returns.std()),
-                                               "eval/episodes": len(returns)})
+                if cfg.eval_episodes and evaluated_at != self.global_step:
+                    run.log(self.global_step, self._evaluate_and_record())
         finally:
             if run is not None:
                 run.close()
         return self
+
+    def _evaluate_and_record(self) -> dict[str, float]:
+        returns = self.evaluate(self.config.eval_episodes)
+        self.last_eval = returns
+        return {"eval/return": float(returns.mean()), "eval/return_std": float(returns.std()),
+                "eval/episodes": len(returns)}
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, episodes: int = 10, seed: int | None = None) -> np.ndarray:
@@ -231,6 +263,7 @@ class Algorithm:
             "obs": self.obs,
             "prev_done": self.prev_done,
             "tracker": self.tracker,
+            "normalizers": {"obs": self.obs_normalizer, "reward": self.reward_normalizer},
             "global_step": self.global_step,
             "iteration": self.iteration,
             "extra": self.extra_state(),
@@ -257,6 +290,8 @@ class Algorithm:
         else:  # an env that cannot be pickled: episodes restart, the rest continues exactly
             self.obs, _ = self.env.reset(seed=self.config.seed + state["global_step"])
             self.prev_done = np.zeros(self.env.num_envs, dtype=bool)
+        self.obs_normalizer = state["normalizers"]["obs"]
+        self.reward_normalizer = state["normalizers"]["reward"]
         self.global_step = state["global_step"]
         self.iteration = state["iteration"]
         self.load_extra_state(state.get("extra", {}))

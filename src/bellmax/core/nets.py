@@ -40,6 +40,8 @@ def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
 def flat_dim(space: gym.Space) -> int:
     if isinstance(space, gym.spaces.Discrete):
         return int(space.n)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return int(space.nvec.sum())
     if isinstance(space, gym.spaces.Box):
         return int(np.prod(space.shape))
     raise BellmaxError(f"observation/action space {space} is not supported yet (Discrete and Box are)")
@@ -51,6 +53,7 @@ class ObsEncoder(nn.Module):
     def __init__(self, space: gym.Space):
         super().__init__()
         self.discrete_n = int(space.n) if isinstance(space, gym.spaces.Discrete) else None
+        self.nvec = [int(n) for n in space.nvec] if isinstance(space, gym.spaces.MultiDiscrete) else None
         self.dim = flat_dim(space)
         self.obs_ndim = 0 if self.discrete_n is not None else len(space.shape)
 
@@ -58,54 +61,127 @@ class ObsEncoder(nn.Module):
         if self.discrete_n is not None:
             return nn.functional.one_hot(obs.long().reshape(-1), self.discrete_n).float().reshape(
                 *obs.shape, self.discrete_n)
+        if self.nvec is not None:  # one one-hot block per dimension
+            return torch.cat([nn.functional.one_hot(x.long(), n).float()
+                              for x, n in zip(obs.unbind(-1), self.nvec)], dim=-1)
         batch_shape = obs.shape[: obs.dim() - self.obs_ndim]
         return obs.float().reshape(*batch_shape, self.dim)
 
 
-class Policy(nn.Module):
-    """pi_theta(a|s) for Discrete (categorical) or Box (diagonal Gaussian) action spaces."""
+class NatureCNN(nn.Module):
+    """The DQN Nature paper's torso: 3 conv layers and a 512-unit layer on (C, 84, 84) uint8 frames."""
 
-    def __init__(self, obs_space: gym.Space, action_space: gym.Space, hidden_sizes: Sequence[int]):
+    def __init__(self, obs_space: gym.Space, features: int = 512):
         super().__init__()
-        self.encoder = ObsEncoder(obs_space)
-        self.discrete = isinstance(action_space, gym.spaces.Discrete)
-        if not self.discrete and not isinstance(action_space, gym.spaces.Box):
-            raise BellmaxError(f"action space {action_space} is not supported (Discrete and Box are)")
-        out = flat_dim(action_space)
-        self.net = mlp(self.encoder.dim, hidden_sizes, out, out_gain=0.01)
-        if not self.discrete:
-            self.action_shape = action_space.shape
+        channels = obs_space.shape[0]
+        self.net = nn.Sequential(
+            _orthogonal(nn.Conv2d(channels, 32, 8, stride=4), math.sqrt(2)), nn.ReLU(),
+            _orthogonal(nn.Conv2d(32, 64, 4, stride=2), math.sqrt(2)), nn.ReLU(),
+            _orthogonal(nn.Conv2d(64, 64, 3, stride=1), math.sqrt(2)), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            n_flat = self.net(torch.zeros(1, *obs_space.shape)).shape[1]
+        self.head = nn.Sequential(_orthogonal(nn.Linear(n_flat, features), math.sqrt(2)), nn.ReLU())
+        self.dim = features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        batch_shape = obs.shape[:-3]
+        x = obs.reshape(-1, *obs.shape[-3:]).float() / 255.0
+        return self.head(self.net(x)).reshape(*batch_shape, self.dim)
+
+
+def is_image_space(space: gym.Space) -> bool:
+    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+
+
+class Policy(nn.Module):
+    """pi_theta(a|s): categorical for Discrete, independent categoricals for MultiDiscrete,
+    diagonal Gaussian for Box actions. `torso` (e.g. a NatureCNN shared with the value net)
+    replaces the default observation encoder."""
+
+    def __init__(self, obs_space: gym.Space, action_space: gym.Space, hidden_sizes: Sequence[int],
+                 torso: nn.Module | None = None):
+        super().__init__()
+        self.encoder = torso if torso is not None else ObsEncoder(obs_space)
+        self.kind = _action_kind(action_space)
+        self.discrete = self.kind != "box"
+        if self.kind == "discrete":
+            out = int(action_space.n)
+        elif self.kind == "multi_discrete":
+            self.nvec = [int(n) for n in action_space.nvec]
+            out = sum(self.nvec)
+        else:
+            out = int(np.prod(action_space.shape))
             self.log_std = nn.Parameter(torch.zeros(out))
+        self.net = mlp(self.encoder.dim, hidden_sizes, out, out_gain=0.01)
 
     def distribution(self, obs: torch.Tensor) -> Distribution:
         out = self.net(self.encoder(obs))
-        if self.discrete:
+        if self.kind == "discrete":
             return Categorical(logits=out)
+        if self.kind == "multi_discrete":
+            return MultiCategorical(out, self.nvec)
         return Normal(out, self.log_std.exp().expand_as(out))
 
     def log_prob(self, dist: Distribution, actions: torch.Tensor) -> torch.Tensor:
-        """log pi(a|s), summed over action dimensions for the Gaussian."""
-        if self.discrete:
+        """log pi(a|s), summed over action dimensions (Gaussian, MultiDiscrete)."""
+        if self.kind == "discrete":
+            return dist.log_prob(actions.long())
+        if self.kind == "multi_discrete":
             return dist.log_prob(actions.long())
         return dist.log_prob(actions).sum(-1)
 
     def entropy(self, dist: Distribution) -> torch.Tensor:
-        return dist.entropy() if self.discrete else dist.entropy().sum(-1)
+        return dist.entropy().sum(-1) if self.kind == "box" else dist.entropy()
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         dist = self.distribution(obs)
         if deterministic:
-            return dist.probs.argmax(-1) if self.discrete else dist.mean
+            if self.kind == "box":
+                return dist.mean
+            return dist.mode if self.kind == "multi_discrete" else dist.probs.argmax(-1)
         return dist.sample()
+
+
+def _action_kind(space: gym.Space) -> str:
+    if isinstance(space, gym.spaces.Discrete):
+        return "discrete"
+    if isinstance(space, gym.spaces.MultiDiscrete) and len(space.nvec.shape) == 1:
+        return "multi_discrete"
+    if isinstance(space, gym.spaces.Box):
+        return "box"
+    raise BellmaxError(f"action space {space} is not supported (Discrete, MultiDiscrete and Box are)")
+
+
+class MultiCategorical:
+    """Independent categoricals over the dimensions of a MultiDiscrete action; log-probs and
+    entropies add up."""
+
+    def __init__(self, logits: torch.Tensor, nvec: list[int]):
+        self.dists = [Categorical(logits=chunk) for chunk in logits.split(nvec, dim=-1)]
+
+    def sample(self) -> torch.Tensor:
+        return torch.stack([d.sample() for d in self.dists], dim=-1)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return torch.stack([d.probs.argmax(-1) for d in self.dists], dim=-1)
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        return sum(d.log_prob(a) for d, a in zip(self.dists, actions.unbind(-1)))
+
+    def entropy(self) -> torch.Tensor:
+        return sum(d.entropy() for d in self.dists)
 
 
 class ValueNet(nn.Module):
     """V_phi(s): a scalar per observation."""
 
-    def __init__(self, obs_space: gym.Space, hidden_sizes: Sequence[int]):
+    def __init__(self, obs_space: gym.Space, hidden_sizes: Sequence[int], torso: nn.Module | None = None):
         super().__init__()
-        self.encoder = ObsEncoder(obs_space)
+        self.encoder = torso if torso is not None else ObsEncoder(obs_space)
         self.net = mlp(self.encoder.dim, hidden_sizes, 1)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
