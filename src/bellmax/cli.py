@@ -22,6 +22,7 @@ commands:
   eval    evaluate a run:            bellmax eval RUN_DIR [--episodes K] [--json]
   plot    learning curves:           bellmax plot RUN_DIR... [-o FILE]
   envs    list environment ids:      bellmax envs [FILTER]
+  bench   side-by-side benchmarks:   bellmax bench --help
 
 `bellmax COMMAND --help` shows the options of a command."""
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bellmax {__version__}")
         return 0
     command, args = argv[0], argv[1:]
-    commands = {"solve": solve, "train": train, "eval": evaluate, "plot": plot, "envs": envs}
+    commands = {"solve": solve, "train": train, "eval": evaluate, "plot": plot, "envs": envs, "bench": bench}
     if command not in commands:
         import difflib
 
@@ -227,6 +228,14 @@ def envs(args: list[str]) -> int:
     if not ids:
         raise BellmaxError(f"no environment id contains {pattern!r}")
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+def bench(args: list[str]) -> int:
+    """bellmax bench ...: bellmax against Stable-Baselines3, side by side (needs the `bench` extra)."""
+    from bellmax.bench import main as bench_main
+
+    return bench_main(args)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Typed configuration: the shared `Config` fields, validation with clear errors, and presets.
 
 Every algorithm's Config subclasses `Config`, so the shared fields keep one name everywhere
-(`seed`, `total_steps`, `num_envs`, `learning_rate`, `gamma`, `gae_lambda`, `batch_size`,
-`checkpoint_every`) and the CLI flags are their kebab-case (`--learning-rate`). Validation runs
-before any work: a bad value raises `ConfigError` naming the field, the allowed range and the flag.
+(`seed`, `total_steps`, `num_envs`, `learning_rate`, `gamma`, `gae_lambda`, `checkpoint_every`;
+`batch_size`, the minibatch size, is declared by the algorithms that take minibatches) and the
+CLI flags are their kebab-case (`--learning-rate`). Validation runs before any work: a bad value
+raises `ConfigError` naming the field, the allowed range and the flag.
 
 Presets are plain JSON under `bellmax/presets/`, one file per algorithm, each entry with the env
 it was tuned for and its provenance (paper, rl-zoo3, or our own tuning and the benchmark behind it).
@@ -51,8 +52,6 @@ class Config:
     """Discount factor in R = sum_t gamma^t r_t."""
     gae_lambda: float = 0.95
     """lambda of GAE(gamma, lambda): 0 gives the TD residual, 1 the Monte Carlo advantage."""
-    batch_size: int = 256
-    """Minibatch size for gradient steps; at most the samples one update sees."""
     checkpoint_every: int = 25_000
     """Write a checkpoint every this many environment steps (0: only at the end of training)."""
     eval_episodes: int = 10
@@ -82,7 +81,6 @@ class Config:
         )
         require(0.0 < self.gamma <= 1.0, "gamma", self.gamma, "in (0, 1]")
         require(0.0 <= self.gae_lambda <= 1.0, "gae_lambda", self.gae_lambda, "in [0, 1]")
-        require(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
         require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, ">= 0")
         require(self.eval_episodes >= 0, "eval_episodes", self.eval_episodes, ">= 0")
         require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "at least 1")

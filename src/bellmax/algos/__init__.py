@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 # algorithm name -> (module, class, config class)
 ALGORITHMS: dict[str, tuple[str, str, str]] = {
     "vpg": ("bellmax.algos.vpg", "VPG", "VPGConfig"),
+    "a2c": ("bellmax.algos.a2c", "A2C", "A2CConfig"),
+    "ppo": ("bellmax.algos.ppo", "PPO", "PPOConfig"),
+    "trpo": ("bellmax.algos.trpo", "TRPO", "TRPOConfig"),
 }
 
 

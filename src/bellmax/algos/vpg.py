@@ -27,13 +27,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import gymnasium as gym
 import torch
 
 from bellmax.config import Config, require
 from bellmax.core.algorithm import Algorithm
 from bellmax.core.buffers import (
-    RolloutBuffer,
     discounted_returns,
     explained_variance,
     gae,
@@ -77,6 +75,7 @@ class VPGConfig(Config):
         require(self.value_epochs >= 0, "value_epochs", self.value_epochs, ">= 0")
         require(self.entropy_coef >= 0, "entropy_coef", self.entropy_coef, ">= 0")
         batch = self.n_steps * self.num_envs
+        require(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
         require(self.batch_size <= batch, "batch_size", self.batch_size,
                 f"at most the rollout n_steps x num_envs = {batch}")
 
@@ -95,12 +94,7 @@ class VPG(Algorithm):
         self.policy_optimizer = Adam(self.policy.parameters(), lr=cfg.learning_rate)
         critics = list(self.value.parameters()) + (list(self.q_value.parameters()) if self.q_value else [])
         self.value_optimizer = Adam(critics, lr=cfg.value_learning_rate)
-        discrete = isinstance(action_space, gym.spaces.Discrete)
-        self.buffer = RolloutBuffer(
-            cfg.n_steps, env.num_envs, obs_space.shape, () if discrete else action_space.shape,
-            obs_dtype=torch.long if isinstance(obs_space, gym.spaces.Discrete) else torch.float32,
-            action_dtype=torch.long if discrete else torch.float32,
-        )
+        self.buffer = self.make_rollout_buffer(cfg.n_steps)
 
     @property
     def uses_q(self) -> bool:

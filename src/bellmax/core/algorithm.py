@@ -23,10 +23,11 @@ from torch import nn
 
 from bellmax.config import Config
 from bellmax.core.buffers import EpisodeTracker, RolloutBuffer
+from bellmax.core.nets import NatureCNN, Policy, ValueNet, is_image_space
 from bellmax.core.normalize import ObsNormalizer, RewardNormalizer
 from bellmax.core.optim import Adam
 from bellmax.core.run import CHECKPOINT_FILE, Run, load_checkpoint, save_checkpoint
-from bellmax.envs.make import env_state, make_env, make_vec_env, restore_env
+from bellmax.envs.make import env_state, make_vec_env, restore_env
 from bellmax.errors import BellmaxError
 
 
@@ -88,6 +89,7 @@ class Algorithm:
         self.global_step = 0
         self.iteration = 0
         self.last_eval: np.ndarray | None = None
+        self.rollout_seconds = 0.0
         self.build()
 
     # -- what a subclass provides -------------------------------------------------------------
@@ -104,15 +106,46 @@ class Algorithm:
     def optimizers(self) -> dict[str, Adam]:
         raise NotImplementedError
 
+    # -- shared building blocks ---------------------------------------------------------------
+    def make_policy_and_value(self, hidden_sizes: tuple[int, ...]) -> tuple[Policy, ValueNet]:
+        """pi_theta and V_phi: separate MLPs, or one Nature CNN torso shared by both heads for
+        image observations (Atari)."""
+        obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
+        if is_image_space(obs_space):
+            torso = NatureCNN(obs_space)
+            return Policy(obs_space, action_space, (), torso=torso), ValueNet(obs_space, (), torso=torso)
+        return Policy(obs_space, action_space, hidden_sizes), ValueNet(obs_space, hidden_sizes)
+
+    def make_rollout_buffer(self, n_steps: int) -> RolloutBuffer:
+        obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
+        discrete_actions = isinstance(action_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete))
+        if isinstance(obs_space, gym.spaces.Discrete):
+            obs_dtype = torch.long
+        elif is_image_space(obs_space):
+            obs_dtype = torch.uint8
+        else:
+            obs_dtype = torch.float32
+        return RolloutBuffer(n_steps, self.env.num_envs, obs_space.shape, action_space.shape,
+                             obs_dtype=obs_dtype, action_dtype=torch.long if discrete_actions else torch.float32)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters of all modules, each once (a shared torso appears in two modules)."""
+        seen: dict[int, nn.Parameter] = {}
+        for module in self.modules().values():
+            for p in module.parameters():
+                seen.setdefault(id(p), p)
+        return list(seen.values())
+
     # -- checks -------------------------------------------------------------------------------
     def _check_action_space(self, space: gym.Space) -> None:
-        discrete = isinstance(space, gym.spaces.Discrete)
+        discrete = not isinstance(space, gym.spaces.Box)
         if discrete and not self.supports_discrete:
             raise BellmaxError(f"{self.name} needs continuous (Box) actions, but {self.config.env} has {space}")
         if not discrete and not self.supports_continuous:
             raise BellmaxError(f"{self.name} needs discrete actions, but {self.config.env} has {space}")
-        if not isinstance(space, (gym.spaces.Discrete, gym.spaces.Box)):
-            raise BellmaxError(f"{self.name} supports Discrete and Box actions; {self.config.env} has {space}")
+        if not isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.Box)):
+            raise BellmaxError(f"{self.name} supports Discrete, MultiDiscrete and Box actions; "
+                               f"{self.config.env} has {space}")
 
     # -- acting -------------------------------------------------------------------------------
     def env_actions(self, actions: torch.Tensor) -> np.ndarray:
@@ -142,6 +175,7 @@ class Algorithm:
         The buffer gets what learning uses (normalized observations and rewards when enabled);
         the episode tracker gets the raw rewards.
         """
+        start = time.perf_counter()
         buffer.length = n_steps
         for t in range(n_steps):
             obs_t = torch.as_tensor(self.normalize_obs(self.obs, update=True))
@@ -167,6 +201,7 @@ class Algorithm:
         with torch.no_grad():
             buffer.last_value = value_fn(torch.as_tensor(self.normalize_obs(self.obs)))
         self.global_step += n_steps * self.env.num_envs
+        self.rollout_seconds = time.perf_counter() - start
 
     # -- the outer loop -----------------------------------------------------------------------
     def learn(self, total_steps: int | None = None, run: Run | None = None,
@@ -189,6 +224,7 @@ class Algorithm:
                 metrics = self.train_iteration(total - self.global_step)
                 self.iteration += 1
                 metrics["time/iteration_seconds"] = time.perf_counter() - t0
+                metrics["time/rollout_seconds"] = self.rollout_seconds
                 sps = (self.global_step - start_step) / max(time.perf_counter() - start, 1e-9)
                 metrics["time/sps"] = sps
                 metrics["rollout/ep_return"] = self.tracker.mean_return()
@@ -218,34 +254,33 @@ class Algorithm:
         return self
 
     def _evaluate_and_record(self) -> dict[str, float]:
+        start = time.perf_counter()
         returns = self.evaluate(self.config.eval_episodes)
         self.last_eval = returns
         return {"eval/return": float(returns.mean()), "eval/return_std": float(returns.std()),
-                "eval/episodes": len(returns)}
+                "eval/episodes": len(returns), "time/eval_seconds": time.perf_counter() - start}
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, episodes: int = 10, seed: int | None = None) -> np.ndarray:
-        """Returns of `episodes` episodes of the deterministic policy on a fresh env.
+        """Raw returns of `episodes` episodes of the deterministic policy, run side by side in a
+        fresh vector env (one episode per copy, seeded from seed + 10**6 by default).
 
-        Uses its own env and seeds (seed + 10**6 + i by default), and never the training RNGs,
-        so evaluating does not change what training does next.
+        Uses its own env and never the training RNGs or normalizer updates, so evaluating does not
+        change what training does next.
         """
         base = self.config.seed + 10**6 if seed is None else seed
-        env = make_env(self.config.env)
-        returns = []
+        env = make_vec_env(self.config.env, episodes, seed=base)
+        obs = env.initial_obs
+        returns = np.zeros(episodes)
+        running = np.ones(episodes, dtype=bool)
         try:
-            for i in range(episodes):
-                obs, _ = env.reset(seed=base + i)
-                total, done = 0.0, False
-                while not done:
-                    action = self.predict(np.asarray(obs)[None])[0]
-                    obs, reward, terminated, truncated, _ = env.step(action)
-                    total += float(reward)
-                    done = terminated or truncated
-                returns.append(total)
+            while running.any():
+                obs, rewards, terminated, truncated, _ = env.step(self.predict(obs))
+                returns += np.where(running, rewards, 0.0)
+                running &= ~(terminated | truncated)
         finally:
             env.close()
-        return np.asarray(returns)
+        return returns
 
     def params_sha256(self) -> str:
         return params_sha256(self.policy)

@@ -146,3 +146,21 @@ class RolloutBuffer:
         cut = self.view("terminated") | self.view("truncated") | ~self.view("valid")
         cut[-1] = True
         return cut
+
+
+def advantages_and_returns(buffer: RolloutBuffer, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE(gamma, lambda) advantages of a filled buffer and the value targets R_t = A_t + V(s_t)."""
+    values = buffer.view("values")
+    advantages = gae(buffer.view("rewards"), values, buffer.next_values(), buffer.view("terminated"),
+                     buffer.cut(), gamma, lam)
+    return advantages, advantages + values
+
+
+def valid_samples(buffer: RolloutBuffer, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The buffer's real transitions (NEXT_STEP filler steps dropped), flattened over time and
+    envs: obs, actions, log_probs, values and any (T, N) `extra` arrays such as advantages."""
+    valid = buffer.view("valid")
+    names = ("obs", "actions", "log_probs", "values")
+    samples = {name: buffer.view(name)[valid] for name in names}
+    samples.update({name: array[valid] for name, array in extra.items()})
+    return samples

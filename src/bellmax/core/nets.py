@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
-from torch.distributions import Categorical, Distribution, Normal
+from torch.distributions import Categorical, Distribution, Normal, kl_divergence
 
 from bellmax.errors import BellmaxError
 
@@ -134,6 +134,13 @@ class Policy(nn.Module):
 
     def entropy(self, dist: Distribution) -> torch.Tensor:
         return dist.entropy().sum(-1) if self.kind == "box" else dist.entropy()
+
+    def kl(self, old: Distribution, new: Distribution) -> torch.Tensor:
+        """KL(old || new) per state, summed over action dimensions."""
+        if self.kind == "multi_discrete":
+            return sum(kl_divergence(p, q) for p, q in zip(old.dists, new.dists))
+        kl = kl_divergence(old, new)
+        return kl.sum(-1) if self.kind == "box" else kl
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:

@@ -1,0 +1,106 @@
+"""Advantage actor-critic (synchronous A2C, Mnih et al. 2016 without the asynchrony).
+
+The actor is the policy gradient with the advantage as its weight (the lecture's option 5),
+the critic V_phi estimates it: every iteration collects n_steps x num_envs transitions and takes
+ONE gradient step on
+
+    L = -E_t[log pi_theta(a_t|s_t) A_t] + c_v E_t[(V_phi(s_t) - R_t)^2] / 2 - c_e E_t[H[pi_theta(.|s_t)]]
+
+with A_t from GAE(gamma, lambda); lambda = 1 gives the classic n-step return
+R_t = r_t + gamma r_{t+1} + ... + gamma^(n-1) r_{t+n-1} + gamma^n V(s_{t+n}) minus V(s_t).
+Short rollouts and one step per batch make it the on-policy method with the least compute per
+sample; PPO reuses each batch for several epochs instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bellmax.config import Config, require
+from bellmax.core.algorithm import Algorithm
+from bellmax.core.buffers import advantages_and_returns, explained_variance, valid_samples
+from bellmax.core.optim import Adam, clip_grad_norm
+
+
+@dataclass
+class A2CConfig(Config):
+    """A2C; defaults follow Stable-Baselines3's (5-step rollouts, lambda = 1), with Adam."""
+
+    learning_rate: float = 7e-4
+    num_envs: int = 16
+    n_steps: int = 5
+    """Vector steps per update; one batch holds n_steps x num_envs transitions."""
+    gae_lambda: float = 1.0
+    ent_coef: float = 0.0
+    """c_e, weight of the entropy bonus."""
+    vf_coef: float = 0.5
+    """c_v, weight of the value loss."""
+    max_grad_norm: float = 0.5
+    """Clip the global gradient norm to this."""
+    normalize_advantages: bool = False
+    """Standardize advantages within each batch."""
+    anneal_lr: bool = False
+    """Decay the learning rate linearly to 0 over total_steps."""
+    adam_eps: float = 1e-5
+    """Adam's epsilon."""
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.n_steps >= 1, "n_steps", self.n_steps, "at least 1")
+        require(self.ent_coef >= 0, "ent_coef", self.ent_coef, ">= 0")
+        require(self.vf_coef >= 0, "vf_coef", self.vf_coef, ">= 0")
+        require(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "positive")
+
+
+def a2c_loss(log_prob: torch.Tensor, advantages: torch.Tensor, values: torch.Tensor, returns: torch.Tensor,
+             entropy: torch.Tensor, vf_coef: float, ent_coef: float) -> dict[str, torch.Tensor]:
+    """The actor-critic loss (to minimize) and its named terms."""
+    loss_policy = -(log_prob * advantages).mean()  # -E[log pi(a|s) A]
+    loss_value = 0.5 * ((values - returns) ** 2).mean()
+    loss_entropy = -entropy.mean()
+    return {"loss": loss_policy + vf_coef * loss_value + ent_coef * loss_entropy, "loss_policy": loss_policy,
+            "loss_value": loss_value, "loss_entropy": loss_entropy}
+
+
+class A2C(Algorithm):
+    name = "a2c"
+    config_class = A2CConfig
+    config: A2CConfig
+
+    def build(self) -> None:
+        cfg = self.config
+        self.policy, self.value = self.make_policy_and_value(cfg.hidden_sizes)
+        self.buffer = self.make_rollout_buffer(cfg.n_steps)
+        self.optimizer = Adam(self.trainable_parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"policy": self.policy, "value": self.value}
+
+    def optimizers(self) -> dict[str, Adam]:
+        return {"optimizer": self.optimizer}
+
+    def train_iteration(self, max_steps: int) -> dict[str, float]:
+        cfg = self.config
+        if cfg.anneal_lr:
+            self.optimizer.param_groups[0]["lr"] = cfg.learning_rate * max(0.0, 1 - self.global_step / cfg.total_steps)
+        n_steps = min(cfg.n_steps, -(-max_steps // self.env.num_envs))
+        self.collect_rollout(self.buffer, n_steps, self.value)
+        advantages, returns = advantages_and_returns(self.buffer, cfg.gamma, cfg.gae_lambda)
+        batch = valid_samples(self.buffer, advantages=advantages, returns=returns)
+        advantages = batch["advantages"]
+        if cfg.normalize_advantages and advantages.numel() > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+        dist = self.policy.distribution(batch["obs"])
+        terms = a2c_loss(self.policy.log_prob(dist, batch["actions"]), advantages, self.value(batch["obs"]),
+                         batch["returns"], self.policy.entropy(dist), cfg.vf_coef, cfg.ent_coef)
+        self.optimizer.zero_grad()
+        terms["loss"].backward()
+        grad_norm = clip_grad_norm(self.trainable_parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        metrics = {f"losses/{k}": v.item() for k, v in terms.items() if k != "loss"}
+        metrics["losses/grad_norm"] = grad_norm
+        metrics["losses/explained_variance"] = explained_variance(batch["values"], batch["returns"])
+        return metrics
