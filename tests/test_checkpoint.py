@@ -118,3 +118,23 @@ def test_checkpoint_holds_every_rng_state_and_the_environment(tmp_path):
     assert set(state["rng"]) == {"python", "numpy", "torch"}
     assert state["env"] is not None and state["global_step"] == 200
     assert set(state["optimizers"]) == {"policy", "value"}
+
+
+@pytest.mark.parametrize("algo_name", ["ppo", "a2c", "trpo"])
+def test_on_policy_resume_is_bit_for_bit_with_normalizers_and_annealing(tmp_path, algo_name):
+    from bellmax.algos import get_algorithm
+
+    algo = get_algorithm(algo_name)
+    extra = {"batch_size": 64} if algo_name != "a2c" else {}
+    if algo_name in ("ppo", "a2c"):
+        extra["anneal_lr"] = True
+    config = algo.config_class(env="Pendulum-v1", seed=5, num_envs=2, n_steps=64, hidden_sizes=(16,),
+                               total_steps=768, normalize_obs=True, normalize_reward=True, eval_episodes=0, **extra)
+    straight = algo(config).learn()
+    first = algo(config).learn(256)
+    first.save(tmp_path / CHECKPOINT_FILE)
+    resumed = Algorithm.load(tmp_path / CHECKPOINT_FILE).learn()
+    assert resumed.global_step == straight.global_step == 768
+    a, b = all_tensors(straight), all_tensors(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (straight.obs_normalizer.stats.mean == resumed.obs_normalizer.stats.mean).all()

@@ -40,14 +40,21 @@ def test_config_round_trips_through_json():
     assert VPGConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
-def test_every_preset_names_its_env_and_provenance_and_is_valid():
-    data = json.loads(resources.files("bellmax.presets").joinpath("vpg.json").read_text())
+@pytest.mark.parametrize("algo", ["vpg", "a2c", "ppo", "trpo"])
+def test_every_preset_names_its_env_and_provenance_and_is_valid(algo):
+    config_class = get_algorithm(algo).config_class
+    data = json.loads(resources.files("bellmax.presets").joinpath(f"{algo}.json").read_text())
+    assert data, f"{algo} has no presets"
     for name, entry in data.items():
         assert entry["env"] in gym.registry and entry["source"]
-        config = config_with_preset(VPGConfig, "vpg", entry["env"], name)
+        config = config_with_preset(config_class, algo, entry["env"], name)
         config.validate()
         assert config.env == entry["env"]
+
+
+def test_preset_lookup_by_env():
     assert find_preset("vpg", "CartPole-v1", None)[0] == "cartpole"
+    assert find_preset("ppo", "HalfCheetah-v5", None)[0] == "halfcheetah"
     assert find_preset("vpg", "Acrobot-v1", None) is None
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
+from torch.nn.utils import parameters_to_vector
 
 from bellmax.config import Config, require
 from bellmax.core.algorithm import Algorithm
@@ -86,6 +86,17 @@ def conjugate_gradient(matrix_vector: Callable[[torch.Tensor], torch.Tensor], b:
     return x
 
 
+@torch.no_grad()
+def set_flat_params(params: list[torch.nn.Parameter], flat: torch.Tensor) -> None:
+    """Copy a flat vector into the parameters in place (torch's vector_to_parameters rebinds
+    .data to views of one vector, which changes memory alignment and so, via BLAS, the last bits
+    of later results: a resumed run would then drift from an uninterrupted one)."""
+    offset = 0
+    for p in params:
+        p.copy_(flat[offset: offset + p.numel()].view_as(p))
+        offset += p.numel()
+
+
 class TRPO(Algorithm):
     name = "trpo"
     config_class = TRPOConfig
@@ -148,14 +159,14 @@ class TRPO(Algorithm):
         accepted, kl, improvement = False, 0.0, 0.0
         with torch.no_grad():
             for j in range(cfg.line_search_steps):
-                vector_to_parameters(old_params + cfg.line_search_shrink**j * full_step, params)
+                set_flat_params(params, old_params + cfg.line_search_shrink**j * full_step)
                 kl = mean_kl().item()
                 improvement = (surrogate() - loss_before).item()
                 if kl <= cfg.max_kl and improvement > 0:
                     accepted = True
                     break
             if not accepted:
-                vector_to_parameters(old_params, params)
+                set_flat_params(params, old_params)
                 kl, improvement = 0.0, 0.0
         return {"losses/kl": kl, "losses/surrogate_improvement": improvement, "losses/step_accepted": float(accepted),
                 "losses/line_search_tries": j + 1, "losses/loss_policy": -loss_before.item()}

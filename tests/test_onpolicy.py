@@ -1,0 +1,223 @@
+"""A2C, PPO-Clip and TRPO: the losses are the lecture's equations, terminal and truncated
+transitions are bootstrapped differently under Gymnasium's autoreset, and each agent learns."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from bellmax.algos import A2C, PPO, TRPO, A2CConfig, PPOConfig, TRPOConfig
+from bellmax.algos.a2c import a2c_loss
+from bellmax.algos.ppo import ppo_loss
+from bellmax.algos.trpo import conjugate_gradient
+from bellmax.config import config_with_preset
+from bellmax.core.buffers import advantages_and_returns
+
+EPS = 0.2
+
+
+def clip_gradient(ratio: float, advantage: float) -> float:
+    """d L_clip / d ratio for one sample (L_clip is maximized; ppo_loss returns -L_clip)."""
+    old_log_prob = torch.zeros(1)
+    new_log_prob = torch.tensor([np.log(ratio)], requires_grad=True)
+    zeros = torch.zeros(1)
+    terms = ppo_loss(new_log_prob, old_log_prob, torch.tensor([advantage]), zeros, zeros, zeros, zeros,
+                     clip_range=EPS, clip_range_vf=None, vf_coef=0.0, ent_coef=0.0)
+    (-terms["loss_policy"]).backward()
+    return new_log_prob.grad.item() / ratio  # chain rule: dL/dlogr = dL/dr * r
+
+
+def test_clip_stops_gradient_when_ratio_above_one_plus_eps_and_advantage_positive():
+    assert clip_gradient(1.5, advantage=2.0) == 0.0
+
+
+def test_clip_keeps_gradient_when_ratio_below_one_minus_eps_and_advantage_positive():
+    # min(r A, clip(r) A) = r A here: the objective still pulls the ratio back up
+    assert clip_gradient(0.5, advantage=2.0) == pytest.approx(2.0)
+
+
+def test_clip_stops_gradient_when_ratio_below_one_minus_eps_and_advantage_negative():
+    assert clip_gradient(0.5, advantage=-2.0) == 0.0
+
+
+def test_clip_keeps_gradient_when_ratio_above_one_plus_eps_and_advantage_negative():
+    assert clip_gradient(1.5, advantage=-2.0) == pytest.approx(-2.0)
+
+
+@pytest.mark.parametrize("advantage", [2.0, -2.0])
+def test_inside_the_clip_range_the_gradient_is_the_advantage(advantage):
+    assert clip_gradient(1.1, advantage) == pytest.approx(advantage)
+
+
+def test_ppo_loss_terms_match_hand_computation():
+    new_lp, old_lp = torch.log(torch.tensor([1.5, 0.9])), torch.zeros(2)
+    adv = torch.tensor([1.0, -1.0])
+    values, returns = torch.tensor([1.0, 2.0]), torch.tensor([2.0, 2.0])
+    terms = ppo_loss(new_lp, old_lp, adv, values, values, returns, torch.tensor([0.5, 0.7]),
+                     clip_range=EPS, clip_range_vf=None, vf_coef=0.5, ent_coef=0.01)
+    # sample 1: min(1.5, 1.2) = 1.2; sample 2: min(-0.9, -0.9) = -0.9
+    assert terms["loss_policy"].item() == pytest.approx(-(1.2 - 0.9) / 2)
+    assert terms["loss_value"].item() == pytest.approx(0.5 * (1.0 + 0.0) / 2)
+    assert terms["loss_entropy"].item() == pytest.approx(-0.6)
+    assert terms["clip_fraction"].item() == pytest.approx(0.5)
+    expected_kl = ((1.5 - 1) - np.log(1.5) + (0.9 - 1) - np.log(0.9)) / 2
+    assert terms["approx_kl"].item() == pytest.approx(expected_kl, rel=1e-5)
+
+
+def test_value_clipping_takes_the_larger_error():
+    new_v, old_v, ret = torch.tensor([3.0]), torch.tensor([1.0]), torch.tensor([3.0])
+    zero = torch.zeros(1)
+    clipped = ppo_loss(zero, zero, zero, new_v, old_v, ret, zero, EPS, clip_range_vf=0.5, vf_coef=1, ent_coef=0)
+    # unclipped error 0, clipped prediction 1.5 -> error 1.5^2
+    assert clipped["loss_value"].item() == pytest.approx(0.5 * 1.5**2)
+
+
+def test_a2c_loss_is_policy_gradient_with_advantage_weights():
+    log_prob = torch.tensor([-0.5, -1.0], requires_grad=True)
+    adv = torch.tensor([2.0, -1.0])
+    terms = a2c_loss(log_prob, adv, torch.zeros(2), torch.ones(2), torch.zeros(2), vf_coef=0.5, ent_coef=0.0)
+    terms["loss"].backward()
+    assert log_prob.grad.tolist() == pytest.approx([-1.0, 0.5])  # -A / N
+    assert terms["loss_value"].item() == pytest.approx(0.5)
+
+
+def test_conjugate_gradient_solves_a_positive_definite_system():
+    torch.manual_seed(0)
+    m = torch.randn(6, 6)
+    a = m @ m.T + 6 * torch.eye(6)
+    b = torch.randn(6)
+    x = conjugate_gradient(lambda v: a @ v, b, iterations=20)
+    assert torch.allclose(a @ x, b, atol=1e-4)
+
+
+def test_trpo_accepted_step_stays_inside_the_trust_region_and_improves_the_surrogate():
+    agent = TRPO(TRPOConfig(seed=0, num_envs=4, n_steps=128, batch_size=128, max_kl=0.01, hidden_sizes=(32,)))
+    before = [p.detach().clone() for p in agent.policy.parameters()]
+    metrics = agent.train_iteration(10**9)
+    assert metrics["losses/step_accepted"] == 1.0
+    assert 0 < metrics["losses/kl"] <= 0.01
+    assert metrics["losses/surrogate_improvement"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, agent.policy.parameters()))
+
+
+# ------------------------------------------------------------------ termination vs truncation
+
+
+class Corridor(gym.Env):
+    """Reward 1 per step; terminates after 3 steps when `terminate`, else runs until a time limit."""
+
+    observation_space = gym.spaces.Box(0.0, 10.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, terminate: bool):
+        self.terminate = terminate
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([float(self.t)], np.float32), 1.0, self.terminate and self.t >= 3, False, {}
+
+
+gym.register("bellmax-test/Corridor-v0", entry_point=Corridor, max_episode_steps=3)
+
+
+@pytest.mark.parametrize("terminate", [True, False])
+def test_terminal_transitions_do_not_bootstrap_but_time_limit_truncations_do(terminate):
+    from bellmax.envs.make import make_vec_env
+
+    # terminating corridors get a longer time limit, so the two flags never coincide
+    env = make_vec_env("bellmax-test/Corridor-v0", 1, seed=0, terminate=terminate,
+                       max_episode_steps=4 if terminate else 3)
+    agent = PPO(PPOConfig(env="bellmax-test/Corridor-v0", num_envs=1, n_steps=8, batch_size=8, gamma=0.5,
+                          gae_lambda=1.0, hidden_sizes=(8,)), env=env)
+    torch.nn.init.zeros_(agent.value.net[-1].weight)
+    torch.nn.init.constant_(agent.value.net[-1].bias, 10.0)  # V(s) = 10 everywhere
+    agent.collect_rollout(agent.buffer, 8, agent.value)
+    b = agent.buffer
+    _, returns = advantages_and_returns(b, 0.5, 1.0)
+    # steps 0,1,2 are the episode, step 3 the autoreset filler, steps 4,5,6 the next episode
+    assert b.valid[:, 0].tolist() == [True, True, True, False, True, True, True, False]
+    assert b.terminated[2, 0].item() == terminate and b.truncated[2, 0].item() == (not terminate)
+    tail = 0.0 if terminate else 10.0  # V(final obs) only after a time limit
+    assert returns[2, 0].item() == pytest.approx(1 + 0.5 * tail)
+    assert returns[0, 0].item() == pytest.approx(1 + 0.5 * (1 + 0.5 * (1 + 0.5 * tail)))
+    assert agent.tracker.recent_returns[0] == 3.0
+
+
+# ------------------------------------------------------------------ wiring
+
+
+class PickTwo(gym.Env):
+    """MultiDiscrete([2, 3]) actions; reward 1 exactly for the action (1, 2)."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.MultiDiscrete([2, 3])
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(1, np.float32), float(action[0] == 1 and action[1] == 2), True, False, {}
+
+
+gym.register("bellmax-test/PickTwo-v0", entry_point=PickTwo)
+
+
+def test_ppo_learns_a_multi_discrete_action():
+    agent = PPO(PPOConfig(env="bellmax-test/PickTwo-v0", num_envs=4, n_steps=32, batch_size=32, n_epochs=4,
+                          learning_rate=3e-3, hidden_sizes=(16,), seed=0, eval_episodes=0))
+    agent.learn(3000)
+    assert agent.predict(np.zeros((1, 1), np.float32)).tolist() == [[1, 2]]
+
+
+@pytest.mark.parametrize("algo", [A2C, PPO, TRPO])
+def test_one_iteration_updates_every_trainable_parameter(algo):
+    agent = algo(algo.config_class(seed=1, num_envs=2, n_steps=32, hidden_sizes=(16,),
+                                   **({"batch_size": 32} if algo is not A2C else {})))
+    before = {name: p.detach().clone() for name, p in
+              ((f"{m}.{n}", p) for m, mod in agent.modules().items() for n, p in mod.named_parameters())}
+    agent.train_iteration(10**9)
+    after = dict((f"{m}.{n}", p) for m, mod in agent.modules().items() for n, p in mod.named_parameters())
+    assert [k for k in before if torch.equal(before[k], after[k])] == []
+
+
+def test_reported_returns_stay_raw_under_reward_and_observation_normalization():
+    agent = PPO(PPOConfig(seed=0, num_envs=4, n_steps=64, batch_size=64, normalize_obs=True,
+                          normalize_reward=True, hidden_sizes=(16,)))
+    agent.learn(2048)
+    returns = list(agent.tracker.recent_returns)
+    assert returns and all(r == int(r) and r >= 8 for r in returns)  # CartPole pays exactly 1 per step
+    assert np.abs(agent.obs_normalizer.stats.mean).max() > 0
+    assert agent.buffer.rewards.abs().max() < 1.0  # what learning saw was scaled
+
+
+def test_total_steps_is_exact_and_annealing_reaches_zero():
+    agent = PPO(PPOConfig(seed=0, num_envs=4, n_steps=64, batch_size=64, hidden_sizes=(16,), total_steps=1000,
+                          anneal_lr=True))
+    agent.learn()
+    assert agent.global_step == 1000
+    assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(3e-4 * (1 - 768 / 1000))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", [PPO, A2C])
+def test_solves_cartpole_v1_with_its_preset(algo):
+    config = config_with_preset(algo.config_class, algo.name, "CartPole-v1", None).replace(seed=0)
+    agent = algo(config).learn()
+    assert agent.last_eval is not None and agent.last_eval.mean() >= 475, agent.last_eval
+    assert agent.global_step < config.total_steps  # stopped early, once solved
+
+
+@pytest.mark.slow
+def test_trpo_clearly_improves_pendulum():
+    config = config_with_preset(TRPOConfig, "trpo", "Pendulum-v1", None).replace(seed=0, total_steps=40_000)
+    agent = TRPO(config)
+    before = agent.evaluate(10).mean()
+    agent.learn()
+    after = agent.evaluate(10).mean()
+    assert before < -900 and after > -600, (before, after)
