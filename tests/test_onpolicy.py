@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from bellmax.algos import A2C, PPO, TRPO, A2CConfig, PPOConfig, TRPOConfig
+from bellmax.algos import A2C, PPO, TRPO, PPOConfig, TRPOConfig
 from bellmax.algos.a2c import a2c_loss
 from bellmax.algos.ppo import ppo_loss
 from bellmax.algos.trpo import conjugate_gradient
