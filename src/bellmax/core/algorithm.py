@@ -177,29 +177,31 @@ class Algorithm:
         """
         start = time.perf_counter()
         buffer.length = n_steps
+        store = buffer.numpy()  # NumPy views of the buffer's tensors: cheap per-step writes
         for t in range(n_steps):
-            obs_t = torch.as_tensor(self.normalize_obs(self.obs, update=True))
-            with torch.no_grad():
+            obs = self.normalize_obs(self.obs, update=True)
+            obs_t = torch.as_tensor(obs)
+            with torch.inference_mode():
                 dist = self.policy.distribution(obs_t)
                 actions = dist.sample()
-                buffer.log_probs[t] = self.policy.log_prob(dist, actions)
-                buffer.values[t] = value_fn(obs_t)
+                store["log_probs"][t] = self.policy.log_prob(dist, actions).numpy()
+                store["values"][t] = value_fn(obs_t).numpy()
             next_obs, rewards, terminated, truncated, _ = self.env.step(self.env_actions(actions))
             valid = ~self.prev_done
             done = terminated | truncated
             raw_rewards = np.asarray(rewards, dtype=np.float64)
             learn_rewards = raw_rewards if self.reward_normalizer is None else self.reward_normalizer(raw_rewards, done)
-            buffer.obs[t] = obs_t
-            buffer.actions[t] = actions.to(buffer.actions.dtype).reshape(buffer.actions[t].shape)
-            buffer.rewards[t] = torch.as_tensor(learn_rewards, dtype=torch.float32)
-            buffer.terminated[t] = torch.as_tensor(terminated)
-            buffer.truncated[t] = torch.as_tensor(truncated)
-            buffer.valid[t] = torch.as_tensor(valid)
+            store["obs"][t] = obs
+            store["actions"][t] = actions.numpy().reshape(store["actions"][t].shape)
+            store["rewards"][t] = learn_rewards
+            store["terminated"][t] = terminated
+            store["truncated"][t] = truncated
+            store["valid"][t] = valid
             self.tracker.update(raw_rewards, done, valid)
             self.prev_done = done
             self.obs = next_obs
-        with torch.no_grad():
-            buffer.last_value = value_fn(torch.as_tensor(self.normalize_obs(self.obs)))
+        with torch.inference_mode():
+            buffer.last_value = value_fn(torch.as_tensor(self.normalize_obs(self.obs))).clone()
         self.global_step += n_steps * self.env.num_envs
         self.rollout_seconds = time.perf_counter() - start
 

@@ -134,6 +134,11 @@ class RolloutBuffer:
         self.last_value = torch.zeros(num_envs)
         self.length = n_steps  # steps filled in this rollout (the last rollout of a run may be shorter)
 
+    def numpy(self) -> dict[str, np.ndarray]:
+        """NumPy arrays sharing memory with the stored tensors (for fast writes while collecting)."""
+        names = ("obs", "actions", "log_probs", "rewards", "values", "terminated", "truncated", "valid")
+        return {name: getattr(self, name).numpy() for name in names}
+
     def view(self, name: str) -> torch.Tensor:
         return getattr(self, name)[: self.length]
 

@@ -119,10 +119,10 @@ class Policy(nn.Module):
     def distribution(self, obs: torch.Tensor) -> Distribution:
         out = self.net(self.encoder(obs))
         if self.kind == "discrete":
-            return Categorical(logits=out)
+            return Categorical(logits=out, validate_args=False)
         if self.kind == "multi_discrete":
             return MultiCategorical(out, self.nvec)
-        return Normal(out, self.log_std.exp().expand_as(out))
+        return Normal(out, self.log_std.exp().expand_as(out), validate_args=False)
 
     def log_prob(self, dist: Distribution, actions: torch.Tensor) -> torch.Tensor:
         """log pi(a|s), summed over action dimensions (Gaussian, MultiDiscrete)."""
@@ -167,7 +167,7 @@ class MultiCategorical:
     entropies add up."""
 
     def __init__(self, logits: torch.Tensor, nvec: list[int]):
-        self.dists = [Categorical(logits=chunk) for chunk in logits.split(nvec, dim=-1)]
+        self.dists = [Categorical(logits=chunk, validate_args=False) for chunk in logits.split(nvec, dim=-1)]
 
     def sample(self) -> torch.Tensor:
         return torch.stack([d.sample() for d in self.dists], dim=-1)
