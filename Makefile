@@ -16,11 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: install
-	@set -e; run=runs/demo-vpg-CartPole-v1-$$(date +%Y%m%d-%H%M%S); \
+	@set -e; run=runs/demo-ppo-CartPole-v1-$$(date +%Y%m%d-%H%M%S); \
 	echo "== 1. Exact dynamic programming: value iteration on the lecture's 4x3 gridworld"; \
 	$(BIN)/bellmax solve gridworld --method value-iteration --gamma 0.9 --noise 0.2; \
-	echo; echo "== 2. Vanilla policy gradient (GAE weighting) on CartPole-v1"; \
-	$(BIN)/bellmax train vpg --env CartPole-v1 --seed 1 --run-dir $$run; \
+	echo; echo "== 2. PPO on CartPole-v1 until the deterministic policy scores 500 (the maximum)"; \
+	$(BIN)/bellmax train ppo --env CartPole-v1 --seed 1 --stop-at-return 500 --run-dir $$run; \
 	echo; echo "== 3. Deterministic evaluation of the trained policy"; \
 	$(BIN)/bellmax eval $$run --episodes 20; \
 	echo; echo "== 4. Learning curve"; \

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from bellmax.errors import BellmaxError
 
+STARTED = time.perf_counter()  # for the "took N s" line: counts imports, training and evaluation
+
 USAGE = """usage: bellmax COMMAND [ARGS...]
 
 commands:
@@ -149,12 +151,15 @@ def train(args: list[str]) -> int:
               f"for {config.total_steps:,} steps -> {run_dir}", file=sys.stderr)
 
     agent.learn(config.total_steps, run=run)
+    seconds = time.perf_counter() - STARTED
     if agent.last_eval is not None:
         returns = agent.last_eval
+        solved = (" (reached --stop-at-return)" if config.stop_at_return is not None
+                  and returns.mean() >= config.stop_at_return else "")
         print(f"eval/return {returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes "
-              f"(deterministic policy) after {agent.global_step:,} steps; run dir: {run_dir}")
+              f"(deterministic policy) after {agent.global_step:,} steps{solved}, {seconds:.1f} s; run dir: {run_dir}")
     else:
-        print(f"done after {agent.global_step:,} steps; run dir: {run_dir}")
+        print(f"done after {agent.global_step:,} steps, {seconds:.1f} s; run dir: {run_dir}")
     return 0
 
 

@@ -185,16 +185,15 @@ class Run:
     def start_progress(self, total_steps: int, done_steps: int) -> None:
         if not self._show_progress:
             return
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._progress = Progress(
             TextColumn(f"[bold]{self.algo}[/]"),
-            BarColumn(),
+            BarColumn(bar_width=20),
             TextColumn("{task.completed:>9,.0f}/{task.total:,.0f} steps"),
             TextColumn("{task.fields[sps]:>7} steps/s"),
             TextColumn("return {task.fields[ret]}"),
             TimeElapsedColumn(),
-            TimeRemainingColumn(),
             transient=False,
         )
         self._progress.start()

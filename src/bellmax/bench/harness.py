@@ -1,0 +1,201 @@
+"""Running the two sides of a benchmark as separate processes and reading back what they did.
+
+Every measured run is its own process started from here, one after the other, timed from start to
+exit (`whole_seconds`: interpreter, imports, env creation, training, evaluation, logging and
+shutdown). bellmax runs are `bellmax train ...` commands read back from their run directory;
+Stable-Baselines3 runs are `python -m bellmax.bench.sb3_runner ...`, read back from the JSON line
+they print. Nothing here imports torch or stable_baselines3, so the parent process stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bellmax.core.run import read_metrics
+from bellmax.errors import BellmaxError
+
+
+@dataclass
+class Finished:
+    """A finished process: the command, its whole-process wall-clock and its output."""
+
+    command: list[str]
+    seconds: float
+    stdout: str
+    stderr: str
+
+
+def bellmax_executable() -> list[str]:
+    """The `bellmax` console script of this interpreter's environment (what a user runs), or
+    `python -m bellmax.cli` where there is none."""
+    script = Path(sys.executable).with_name("bellmax")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "bellmax.cli"]
+
+
+def display(command: list[str]) -> str:
+    """A command as the docs show it: `bellmax ...` / `python -m ...` without absolute paths."""
+    shown = list(command)
+    if shown and Path(shown[0]).name == "bellmax":
+        shown[0] = "bellmax"
+    elif shown and shown[0] == sys.executable:
+        shown[0] = "python"
+    return shlex.join(shown)
+
+
+def run_process(command: list[str], log_dir: Path | None = None, name: str = "process",
+                dry_run: bool = False) -> Finished:
+    """Run `command` to completion and time it; a failure is a BellmaxError quoting its last
+    line of stderr. With `log_dir`, stdout and stderr are kept as NAME.out / NAME.err."""
+    print(f"$ {display(command)}", file=sys.stderr, flush=True)
+    if dry_run:
+        return Finished(command, 0.0, "", "")
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
+    seconds = time.perf_counter() - start
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / f"{name}.out").write_text(proc.stdout)
+        (log_dir / f"{name}.err").write_text(proc.stderr)
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        last = lines[-1] if lines else "(no output)"
+        raise BellmaxError(f"`{display(command)}` failed with exit status {proc.returncode}: {last}")
+    return Finished(command, seconds, proc.stdout, proc.stderr)
+
+
+def last_json_line(text: str) -> dict[str, Any]:
+    """The JSON object printed on the last non-empty line of a runner's stdout."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise BellmaxError("the runner printed nothing; expected one JSON line of results")
+    try:
+        value = json.loads(lines[-1])
+    except json.JSONDecodeError as exc:
+        raise BellmaxError(f"the runner's last line is not JSON ({exc.msg}): {lines[-1][:200]!r}") from None
+    if not isinstance(value, dict):
+        raise BellmaxError(f"the runner's last line is not a JSON object: {lines[-1][:200]!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+
+def bellmax_train_command(algo: str, env: str, seed: int, run_dir: Path, flags: Sequence[str] = ()) -> list[str]:
+    return [*bellmax_executable(), "train", algo, "--env", env, "--seed", str(seed), "--no-progress",
+            "--run-dir", str(run_dir), *flags]
+
+
+def sb3_command(algo: str, env: str, seed: int, run_dir: Path | None = None, total_steps: int | None = None,
+                eval_every: int = 0, stop_at_return: float | None = None, eval_episodes: int = 10,
+                threads: int = 1) -> list[str]:
+    command = [sys.executable, "-m", "bellmax.bench.sb3_runner", "--algo", algo, "--env", env, "--seed", str(seed)]
+    if total_steps is not None:
+        command += ["--total-steps", str(total_steps)]
+    if eval_every:
+        command += ["--eval-every", str(eval_every)]
+    if stop_at_return is not None:
+        command += ["--stop-at-return", str(stop_at_return)]
+    command += ["--eval-episodes", str(eval_episodes), "--threads", str(threads)]
+    if run_dir is not None:
+        command += ["--run-dir", str(run_dir)]
+    return command
+
+
+def rollout_command(mode: str, env: str, steps: int, seed: int = 0) -> list[str]:
+    return [sys.executable, "-m", "bellmax.bench.rollout_runner", "--mode", mode, "--env", env,
+            "--steps", str(steps), "--seed", str(seed)]
+
+
+IMPORT_PROBES = {
+    # what the issue asks for: interpreter start-up plus the PPO module (torch, gymnasium, core)
+    "import_algo": "import bellmax.algos.ppo",
+    # everything `bellmax train ppo --no-progress` imports before it trains (+ tyro, TensorBoard writer)
+    "import_train": "import bellmax.cli, bellmax.algos.ppo, bellmax.core.run, tyro, torch.utils.tensorboard",
+}
+
+
+def measure_imports(repeats: int, dry_run: bool = False) -> dict[str, float]:
+    """Median whole-process seconds of `python -c "<imports>"` for each IMPORT_PROBES entry."""
+    times: dict[str, list[float]] = {k: [] for k in IMPORT_PROBES}
+    for _ in range(repeats):
+        for key, code in IMPORT_PROBES.items():
+            times[key].append(run_process([sys.executable, "-c", code], dry_run=dry_run).seconds)
+    return {k: statistics.median(v) if v else 0.0 for k, v in times.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# reading results back
+
+
+def summarize_bellmax_run(run_dir: Path, whole_seconds: float, stop_at_return: float | None = None) -> dict[str, Any]:
+    """What a finished `bellmax train` run did, from its metrics.jsonl: steps, final evaluation
+    return, first step whose periodic evaluation reached `stop_at_return`, and its time by phase
+    (sums of time/rollout_seconds, time/iteration_seconds minus rollout, time/eval_seconds)."""
+    rows = read_metrics(run_dir)
+    if not rows:
+        raise BellmaxError(f"{run_dir} has no metrics.jsonl rows; did `bellmax train` run there?")
+    iteration_rows = [r for r in rows if r.get("time/iteration_seconds") is not None]
+    eval_rows = [r for r in rows if r.get("eval/return") is not None]
+    rollout = sum(r.get("time/rollout_seconds") or 0.0 for r in iteration_rows)
+    iterations = sum(r["time/iteration_seconds"] for r in iteration_rows)
+    evaluation = sum(r.get("time/eval_seconds") or 0.0 for r in rows)
+    solved_at = None
+    if stop_at_return is not None:
+        solved_at = next((r["step"] for r in eval_rows if r["eval/return"] >= stop_at_return), None)
+    train_sps = None
+    if iteration_rows and iteration_rows[-1].get("time/sps"):
+        # time/sps is steps / learn-loop seconds up to the end of that iteration's update, which
+        # includes the periodic evaluations logged before it (not the one in its own row)
+        last = iteration_rows[-1]
+        loop_seconds = last["step"] / last["time/sps"]
+        evals_before = sum(r.get("time/eval_seconds") or 0.0 for r in rows if r["step"] < last["step"])
+        train_sps = last["step"] / max(loop_seconds - evals_before, 1e-9)
+    return {
+        "library": "bellmax", "run_dir": str(run_dir), "whole_seconds": whole_seconds,
+        "steps": rows[-1]["step"], "eval_return": eval_rows[-1]["eval/return"] if eval_rows else None,
+        "solved_at": solved_at, "iterations": len(iteration_rows), "evaluations": len(eval_rows),
+        "rollout_seconds": rollout, "update_seconds": iterations - rollout, "eval_seconds": evaluation,
+        "train_sps": train_sps,
+    }
+
+
+def summarize_sb3_run(finished: Finished) -> dict[str, Any]:
+    result = last_json_line(finished.stdout)
+    result["whole_seconds"] = finished.seconds
+    result["update_seconds"] = result["learn_seconds"] - result["rollout_seconds"] - result["periodic_eval_seconds"]
+    result["eval_seconds"] = result["periodic_eval_seconds"] + result["final_eval_seconds"]
+    return result
+
+
+def machine_info() -> dict[str, Any]:
+    """Where the figures were measured: CPU model and count, Python and library versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for package in ("bellmax", "torch", "gymnasium", "stable_baselines3", "sb3_contrib", "mujoco", "numpy"):
+        try:
+            versions[package] = metadata.version(package.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "versions": versions,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
