@@ -64,6 +64,10 @@ class Config:
     """Normalize observations by running mean and std (statistics are saved in checkpoints)."""
     normalize_reward: bool = False
     """Scale rewards by the running std of the discounted return (reported returns stay raw)."""
+    clip_reward: bool = False
+    """Learn from sign(r) (Atari convention); reported returns stay raw game scores."""
+    episodic_life: bool = False
+    """Atari: treat a lost life as the end of the episode for learning (no bootstrap across it)."""
     eval_every: int = 0
     """Evaluate the deterministic policy every this many steps (0: only at the end)."""
     stop_at_return: float | None = None

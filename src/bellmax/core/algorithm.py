@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -89,6 +90,7 @@ class Algorithm:
         self.global_step = 0
         self.iteration = 0
         self.last_eval: np.ndarray | None = None
+        self.lives: np.ndarray | None = None  # Atari lives per env, for episodic_life
         self.rollout_seconds = 0.0
         self.build()
 
@@ -186,11 +188,14 @@ class Algorithm:
                 actions = dist.sample()
                 store["log_probs"][t] = self.policy.log_prob(dist, actions).numpy()
                 store["values"][t] = value_fn(obs_t).numpy()
-            next_obs, rewards, terminated, truncated, _ = self.env.step(self.env_actions(actions))
+            next_obs, rewards, terminated, truncated, info = self.env.step(self.env_actions(actions))
             valid = ~self.prev_done
-            done = terminated | truncated
+            done = terminated | truncated  # real episode ends: the env resets on the next step
+            terminated = self.learning_terminations(terminated, done, info)
             raw_rewards = np.asarray(rewards, dtype=np.float64)
-            learn_rewards = raw_rewards if self.reward_normalizer is None else self.reward_normalizer(raw_rewards, done)
+            learn_rewards = np.sign(raw_rewards) if self.config.clip_reward else raw_rewards
+            if self.reward_normalizer is not None:
+                learn_rewards = self.reward_normalizer(learn_rewards, done)
             store["obs"][t] = obs
             store["actions"][t] = actions.numpy().reshape(store["actions"][t].shape)
             store["rewards"][t] = learn_rewards
@@ -204,6 +209,16 @@ class Algorithm:
             buffer.last_value = value_fn(torch.as_tensor(self.normalize_obs(self.obs))).clone()
         self.global_step += n_steps * self.env.num_envs
         self.rollout_seconds = time.perf_counter() - start
+
+    def learning_terminations(self, terminated: np.ndarray, done: np.ndarray, info: dict) -> np.ndarray:
+        """`terminated` as learning sees it: with `episodic_life`, a lost life also ends the
+        return (no bootstrap across it), although the game goes on and returns count whole games."""
+        if not self.config.episodic_life or "lives" not in info:
+            return terminated
+        lives = np.asarray(info["lives"])
+        lost = np.zeros_like(terminated) if self.lives is None else (lives < self.lives) & ~done
+        self.lives = lives
+        return terminated | lost
 
     # -- the outer loop -----------------------------------------------------------------------
     def learn(self, total_steps: int | None = None, run: Run | None = None,
@@ -299,6 +314,7 @@ class Algorithm:
             "env": env_bytes,
             "obs": self.obs,
             "prev_done": self.prev_done,
+            "lives": self.lives,
             "tracker": self.tracker,
             "normalizers": {"obs": self.obs_normalizer, "reward": self.reward_normalizer},
             "global_step": self.global_step,
@@ -324,7 +340,11 @@ class Algorithm:
             self.obs = state["obs"]
             self.prev_done = state["prev_done"]
             self.tracker = state["tracker"]
-        else:  # an env that cannot be pickled: episodes restart, the rest continues exactly
+            self.lives = state.get("lives")
+        else:  # an env that cannot be saved (the ALE emulator): episodes restart, the rest is exact
+            warnings.warn(f"the state of {self.config.env} could not be saved in the checkpoint: the resumed "
+                          "run starts new episodes (parameters, optimizer and RNG states continue exactly)",
+                          stacklevel=2)
             self.obs, _ = self.env.reset(seed=self.config.seed + state["global_step"])
             self.prev_done = np.zeros(self.env.num_envs, dtype=bool)
         self.obs_normalizer = state["normalizers"]["obs"]

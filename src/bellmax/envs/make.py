@@ -14,13 +14,33 @@ import pickle
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 import bellmax.envs  # noqa: F401  (registers bellmax/GridWorld-v0)
 from bellmax.errors import BellmaxError
 
 
+def _register_atari() -> bool:
+    """Register ale-py's ids (ALE/Pong-v5, PongNoFrameskip-v4, ...) if ale-py is installed."""
+    try:
+        import ale_py
+    except ImportError:
+        return False
+    gym.register_envs(ale_py)
+    return True
+
+
+def is_atari(env_id: str) -> bool:
+    entry = gym.spec(env_id).entry_point
+    return isinstance(entry, str) and entry.startswith("ale_py")
+
+
 def check_env_id(env_id: str) -> None:
     """Raise a BellmaxError naming close matches when `env_id` is not a registered Gymnasium id."""
+    if env_id in gym.registry:
+        return
+    if ("ALE/" in env_id or "NoFrameskip" in env_id) and not _register_atari():
+        raise BellmaxError(f"{env_id} needs ale-py: pip install -c constraints.txt -e '.[atari]'")
     if env_id in gym.registry:
         return
     candidates = list(gym.registry.keys())
@@ -53,7 +73,9 @@ def make_vec_env(env_id: str, num_envs: int, seed: int | None = None, **kwargs: 
     if num_envs < 1:
         raise BellmaxError(f"num_envs={num_envs} must be at least 1")
     spec = gym.spec(env_id)
-    if spec.vector_entry_point is not None and not kwargs:
+    if is_atari(env_id):
+        env = make_atari_vec_env(env_id, num_envs, **kwargs)
+    elif spec.vector_entry_point is not None and not kwargs:
         env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
     else:
         env = gym.vector.SyncVectorEnv(
@@ -65,13 +87,53 @@ def make_vec_env(env_id: str, num_envs: int, seed: int | None = None, **kwargs: 
     return env
 
 
-def env_state(env: gym.vector.VectorEnv) -> bytes | None:
-    """Everything needed to continue `env` exactly (physics and RNG), or None if it cannot be saved."""
+def make_atari_vec_env(env_id: str, num_envs: int, **kwargs: Any) -> gym.vector.VectorEnv:
+    """Atari through ale-py's AtariVectorEnv, which does the standard preprocessing in C++: no-op
+    starts (up to 30), frame skip 4 with max-pooling of the last two frames, fire on reset,
+    84x84 grayscale, a stack of 4 frames. Rewards stay raw and episodes are whole games here:
+    reward clipping and life-loss episode ends belong to learning (`clip_reward`,
+    `episodic_life` in the Config), so reported returns are game scores."""
+    game = env_id.split("/")[-1].split("-")[0].replace("NoFrameskip", "")
+    game = "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(game))
+    options = {"reward_clipping": False, "episodic_life": False, "repeat_action_probability": 0.0, **kwargs}
+    from ale_py.vector_env import AtariVectorEnv
+
+    return AtariVectorEnv(game=game, num_envs=num_envs, **options)
+
+
+def env_state(env: gym.vector.VectorEnv) -> dict[str, Any] | None:
+    """Everything needed to continue `env` exactly (physics and RNG), or None if it cannot be saved.
+
+    Most envs pickle completely. MuJoCo envs pickle only their constructor arguments (EzPickle),
+    so their full physics state and their RNG are saved next to the pickle and put back on restore.
+    """
     try:
-        return pickle.dumps(env)
-    except Exception:  # an env holding unpicklable handles (a renderer, a simulator context)
+        pickled = pickle.dumps(env)
+    except Exception:  # an env holding unpicklable handles (the ALE emulator, a renderer)
         return None
+    return {"pickle": pickled, "mujoco": [_mujoco_state(sub) for sub in getattr(env, "envs", [])]}
 
 
-def restore_env(state: bytes) -> gym.vector.VectorEnv:
-    return pickle.loads(state)
+def restore_env(state: dict[str, Any]) -> gym.vector.VectorEnv:
+    env = pickle.loads(state["pickle"])
+    for sub, saved in zip(getattr(env, "envs", []), state["mujoco"]):
+        if saved is not None:
+            import mujoco
+
+            unwrapped = sub.unwrapped
+            mujoco.mj_setState(unwrapped.model, unwrapped.data, saved["physics"], mujoco.mjtState.mjSTATE_FULLPHYSICS)
+            unwrapped.np_random.bit_generator.state = saved["rng"]
+    return env
+
+
+def _mujoco_state(sub_env: gym.Env) -> dict[str, Any] | None:
+    unwrapped = sub_env.unwrapped
+    model = getattr(unwrapped, "model", None)
+    if model is None or not type(model).__module__.startswith("mujoco") or not hasattr(unwrapped, "data"):
+        return None
+    import mujoco
+
+    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    physics = np.empty(mujoco.mj_stateSize(unwrapped.model, spec))
+    mujoco.mj_getState(unwrapped.model, unwrapped.data, physics, spec)
+    return {"physics": physics, "rng": unwrapped.np_random.bit_generator.state}

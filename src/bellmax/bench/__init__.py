@@ -1,0 +1,377 @@
+"""`bellmax bench`: bellmax against Stable-Baselines3, side by side, each run its own process.
+
+    bellmax bench ppo-cartpole [--seeds 3]                 # preset with its stop rule vs SB3 + rl-zoo3
+    bellmax bench ppo-cartpole --same-hparams [--seeds 3]  # identical hyperparameters, fixed 100k steps
+    bellmax bench mujoco --algo ppo --env HalfCheetah-v5 [--steps 200000] [--seeds 3]
+    bellmax bench rollout --env HalfCheetah-v5 [--steps 50000] [--repeats 3]
+
+Runs happen one after the other on this machine (never in parallel: they would compete for the
+cores), alternating libraries seed by seed so that drifting load hits both alike. Every command
+prints Markdown tables on stdout; `--out-dir DIR` also writes DIR/bench_NAME.{json,md,png};
+`--keep-runs DIR` keeps the run directories (default: a temporary directory, named on stderr);
+`--dry-run` prints the commands without running them.
+
+Needs the `bench` extra (stable-baselines3, sb3-contrib); only this package imports them, and
+only inside the runner processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bellmax.errors import BellmaxError
+
+CARTPOLE = "CartPole-v1"
+CARTPOLE_STOP = 475.0  # the bellmax CartPole preset's stop_at_return
+CARTPOLE_EVAL_EVERY = 2048  # ... and its eval_every, in environment steps
+CARTPOLE_STEPS = 100_000  # rl-zoo3's n_timesteps for PPO CartPole-v1 (and the preset's budget)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises BellmaxError (one line from the CLI) instead of exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise BellmaxError(f"{self.prog}: {message}")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bellmax bench", description="bellmax against Stable-Baselines3, side by side.",
+                     epilog="Each benchmark runs one process per library and seed, one after the other.")
+    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", parser_class=_Parser)
+
+    def common(p: argparse.ArgumentParser, seeds: bool = True) -> None:
+        if seeds:
+            p.add_argument("--seeds", type=_positive, default=3, help="seeds 0..N-1 (default 3)")
+            p.add_argument("--sb3-threads", type=int, default=1,
+                           help="torch threads of the SB3 processes (default 1, as bellmax's torch_threads; "
+                                "0: torch's default)")
+        p.add_argument("--keep-runs", default=None, help="put the run directories here (default: a temporary dir)")
+        p.add_argument("--out-dir", default=None, help="write bench_NAME.json, .md and .png here")
+        p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+
+    cart = sub.add_parser("ppo-cartpole", help="PPO on CartPole-v1: whole-process time, steps to solve",
+                          description="bellmax's PPO CartPole preset (8 envs, deterministic eval every 2048 steps "
+                                      "x 10 episodes, stop at 475) vs SB3 PPO with rl-zoo3's CartPole-v1 "
+                                      "hyperparameters: (a) plain 100k-step learn() + 10-episode eval, (b) the same "
+                                      "stop rule as bellmax's. With --same-hparams: both with rl-zoo3's values for "
+                                      "a fixed number of steps, no stop.")
+    cart.add_argument("--same-hparams", action="store_true",
+                      help="both libraries with rl-zoo3's hyperparameters, fixed steps, no evaluation stop")
+    cart.add_argument("--total-steps", type=_positive, default=None,
+                      help=f"step budget (default {CARTPOLE_STEPS:,}; smaller only for smoke tests)")
+    cart.add_argument("--import-repeats", type=_positive, default=5,
+                      help="times to measure the import cost for the time breakdown (median; default 5)")
+    common(cart)
+
+    mujoco = sub.add_parser("mujoco", help="MuJoCo: final eval return and training steps/s",
+                            description="bellmax `train ALGO --env ENV --total-steps N` with its preset vs SB3 "
+                                        "(sb3-contrib for TRPO) with rl-zoo3's hyperparameters for the env "
+                                        "(v4 entries used for v5 ids).")
+    mujoco.add_argument("--algo", choices=["ppo", "a2c", "trpo"], default="ppo")
+    mujoco.add_argument("--env", default="HalfCheetah-v5")
+    mujoco.add_argument("--steps", type=_positive, default=200_000, help="training steps per run (default 200000)")
+    common(mujoco)
+
+    rollout = sub.add_parser("rollout", help="steps/s of the rollout phase alone (no updates)",
+                             description="Environment steps per second of policy inference + env stepping: "
+                                         "bellmax's collect_rollout vs SB3's collect_rollouts, plus the env alone.")
+    rollout.add_argument("--env", default="HalfCheetah-v5")
+    rollout.add_argument("--steps", type=_positive, default=50_000, help="timed steps per measurement")
+    rollout.add_argument("--repeats", type=_positive, default=3, help="measurements per mode (median reported)")
+    rollout.add_argument("--modes", default=None,
+                         help="comma-separated subset of bellmax,sb3-zoo,sb3-matched,env-gymnasium,env-sb3")
+    common(rollout, seeds=False)
+    return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace | None:
+    """Parsed options, or None when --help was printed."""
+    parser = build_parser()
+    try:
+        opts = parser.parse_args(argv)
+    except SystemExit as exc:  # --help
+        if exc.code in (0, None):
+            return None
+        raise
+    if opts.benchmark is None:
+        raise BellmaxError("choose a benchmark: bellmax bench ppo-cartpole | mujoco | rollout (--help for more)")
+    return opts
+
+
+# ---------------------------------------------------------------------------------------------
+# plans: the processes a benchmark runs, in order
+
+
+@dataclass
+class Job:
+    group: str  # results key, e.g. "bellmax" or "sb3_stop"
+    seed: int
+    command: list[str]
+    run_dir: Path | None = None
+    library: str = "bellmax"  # bellmax | sb3 | rollout
+
+
+@dataclass
+class Plan:
+    name: str
+    jobs: list[Job] = field(default_factory=list)
+    stop_at_return: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def cartpole_plan(opts: argparse.Namespace, root: Path) -> Plan:
+    from bellmax.bench.harness import bellmax_train_command, sb3_command
+    from bellmax.bench.zoo import bellmax_ppo_flags, zoo_entry
+
+    steps = opts.total_steps or CARTPOLE_STEPS
+    if opts.same_hparams:
+        hyperparams, provenance = zoo_entry("ppo", CARTPOLE)
+        hyperparams["n_timesteps"] = steps
+        flags, notes = bellmax_ppo_flags(hyperparams)
+        flags += ["--eval-every", "0", "--stop-at-return", "None", "--eval-episodes", "10"]
+        plan = Plan("ppo_cartpole_same_hparams", notes=[f"hyperparameters: {provenance}", *notes])
+        for seed in range(opts.seeds):
+            plan.jobs.append(Job("bellmax", seed, bellmax_train_command("ppo", CARTPOLE, seed,
+                                                                        root / f"bellmax-s{seed}", flags),
+                                 root / f"bellmax-s{seed}"))
+            plan.jobs.append(Job("sb3", seed, sb3_command("ppo", CARTPOLE, seed, root / f"sb3-s{seed}", steps,
+                                                          threads=opts.sb3_threads), root / f"sb3-s{seed}", "sb3"))
+        return plan
+
+    _, provenance = zoo_entry("ppo", CARTPOLE)
+    plan = Plan("ppo_cartpole", stop_at_return=CARTPOLE_STOP, notes=[f"SB3 hyperparameters: {provenance}"])
+    flags = ["--total-steps", str(opts.total_steps)] if opts.total_steps else []
+    for seed in range(opts.seeds):
+        plan.jobs += [
+            Job("bellmax", seed, bellmax_train_command("ppo", CARTPOLE, seed, root / f"bellmax-s{seed}", flags),
+                root / f"bellmax-s{seed}"),
+            Job("sb3_zoo", seed, sb3_command("ppo", CARTPOLE, seed, root / f"sb3-zoo-s{seed}", steps,
+                                             threads=opts.sb3_threads), root / f"sb3-zoo-s{seed}", "sb3"),
+            Job("sb3_stop", seed, sb3_command("ppo", CARTPOLE, seed, root / f"sb3-stop-s{seed}", steps,
+                                              eval_every=CARTPOLE_EVAL_EVERY, stop_at_return=CARTPOLE_STOP,
+                                              threads=opts.sb3_threads), root / f"sb3-stop-s{seed}", "sb3"),
+        ]
+    return plan
+
+
+def mujoco_plan(opts: argparse.Namespace, root: Path) -> Plan:
+    from bellmax.bench.harness import bellmax_train_command, sb3_command
+    from bellmax.bench.zoo import zoo_entry
+    from bellmax.config import find_preset
+
+    _, provenance = zoo_entry(opts.algo, opts.env)  # a clear error for an env without an entry
+    preset = find_preset(opts.algo, opts.env, None)
+    if preset is None:
+        raise BellmaxError(f"bellmax has no {opts.algo} preset for {opts.env}; the benchmark compares presets "
+                           f"(see src/bellmax/presets/{opts.algo}.json)")
+    plan = Plan(f"mujoco_{opts.algo}_{opts.env}",
+                notes=[f"bellmax preset: {preset[0]} ({preset[1]['source']})", f"SB3 hyperparameters: {provenance}"])
+    flags = ["--total-steps", str(opts.steps), "--eval-episodes", "10"]
+    for seed in range(opts.seeds):
+        plan.jobs += [
+            Job("bellmax", seed, bellmax_train_command(opts.algo, opts.env, seed, root / f"bellmax-s{seed}", flags),
+                root / f"bellmax-s{seed}"),
+            Job("sb3", seed, sb3_command(opts.algo, opts.env, seed, root / f"sb3-s{seed}", opts.steps,
+                                         threads=opts.sb3_threads), root / f"sb3-s{seed}", "sb3"),
+        ]
+    return plan
+
+
+def rollout_plan(opts: argparse.Namespace, root: Path) -> Plan:
+    from bellmax.bench.harness import rollout_command
+    from bellmax.bench.rollout_runner import MODES
+
+    modes = MODES if opts.modes is None else [m.strip() for m in opts.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise BellmaxError(f"--modes {opts.modes!r}: unknown mode(s) {', '.join(unknown) or '(none given)'}; "
+                           f"known: {', '.join(MODES)}")
+    plan = Plan(f"rollout_{opts.env}")
+    for repeat in range(opts.repeats):
+        for mode in modes:  # interleaved, so drifting load hits every mode alike
+            plan.jobs.append(Job(mode, repeat, rollout_command(mode, opts.env, opts.steps), None, "rollout"))
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------
+# running a plan
+
+
+def _check_installed(opts: argparse.Namespace) -> None:
+    needed = ["stable_baselines3"]
+    if getattr(opts, "algo", None) == "trpo":
+        needed.append("sb3_contrib")
+    if opts.benchmark in ("mujoco", "rollout") and "-v" in opts.env and opts.env.split("-")[0] in (
+            "HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "Swimmer", "Reacher", "InvertedPendulum",
+            "InvertedDoublePendulum", "Pusher", "HumanoidStandup"):
+        needed.append("mujoco")
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BellmaxError(f"bellmax bench needs {', '.join(missing)}: "
+                           "pip install -c constraints.txt -e '.[bench,mujoco]'")
+
+
+def _runs_root(opts: argparse.Namespace, benchmark: str) -> Path:
+    if opts.keep_runs:
+        return Path(opts.keep_runs)
+    return Path(tempfile.mkdtemp(prefix=f"bellmax-bench-{benchmark}-"))
+
+
+def execute(plan: Plan, root: Path) -> dict[str, list[dict[str, Any]]]:
+    """Run the plan's processes in order; results grouped by job group, in seed order."""
+    from bellmax.bench.harness import last_json_line, run_process, summarize_bellmax_run, summarize_sb3_run
+
+    taken = [str(job.run_dir) for job in plan.jobs if job.run_dir is not None and job.run_dir.exists()]
+    if taken:
+        raise BellmaxError(f"run directories already exist: {', '.join(taken)}; pass another --keep-runs DIR")
+    results: dict[str, list[dict[str, Any]]] = {}
+    for number, job in enumerate(plan.jobs, 1):
+        finished = run_process(job.command, log_dir=root / "logs", name=f"{job.group}-{job.seed}")
+        if job.library == "bellmax":
+            summary = summarize_bellmax_run(job.run_dir, finished.seconds, plan.stop_at_return)
+        elif job.library == "sb3":
+            summary = summarize_sb3_run(finished)
+        else:
+            summary = {**last_json_line(finished.stdout), "whole_seconds": finished.seconds}
+        summary["command"] = finished.command
+        results.setdefault(job.group, []).append(summary)
+        shown = {k: summary.get(k) for k in ("whole_seconds", "steps", "eval_return", "solved_at", "sps")
+                 if summary.get(k) is not None}
+        print(f"  [{number}/{len(plan.jobs)}] {job.group} seed {job.seed}: "
+              + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()),
+              file=sys.stderr, flush=True)
+    return results
+
+
+def _header(invocation: str, machine: dict[str, Any], notes: list[str]) -> str:
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
+    lines = [f"Command: `{invocation}`", "",
+             f"Machine: {machine['cpu_count']} CPU cores ({machine['cpu']}), {machine['platform']}, "
+             f"Python {machine['python']}; {versions}; measured {machine['date']}."]
+    lines += [f"- {note}" for note in notes]
+    return "\n".join(lines)
+
+
+def _write_outputs(opts: argparse.Namespace, plan: Plan, invocation: str, text: str, data: dict[str, Any]) -> None:
+    print(text)
+    if opts.out_dir:
+        out = Path(opts.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"bench_{plan.name}.md").write_text(text + "\n")
+        (out / f"bench_{plan.name}.json").write_text(json.dumps({"command": invocation, **data}, indent=1) + "\n")
+        print(f"wrote {out / f'bench_{plan.name}.md'} and .json", file=sys.stderr)
+
+
+def _figure_path(opts: argparse.Namespace, plan: Plan, root: Path) -> Path:
+    return (Path(opts.out_dir) if opts.out_dir else root) / f"bench_{plan.name}.png"
+
+
+def report_cartpole(opts: argparse.Namespace, plan: Plan, root: Path, results: dict, imports: dict | None,
+                    header: str) -> tuple[str, Path]:
+    from bellmax.bench import report
+    from bellmax.plotting import plot_runs
+
+    seeds = list(range(opts.seeds))
+    figure = _figure_path(opts, plan, root)
+    dirs = {group: [job.run_dir for job in plan.jobs if job.group == group] for group in results}
+    if opts.same_hparams:
+        text = "\n\n".join([
+            header,
+            report.same_hparams_table(seeds, results["bellmax"], results["sb3"]),
+            report.breakdown_table("bellmax time by phase (seconds):", seeds, results["bellmax"], imports),
+            report.breakdown_table("SB3 time by phase (seconds; imports timed inside the process):", seeds,
+                                   results["sb3"], None),
+        ])
+        plot_runs(dirs["bellmax"] + dirs["sb3"], figure, key="rollout/ep_return",
+                  labels=["bellmax PPO"] * len(seeds) + ["SB3 PPO"] * len(seeds),
+                  title="PPO CartPole-v1, identical rl-zoo3 hyperparameters (training return)")
+    else:
+        text = "\n\n".join([
+            header,
+            report.cartpole_time_table(seeds, results["bellmax"], results["sb3_zoo"], results["sb3_stop"]),
+            report.cartpole_sample_table(seeds, results["bellmax"], results["sb3_stop"]),
+            report.breakdown_table("bellmax time by phase (seconds):", seeds, results["bellmax"], imports),
+            report.breakdown_table("SB3 (a) time by phase (seconds; imports timed inside the process):", seeds,
+                                   results["sb3_zoo"], None),
+        ])
+        report.plot_seed_curves([
+            ("deterministic eval return (10 episodes every 2048 steps, stop at 475)", "eval/return",
+             [("bellmax PPO preset", dirs["bellmax"]), ("SB3 PPO rl-zoo3, same stop rule (b)", dirs["sb3_stop"])]),
+            ("training return (last 100 episodes)", "rollout/ep_return",
+             [("bellmax PPO preset", dirs["bellmax"]), ("SB3 PPO rl-zoo3, 100k steps (a)", dirs["sb3_zoo"])]),
+        ], figure, suptitle="PPO on CartPole-v1: bellmax vs Stable-Baselines3")
+    return text, figure
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `bellmax bench ARGS...` (dispatched from bellmax.cli)."""
+    opts = parse_args(list(argv))
+    if opts is None:
+        return 0
+    invocation = "bellmax bench " + shlex.join(argv)
+    if opts.dry_run:
+        root = Path(opts.keep_runs or "RUNS")
+    else:
+        _check_installed(opts)
+        root = _runs_root(opts, opts.benchmark)
+    plans = {"ppo-cartpole": cartpole_plan, "mujoco": mujoco_plan, "rollout": rollout_plan}
+    plan = plans[opts.benchmark](opts, root)
+    if opts.dry_run:
+        from bellmax.bench.harness import display
+
+        for job in plan.jobs:
+            print(display(job.command))
+        return 0
+    print(f"{invocation}: {len(plan.jobs)} processes, one at a time; runs and logs in {root}", file=sys.stderr)
+
+    from bellmax.bench import report
+    from bellmax.bench.harness import machine_info, measure_imports
+
+    start = time.perf_counter()
+    results = execute(plan, root)
+    imports = None
+    if opts.benchmark == "ppo-cartpole":
+        imports = measure_imports(opts.import_repeats)
+    machine = machine_info()
+    header = _header(invocation, machine, plan.notes)
+    figure = None
+    if opts.benchmark == "ppo-cartpole":
+        text, figure = report_cartpole(opts, plan, root, results, imports, header)
+    elif opts.benchmark == "mujoco":
+        from bellmax.plotting import plot_runs
+
+        seeds = list(range(opts.seeds))
+        text = "\n\n".join([header, report.mujoco_table(seeds, results["bellmax"], results["sb3"])])
+        figure = _figure_path(opts, plan, root)
+        plot_runs([j.run_dir for j in plan.jobs if j.group == "bellmax"] + [j.run_dir for j in plan.jobs
+                                                                            if j.group == "sb3"],
+                  figure, key="rollout/ep_return",
+                  labels=[f"bellmax {opts.algo} (preset)"] * len(seeds) + [f"SB3 {opts.algo} (rl-zoo3)"] * len(seeds),
+                  title=f"{opts.algo.upper()} on {opts.env}: training return, {opts.steps:,} steps")
+    else:
+        text = "\n\n".join([header, report.rollout_table(results)])
+    text += f"\n\n(benchmark wall-clock {time.perf_counter() - start:.0f} s; runs in {root})"
+    if figure is not None:
+        print(f"wrote {figure}", file=sys.stderr)
+    _write_outputs(opts, plan, invocation, text,
+                   {"machine": machine, "notes": plan.notes, "imports": imports, "results": results})
+    return 0

@@ -1,0 +1,222 @@
+"""Tables (Markdown) and figures of benchmark results. Pure functions of the result dicts the
+harness collects, so they can be tested without running anything."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def mean(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def fmt_steps(steps: float | None) -> str:
+    if steps is None:
+        return "-"
+    return f"{steps / 1000:.1f}k" if steps >= 1000 else f"{steps:.0f}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if value < 0.1 else f"{value:.2f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _solved(run: dict[str, Any]) -> str:
+    return fmt_steps(run.get("solved_at")) if run.get("solved_at") is not None else "not solved"
+
+
+# ---------------------------------------------------------------------------------------------
+# ppo-cartpole
+
+
+def cartpole_time_table(seeds: Sequence[int], bellmax: Sequence[dict], zoo: Sequence[dict],
+                        stop: Sequence[dict]) -> str:
+    """Whole-process seconds, steps used and final eval return per seed; bellmax / SB3 ratios."""
+    header = ["seed", "bellmax: s / steps / eval", "SB3 (a) rl-zoo3 100k: s / steps / eval",
+              "SB3 (b) same stop rule: s / steps / eval", "time bellmax / SB3 (a)", "time bellmax / SB3 (b)"]
+
+    def cell(run: dict) -> str:
+        return f"{fmt(run['whole_seconds'])} / {fmt_steps(run['steps'])} / {fmt(run['eval_return'])}"
+
+    rows = [[str(seed), cell(b), cell(a), cell(s), fmt_ratio(ratio(b["whole_seconds"], a["whole_seconds"])),
+             fmt_ratio(ratio(b["whole_seconds"], s["whole_seconds"]))]
+            for seed, b, a, s in zip(seeds, bellmax, zoo, stop)]
+
+    def mean_cell(runs: Sequence[dict]) -> str:
+        return (f"**{fmt(mean([r['whole_seconds'] for r in runs]))}** / {fmt_steps(mean([r['steps'] for r in runs]))}"
+                f" / {fmt(mean([r['eval_return'] for r in runs]))}")
+
+    mb = mean([r["whole_seconds"] for r in bellmax])
+    rows.append(["mean", mean_cell(bellmax), mean_cell(zoo), mean_cell(stop),
+                 f"**{fmt_ratio(ratio(mb, mean([r['whole_seconds'] for r in zoo])))}**",
+                 f"**{fmt_ratio(ratio(mb, mean([r['whole_seconds'] for r in stop])))}**"])
+    return markdown_table(header, rows)
+
+
+def cartpole_sample_table(seeds: Sequence[int], bellmax: Sequence[dict], stop: Sequence[dict]) -> str:
+    """Steps until a periodic deterministic evaluation (10 episodes every 2048 steps) reached 475."""
+    header = ["seed", "bellmax: steps to eval >= 475", "SB3 (b): steps to eval >= 475", "steps bellmax / SB3 (b)"]
+    rows = [[str(seed), _solved(b), _solved(s), fmt_ratio(ratio(b.get("solved_at"), s.get("solved_at")))]
+            for seed, b, s in zip(seeds, bellmax, stop)]
+    mb, ms = mean([r.get("solved_at") for r in bellmax]), mean([r.get("solved_at") for r in stop])
+    solved_b = sum(r.get("solved_at") is not None for r in bellmax)
+    solved_s = sum(r.get("solved_at") is not None for r in stop)
+    rows.append(["mean (solved runs)", f"{fmt_steps(mb)} ({solved_b}/{len(bellmax)} solved)",
+                 f"{fmt_steps(ms)} ({solved_s}/{len(stop)} solved)", f"**{fmt_ratio(ratio(mb, ms))}**"])
+    return markdown_table(header, rows)
+
+
+def breakdown_table(label: str, seeds: Sequence[int], runs: Sequence[dict], imports: dict[str, float] | None) -> str:
+    """Where the whole-process time of each run went, in seconds.
+
+    For bellmax runs: interpreter + `import bellmax.algos.ppo` (measured alone), the rest of the
+    train command's imports (tyro, TensorBoard writer), rollout, update, evaluation and the rest
+    (env and network construction, logging, checkpoints, shutdown). For SB3 runs the runner
+    measures its own import time and set-up from inside the process.
+    """
+    header = ["seed", "whole", "interpreter + imports", "other imports", "rollout", "update", "evaluation",
+              "rest (set-up, logging, checkpoints, shutdown)"]
+    rows = []
+    columns: list[list[float]] = []
+    for seed, run in zip(seeds, runs):
+        if run.get("library") == "bellmax":
+            base = (imports or {}).get("import_algo", 0.0)
+            other = max((imports or {}).get("import_train", 0.0) - base, 0.0)
+        else:  # measured inside the SB3 runner's process (interpreter start-up not included)
+            base, other = run.get("import_seconds", 0.0), 0.0
+        parts = [run["whole_seconds"], base, other, run["rollout_seconds"], run["update_seconds"], run["eval_seconds"]]
+        parts.append(parts[0] - sum(parts[1:]))
+        columns.append(parts)
+        rows.append([str(seed), *[fmt(p, 2) for p in parts]])
+    means = [mean(c) for c in zip(*columns)]
+    rows.append(["mean", *[f"{fmt(m, 2)} ({100 * m / means[0]:.0f}%)" if i else fmt(m, 2)
+                           for i, m in enumerate(means)]])
+    return f"{label}\n\n" + markdown_table(header, rows)
+
+
+def same_hparams_table(seeds: Sequence[int], bellmax: Sequence[dict], sb3: Sequence[dict]) -> str:
+    header = ["seed", "bellmax: whole s / train steps/s / eval", "SB3: whole s / train steps/s / eval",
+              "whole time bellmax / SB3", "steps/s bellmax / SB3"]
+
+    def cell(run: dict) -> str:
+        return f"{fmt(run['whole_seconds'])} / {fmt(run['train_sps'], 0)} / {fmt(run['eval_return'])}"
+
+    rows = [[str(seed), cell(b), cell(s), fmt_ratio(ratio(b["whole_seconds"], s["whole_seconds"])),
+             fmt_ratio(ratio(b["train_sps"], s["train_sps"]))] for seed, b, s in zip(seeds, bellmax, sb3)]
+
+    def mean_cell(runs: Sequence[dict]) -> str:
+        return (f"**{fmt(mean([r['whole_seconds'] for r in runs]))}** / **{fmt(mean([r['train_sps'] for r in runs]), 0)}**"
+                f" / {fmt(mean([r['eval_return'] for r in runs]))}")
+
+    rows.append(["mean", mean_cell(bellmax), mean_cell(sb3),
+                 f"**{fmt_ratio(ratio(mean([r['whole_seconds'] for r in bellmax]), mean([r['whole_seconds'] for r in sb3])))}**",
+                 f"**{fmt_ratio(ratio(mean([r['train_sps'] for r in bellmax]), mean([r['train_sps'] for r in sb3])))}**"])
+    return markdown_table(header, rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# mujoco and rollout
+
+
+def mujoco_table(seeds: Sequence[int], bellmax: Sequence[dict], sb3: Sequence[dict]) -> str:
+    header = ["seed", "bellmax eval return", "SB3 eval return", "bellmax train steps/s", "SB3 train steps/s",
+              "steps/s bellmax / SB3", "bellmax whole s", "SB3 whole s"]
+    rows = [[str(seed), fmt(b["eval_return"]), fmt(s["eval_return"]), fmt(b["train_sps"], 0), fmt(s["train_sps"], 0),
+             fmt_ratio(ratio(b["train_sps"], s["train_sps"])), fmt(b["whole_seconds"]), fmt(s["whole_seconds"])]
+            for seed, b, s in zip(seeds, bellmax, sb3)]
+
+    def m(runs: Sequence[dict], key: str, digits: int = 1) -> str:
+        return fmt(mean([r[key] for r in runs]), digits)
+
+    rows.append(["mean", f"**{m(bellmax, 'eval_return')}**", f"**{m(sb3, 'eval_return')}**",
+                 m(bellmax, "train_sps", 0), m(sb3, "train_sps", 0),
+                 f"**{fmt_ratio(ratio(mean([r['train_sps'] for r in bellmax]), mean([r['train_sps'] for r in sb3])))}**",
+                 m(bellmax, "whole_seconds"), m(sb3, "whole_seconds")])
+    return markdown_table(header, rows)
+
+
+ROLLOUT_LABELS = {
+    "bellmax": "bellmax `collect_rollout` + GAE (PPO preset)",
+    "sb3-zoo": "SB3 `collect_rollouts` (rl-zoo3 settings)",
+    "sb3-matched": "SB3 `collect_rollouts` (bellmax's shape)",
+    "env-gymnasium": "env alone: Gymnasium vector env (bellmax's)",
+    "env-sb3": "env alone: SB3 DummyVecEnv + Monitor (+ VecNormalize)",
+}
+
+
+def rollout_table(results: dict[str, list[dict]]) -> str:
+    """Median steps/s per mode over repeats, and each mode relative to bellmax's."""
+    header = ["rollout of", "envs x steps, hidden", "steps/s per repeat", "median steps/s", "relative to bellmax"]
+    medians = {mode: sorted(r["sps"] for r in runs)[len(runs) // 2] for mode, runs in results.items() if runs}
+    rows = []
+    for mode, runs in results.items():
+        if not runs:
+            continue
+        first = runs[0]
+        shape = f"{first['num_envs']} x {first.get('n_steps', '-')}"
+        if first.get("hidden_sizes"):
+            shape += ", " + "x".join(map(str, first["hidden_sizes"]))
+        rows.append([ROLLOUT_LABELS.get(mode, mode), shape, ", ".join(fmt(r["sps"], 0) for r in runs),
+                     f"**{fmt(medians[mode], 0)}**", fmt_ratio(ratio(medians[mode], medians.get("bellmax")))])
+    return markdown_table(header, rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# figures
+
+
+def plot_seed_curves(panels: Sequence[tuple[str, str, Sequence[tuple[str, Sequence[Path]]]]], output: Path,
+                     suptitle: str | None = None) -> Path:
+    """One subplot per (title, metric key, [(label, run dirs)]): every run drawn as its own line
+    (runs that stop early keep their whole curve), one colour per label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bellmax.plotting import run_curve
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), dpi=120, squeeze=False)
+    for ax, (title, key, groups) in zip(axes[0], panels):
+        for index, (label, run_dirs) in enumerate(groups):
+            color = f"C{index}"
+            for i, run_dir in enumerate(run_dirs):
+                steps, values = run_curve(Path(run_dir), key)
+                if len(steps):
+                    ax.plot(steps, values, color=color, alpha=0.8, linewidth=1.2,
+                            marker="o" if len(steps) < 30 else None, markersize=3,
+                            label=f"{label} ({len(run_dirs)} seeds)" if i == 0 else None)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=11)
+    fig.tight_layout()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output)
+    plt.close(fig)
+    return output

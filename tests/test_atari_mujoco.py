@@ -1,0 +1,59 @@
+"""Atari (ale-py) and MuJoCo through make_vec_env: the standard preprocessing, raw game scores,
+life-loss terminations for learning only, and exact environment state in checkpoints."""
+
+import numpy as np
+import pytest
+import torch
+
+from bellmax.algos import PPO, PPOConfig
+from bellmax.envs.make import env_state, make_vec_env, restore_env
+
+
+def test_atari_observations_are_stacked_84x84_grayscale_frames_and_rewards_are_raw():
+    pytest.importorskip("ale_py")
+    env = make_vec_env("ALE/Pong-v5", 2, seed=0)
+    assert env.initial_obs.shape == (2, 4, 84, 84) and env.initial_obs.dtype == np.uint8
+    total = np.zeros(2)
+    for _ in range(300):
+        _, rewards, *_ = env.step(np.ones(2, dtype=np.int64) * 2)
+        total += rewards
+    assert np.all(total <= -1)  # a stuck paddle concedes points: raw -1 rewards, no clipping here
+
+
+def test_ppo_on_atari_shares_a_nature_cnn_and_learns_from_clipped_rewards_with_life_losses():
+    pytest.importorskip("ale_py")
+    agent = PPO(PPOConfig(env="ALE/Breakout-v5", num_envs=2, n_steps=200, batch_size=200, n_epochs=1,
+                          clip_reward=True, episodic_life=True, seed=0, eval_episodes=0))
+    assert agent.policy.encoder is agent.value.encoder
+    agent.collect_rollout(agent.buffer, 200, agent.value)
+    b = agent.buffer
+    assert b.obs.dtype == torch.uint8
+    lost_life = b.terminated & ~b.truncated
+    assert lost_life.any(), "a random Breakout policy loses lives within 200 steps"
+    t, n = map(int, lost_life.nonzero()[0])
+    if t + 1 < b.n_steps:
+        assert b.valid[t + 1, n], "after a lost life the game goes on: the next step is a real transition"
+    assert set(b.rewards.unique().tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("env_id", ["HalfCheetah-v5", "Hopper-v5"])
+def test_mujoco_env_state_restores_physics_and_rng_exactly(env_id):
+    pytest.importorskip("mujoco")
+    env = make_vec_env(env_id, 2, seed=0)
+    actions = [env.action_space.sample() for _ in range(400)]
+    for a in actions[:50]:
+        env.step(a)
+    copy = restore_env(env_state(env))
+    for a in actions[50:]:  # Hopper falls and resets several times in here: the RNG matters
+        obs_a, r_a, *_ = env.step(a)
+        obs_b, r_b, *_ = copy.step(a)
+        assert np.array_equal(obs_a, obs_b) and np.array_equal(r_a, r_b)
+
+
+def test_ppo_runs_on_mujoco_with_normalization():
+    pytest.importorskip("mujoco")
+    agent = PPO(PPOConfig(env="Hopper-v5", num_envs=2, n_steps=64, batch_size=64, n_epochs=2, normalize_obs=True,
+                          normalize_reward=True, hidden_sizes=(32,), seed=0, eval_episodes=0))
+    agent.learn(512)
+    assert agent.global_step == 512 and agent.tracker.episodes > 0
+    assert agent.policy.log_std.shape == (3,)
