@@ -40,6 +40,7 @@ def test_ppo_on_atari_shares_a_nature_cnn_and_learns_from_clipped_rewards_with_l
 def test_mujoco_env_state_restores_physics_and_rng_exactly(env_id):
     pytest.importorskip("mujoco")
     env = make_vec_env(env_id, 2, seed=0)
+    env.action_space.seed(0)
     actions = [env.action_space.sample() for _ in range(400)]
     for a in actions[:50]:
         env.step(a)

@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser, seeds: bool = True) -> None:
         if seeds:
             p.add_argument("--seeds", type=_positive, default=3, help="seeds 0..N-1 (default 3)")
+            p.add_argument("--import-repeats", type=_positive, default=5,
+                           help="times to measure the import cost for the time breakdown (median; default 5)")
             p.add_argument("--sb3-threads", type=int, default=1,
                            help="torch threads of the SB3 processes (default 1, as bellmax's torch_threads; "
                                 "0: torch's default)")
@@ -78,8 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="both libraries with rl-zoo3's hyperparameters, fixed steps, no evaluation stop")
     cart.add_argument("--total-steps", type=_positive, default=None,
                       help=f"step budget (default {CARTPOLE_STEPS:,}; smaller only for smoke tests)")
-    cart.add_argument("--import-repeats", type=_positive, default=5,
-                      help="times to measure the import cost for the time breakdown (median; default 5)")
     common(cart)
 
     mujoco = sub.add_parser("mujoco", help="MuJoCo: final eval return and training steps/s",
@@ -298,8 +298,7 @@ def report_cartpole(opts: argparse.Namespace, plan: Plan, root: Path, results: d
             header,
             report.same_hparams_table(seeds, results["bellmax"], results["sb3"]),
             report.breakdown_table("bellmax time by phase (seconds):", seeds, results["bellmax"], imports),
-            report.breakdown_table("SB3 time by phase (seconds; imports timed inside the process):", seeds,
-                                   results["sb3"], None),
+            report.breakdown_table("SB3 time by phase (seconds):", seeds, results["sb3"], imports),
         ])
         plot_runs(dirs["bellmax"] + dirs["sb3"], figure, key="rollout/ep_return",
                   labels=["bellmax PPO"] * len(seeds) + ["SB3 PPO"] * len(seeds),
@@ -310,8 +309,7 @@ def report_cartpole(opts: argparse.Namespace, plan: Plan, root: Path, results: d
             report.cartpole_time_table(seeds, results["bellmax"], results["sb3_zoo"], results["sb3_stop"]),
             report.cartpole_sample_table(seeds, results["bellmax"], results["sb3_stop"]),
             report.breakdown_table("bellmax time by phase (seconds):", seeds, results["bellmax"], imports),
-            report.breakdown_table("SB3 (a) time by phase (seconds; imports timed inside the process):", seeds,
-                                   results["sb3_zoo"], None),
+            report.breakdown_table("SB3 (a) time by phase (seconds):", seeds, results["sb3_zoo"], imports),
         ])
         report.plot_seed_curves([
             ("deterministic eval return (10 episodes every 2048 steps, stop at 475)", "eval/return",
@@ -349,8 +347,8 @@ def main(argv: list[str]) -> int:
     start = time.perf_counter()
     results = execute(plan, root)
     imports = None
-    if opts.benchmark == "ppo-cartpole":
-        imports = measure_imports(opts.import_repeats)
+    if opts.benchmark != "rollout":
+        imports = measure_imports(opts.import_repeats, getattr(opts, "algo", "ppo"))
     machine = machine_info()
     header = _header(invocation, machine, plan.notes)
     figure = None
@@ -360,7 +358,12 @@ def main(argv: list[str]) -> int:
         from bellmax.plotting import plot_runs
 
         seeds = list(range(opts.seeds))
-        text = "\n\n".join([header, report.mujoco_table(seeds, results["bellmax"], results["sb3"])])
+        text = "\n\n".join([
+            header,
+            report.mujoco_table(seeds, results["bellmax"], results["sb3"]),
+            report.breakdown_table("bellmax time by phase (seconds):", seeds, results["bellmax"], imports),
+            report.breakdown_table("SB3 time by phase (seconds):", seeds, results["sb3"], imports),
+        ])
         figure = _figure_path(opts, plan, root)
         plot_runs([j.run_dir for j in plan.jobs if j.group == "bellmax"] + [j.run_dir for j in plan.jobs
                                                                             if j.group == "sb3"],

@@ -119,21 +119,27 @@ def rollout_command(mode: str, env: str, steps: int, seed: int = 0) -> list[str]
             "--steps", str(steps), "--seed", str(seed)]
 
 
-IMPORT_PROBES = {
-    # what the issue asks for: interpreter start-up plus the PPO module (torch, gymnasium, core)
-    "import_algo": "import bellmax.algos.ppo",
-    # everything `bellmax train ppo --no-progress` imports before it trains (+ tyro, TensorBoard writer)
-    "import_train": "import bellmax.cli, bellmax.algos.ppo, bellmax.core.run, tyro, torch.utils.tensorboard",
-}
+def import_probes(algo: str = "ppo") -> dict[str, str]:
+    """Python one-liners whose whole-process time is the import cost of each side."""
+    return {
+        # what the issue asks for: interpreter start-up plus the algorithm module (torch, gymnasium, core)
+        "import_algo": f"import bellmax.algos.{algo}",
+        # everything `bellmax train ALGO --no-progress` imports before it trains (+ tyro, TensorBoard writer)
+        "import_train": f"import bellmax.cli, bellmax.algos.{algo}, bellmax.core.run, tyro, torch.utils.tensorboard",
+        # the SB3 side: interpreter start-up plus Stable-Baselines3 (and sb3-contrib for TRPO)
+        "import_sb3": "import stable_baselines3" + (", sb3_contrib" if algo == "trpo" else ""),
+    }
 
 
-def measure_imports(repeats: int, dry_run: bool = False) -> dict[str, float]:
-    """Median whole-process seconds of `python -c "<imports>"` for each IMPORT_PROBES entry."""
-    times: dict[str, list[float]] = {k: [] for k in IMPORT_PROBES}
+def measure_imports(repeats: int, algo: str = "ppo") -> dict[str, float]:
+    """Median whole-process seconds of `python -c "<imports>"` for each of `import_probes(algo)`,
+    the probes interleaved."""
+    probes = import_probes(algo)
+    times: dict[str, list[float]] = {k: [] for k in probes}
     for _ in range(repeats):
-        for key, code in IMPORT_PROBES.items():
-            times[key].append(run_process([sys.executable, "-c", code], dry_run=dry_run).seconds)
-    return {k: statistics.median(v) if v else 0.0 for k, v in times.items()}
+        for key, code in probes.items():
+            times[key].append(run_process([sys.executable, "-c", code]).seconds)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,15 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b not in (None, 0) else None
 
 
+def mean_of(runs: Sequence[dict], key: str) -> float | None:
+    return mean([run.get(key) for run in runs])
+
+
+def ratio_of_means(runs_a: Sequence[dict], runs_b: Sequence[dict], key: str) -> str:
+    """mean(a[key]) / mean(b[key]), formatted bold for a table's mean row."""
+    return f"**{fmt_ratio(ratio(mean_of(runs_a, key), mean_of(runs_b, key)))}**"
+
+
 def fmt(value: float | None, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
@@ -87,30 +96,32 @@ def cartpole_sample_table(seeds: Sequence[int], bellmax: Sequence[dict], stop: S
     return markdown_table(header, rows)
 
 
-def breakdown_table(label: str, seeds: Sequence[int], runs: Sequence[dict], imports: dict[str, float] | None) -> str:
+def breakdown_table(label: str, seeds: Sequence[int], runs: Sequence[dict], imports: dict[str, float]) -> str:
     """Where the whole-process time of each run went, in seconds.
 
-    For bellmax runs: interpreter + `import bellmax.algos.ppo` (measured alone), the rest of the
-    train command's imports (tyro, TensorBoard writer), rollout, update, evaluation and the rest
-    (env and network construction, logging, checkpoints, shutdown). For SB3 runs the runner
-    measures its own import time and set-up from inside the process.
+    bellmax: interpreter + `import bellmax.algos.ALGO` (timed alone as a process), the rest of the
+    train command's imports (tyro, TensorBoard writer), rollout, update and evaluation (from the
+    run's metrics) and the rest (env and network construction, logging, checkpoints, shutdown).
+    SB3: interpreter + `import stable_baselines3` (timed alone), set-up (env and model
+    construction, timed inside the runner), rollout, update, evaluation, and the rest.
     """
-    header = ["seed", "whole", "interpreter + imports", "other imports", "rollout", "update", "evaluation",
-              "rest (set-up, logging, checkpoints, shutdown)"]
+    is_bellmax = bool(runs) and runs[0].get("library") == "bellmax"
+    second = "other imports (tyro, TensorBoard)" if is_bellmax else "set-up (envs, model)"
+    header = ["seed", "whole", "interpreter + imports", second, "rollout", "update", "evaluation", "rest"]
     rows = []
     columns: list[list[float]] = []
     for seed, run in zip(seeds, runs):
-        if run.get("library") == "bellmax":
-            base = (imports or {}).get("import_algo", 0.0)
-            other = max((imports or {}).get("import_train", 0.0) - base, 0.0)
-        else:  # measured inside the SB3 runner's process (interpreter start-up not included)
-            base, other = run.get("import_seconds", 0.0), 0.0
+        if is_bellmax:
+            base = imports.get("import_algo", 0.0)
+            other = max(imports.get("import_train", 0.0) - base, 0.0)
+        else:
+            base, other = imports.get("import_sb3", 0.0), run.get("setup_seconds", 0.0)
         parts = [run["whole_seconds"], base, other, run["rollout_seconds"], run["update_seconds"], run["eval_seconds"]]
         parts.append(parts[0] - sum(parts[1:]))
         columns.append(parts)
         rows.append([str(seed), *[fmt(p, 2) for p in parts]])
-    means = [mean(c) for c in zip(*columns)]
-    rows.append(["mean", *[f"{fmt(m, 2)} ({100 * m / means[0]:.0f}%)" if i else fmt(m, 2)
+    means = [mean(c) or 0.0 for c in zip(*columns)]
+    rows.append(["mean", *[f"{fmt(m, 2)} ({100 * m / means[0]:.0f}%)" if i and means[0] else fmt(m, 2)
                            for i, m in enumerate(means)]])
     return f"{label}\n\n" + markdown_table(header, rows)
 
@@ -126,12 +137,11 @@ def same_hparams_table(seeds: Sequence[int], bellmax: Sequence[dict], sb3: Seque
              fmt_ratio(ratio(b["train_sps"], s["train_sps"]))] for seed, b, s in zip(seeds, bellmax, sb3)]
 
     def mean_cell(runs: Sequence[dict]) -> str:
-        return (f"**{fmt(mean([r['whole_seconds'] for r in runs]))}** / **{fmt(mean([r['train_sps'] for r in runs]), 0)}**"
-                f" / {fmt(mean([r['eval_return'] for r in runs]))}")
+        return (f"**{fmt(mean_of(runs, 'whole_seconds'))}** / **{fmt(mean_of(runs, 'train_sps'), 0)}**"
+                f" / {fmt(mean_of(runs, 'eval_return'))}")
 
-    rows.append(["mean", mean_cell(bellmax), mean_cell(sb3),
-                 f"**{fmt_ratio(ratio(mean([r['whole_seconds'] for r in bellmax]), mean([r['whole_seconds'] for r in sb3])))}**",
-                 f"**{fmt_ratio(ratio(mean([r['train_sps'] for r in bellmax]), mean([r['train_sps'] for r in sb3])))}**"])
+    rows.append(["mean", mean_cell(bellmax), mean_cell(sb3), ratio_of_means(bellmax, sb3, "whole_seconds"),
+                 ratio_of_means(bellmax, sb3, "train_sps")])
     return markdown_table(header, rows)
 
 
@@ -147,11 +157,10 @@ def mujoco_table(seeds: Sequence[int], bellmax: Sequence[dict], sb3: Sequence[di
             for seed, b, s in zip(seeds, bellmax, sb3)]
 
     def m(runs: Sequence[dict], key: str, digits: int = 1) -> str:
-        return fmt(mean([r[key] for r in runs]), digits)
+        return fmt(mean_of(runs, key), digits)
 
     rows.append(["mean", f"**{m(bellmax, 'eval_return')}**", f"**{m(sb3, 'eval_return')}**",
-                 m(bellmax, "train_sps", 0), m(sb3, "train_sps", 0),
-                 f"**{fmt_ratio(ratio(mean([r['train_sps'] for r in bellmax]), mean([r['train_sps'] for r in sb3])))}**",
+                 m(bellmax, "train_sps", 0), m(sb3, "train_sps", 0), ratio_of_means(bellmax, sb3, "train_sps"),
                  m(bellmax, "whole_seconds"), m(sb3, "whole_seconds")])
     return markdown_table(header, rows)
 
@@ -179,6 +188,11 @@ def rollout_table(results: dict[str, list[dict]]) -> str:
             shape += ", " + "x".join(map(str, first["hidden_sizes"]))
         rows.append([ROLLOUT_LABELS.get(mode, mode), shape, ", ".join(fmt(r["sps"], 0) for r in runs),
                      f"**{fmt(medians[mode], 0)}**", fmt_ratio(ratio(medians[mode], medians.get("bellmax")))])
+        if mode == "bellmax" and all("collect_sps" in r for r in runs):
+            collect = sorted(r["collect_sps"] for r in runs)[len(runs) // 2]
+            rows.append(["bellmax `collect_rollout` alone (without GAE)", shape,
+                         ", ".join(fmt(r["collect_sps"], 0) for r in runs), fmt(collect, 0),
+                         fmt_ratio(ratio(collect, medians["bellmax"]))])
     return markdown_table(header, rows)
 
 

@@ -121,7 +121,7 @@ def restore_env(state: dict[str, Any]) -> gym.vector.VectorEnv:
             import mujoco
 
             unwrapped = sub.unwrapped
-            mujoco.mj_setState(unwrapped.model, unwrapped.data, saved["physics"], mujoco.mjtState.mjSTATE_FULLPHYSICS)
+            mujoco.mj_setState(unwrapped.model, unwrapped.data, saved["physics"], mujoco.mjtState.mjSTATE_INTEGRATION)
             unwrapped.np_random.bit_generator.state = saved["rng"]
     return env
 
@@ -133,7 +133,7 @@ def _mujoco_state(sub_env: gym.Env) -> dict[str, Any] | None:
         return None
     import mujoco
 
-    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
     physics = np.empty(mujoco.mj_stateSize(unwrapped.model, spec))
     mujoco.mj_getState(unwrapped.model, unwrapped.data, physics, spec)
     return {"physics": physics, "rng": unwrapped.np_random.bit_generator.state}
