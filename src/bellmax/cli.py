@@ -147,7 +147,10 @@ def train(args: list[str]) -> int:
         run = Run(run_dir, algo_class.name, config.to_dict(), preset=found[0] if found else None,
                   progress=not meta.no_progress)
         preset_note = f", preset {found[0]}" if found else ""
-        print(f"training {algo_class.name} on {config.env} (seed {config.seed}{preset_note}) "
+        n_steps = getattr(config, "n_steps", None)
+        batch_note = (f", batch = n_steps x num_envs = {n_steps} x {config.num_envs} = {n_steps * config.num_envs:,}"
+                      if n_steps else "")
+        print(f"training {algo_class.name} on {config.env} (seed {config.seed}{preset_note}{batch_note}) "
               f"for {config.total_steps:,} steps -> {run_dir}", file=sys.stderr)
 
     agent.learn(config.total_steps, run=run)
