@@ -23,6 +23,10 @@ ALGORITHMS: dict[str, tuple[str, str, str]] = {
     "a2c": ("bellmax.algos.a2c", "A2C", "A2CConfig"),
     "ppo": ("bellmax.algos.ppo", "PPO", "PPOConfig"),
     "trpo": ("bellmax.algos.trpo", "TRPO", "TRPOConfig"),
+    "dqn": ("bellmax.algos.dqn", "DQN", "DQNConfig"),
+    "ddpg": ("bellmax.algos.ddpg", "DDPG", "DDPGConfig"),
+    "td3": ("bellmax.algos.td3", "TD3", "TD3Config"),
+    "sac": ("bellmax.algos.sac", "SAC", "SACConfig"),
 }
 
 

@@ -169,3 +169,46 @@ def valid_samples(buffer: RolloutBuffer, **extra: torch.Tensor) -> dict[str, tor
     samples = {name: buffer.view(name)[valid] for name in names}
     samples.update({name: array[valid] for name, array in extra.items()})
     return samples
+
+
+class ReplayBuffer:
+    """A ring buffer of transitions (s, a, r, s', terminated) for off-policy learning.
+
+    Stored as NumPy arrays of `capacity` rows; each vector step adds one row per environment whose
+    step was a real transition (the NEXT_STEP autoreset filler is skipped), and s' is the true
+    next observation (the final one at an episode end). `terminated` is True only for true ends:
+    a time-limit truncation is stored with terminated False, so its target bootstraps from V(s').
+    """
+
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
+                 obs_dtype: type = np.float32, action_dtype: type = np.float32):
+        self.capacity = capacity
+        self.obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
+        self.next_obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
+        self.actions = np.zeros((capacity, *action_shape), dtype=action_dtype)
+        self.rewards = np.zeros(capacity, dtype=np.float32)
+        self.terminated = np.zeros(capacity, dtype=np.float32)
+        self.pos = 0
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
+            terminated: np.ndarray, valid: np.ndarray) -> None:
+        """Add the valid rows of one vector step (arrays with a leading num_envs axis)."""
+        for i in np.flatnonzero(valid):
+            row = self.pos
+            self.obs[row], self.next_obs[row] = obs[i], next_obs[i]
+            self.actions[row], self.rewards[row], self.terminated[row] = actions[i], rewards[i], terminated[i]
+            self.pos = (self.pos + 1) % self.capacity
+            self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """A uniform minibatch as tensors: obs, actions, rewards, next_obs, terminated."""
+        idx = rng.integers(0, self.size, size=batch_size)
+        return {
+            "obs": torch.as_tensor(self.obs[idx]), "actions": torch.as_tensor(self.actions[idx]),
+            "rewards": torch.as_tensor(self.rewards[idx]), "next_obs": torch.as_tensor(self.next_obs[idx]),
+            "terminated": torch.as_tensor(self.terminated[idx]),
+        }

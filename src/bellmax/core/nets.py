@@ -198,12 +198,107 @@ class ValueNet(nn.Module):
 class QNet(nn.Module):
     """Q_phi(s, a): a scalar per (observation, action); discrete actions enter one-hot."""
 
-    def __init__(self, obs_space: gym.Space, action_space: gym.Space, hidden_sizes: Sequence[int]):
+    def __init__(self, obs_space: gym.Space, action_space: gym.Space, hidden_sizes: Sequence[int],
+                 activation: type[nn.Module] = nn.Tanh):
         super().__init__()
         self.encoder = ObsEncoder(obs_space)
         self.action_encoder = ObsEncoder(action_space)
-        self.net = mlp(self.encoder.dim + self.action_encoder.dim, hidden_sizes, 1)
+        self.net = mlp(self.encoder.dim + self.action_encoder.dim, hidden_sizes, 1, activation)
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         x = torch.cat([self.encoder(obs), self.action_encoder(actions)], dim=-1)
         return self.net(x).squeeze(-1)
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """theta_target <- tau theta_online + (1 - tau) theta_target (tau = 1: hard copy)."""
+    for t, o in zip(target.parameters(), online.parameters()):
+        t.lerp_(o, tau)
+
+
+class QHead(nn.Module):
+    """Q(s, .) for discrete actions: one output per action; optionally dueling,
+    Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a') (Wang et al., 2016)."""
+
+    def __init__(self, obs_space: gym.Space, n_actions: int, hidden_sizes: Sequence[int], dueling: bool = False,
+                 torso: nn.Module | None = None):
+        super().__init__()
+        self.encoder = torso if torso is not None else ObsEncoder(obs_space)
+        self.dueling = dueling
+        if dueling:
+            self.value = mlp(self.encoder.dim, hidden_sizes, 1, nn.ReLU)
+            self.advantage = mlp(self.encoder.dim, hidden_sizes, n_actions, nn.ReLU)
+        else:
+            self.net = mlp(self.encoder.dim, hidden_sizes, n_actions, nn.ReLU)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = self.encoder(obs)
+        if not self.dueling:
+            return self.net(x)
+        advantage = self.advantage(x)
+        return self.value(x) + advantage - advantage.mean(-1, keepdim=True)
+
+
+class BoundedActor(nn.Module):
+    """Deterministic mu_theta(s) for DDPG/TD3, squashed into the Box: low + (tanh(.) + 1)/2 (high - low)."""
+
+    def __init__(self, obs_space: gym.Space, action_space: gym.spaces.Box, hidden_sizes: Sequence[int]):
+        super().__init__()
+        self.encoder = ObsEncoder(obs_space)
+        self.net = mlp(self.encoder.dim, hidden_sizes, int(np.prod(action_space.shape)), nn.ReLU)
+        self.register_buffer("scale", torch.as_tensor((action_space.high - action_space.low) / 2, dtype=torch.float32))
+        self.register_buffer("bias", torch.as_tensor((action_space.high + action_space.low) / 2, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.bias + self.scale * torch.tanh(self.net(self.encoder(obs)))
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        return self(obs)
+
+
+class SquashedGaussianActor(nn.Module):
+    """SAC's policy: u ~ N(mu(s), sigma(s)^2), a = bias + scale tanh(u), with the change-of-variables
+    log-density  log pi(a|s) = log N(u) - sum_i log(scale_i (1 - tanh(u_i)^2))."""
+
+    LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+    def __init__(self, obs_space: gym.Space, action_space: gym.spaces.Box, hidden_sizes: Sequence[int]):
+        super().__init__()
+        dim = int(np.prod(action_space.shape))
+        self.encoder = ObsEncoder(obs_space)
+        self.torso = mlp(self.encoder.dim, hidden_sizes[:-1], hidden_sizes[-1], nn.ReLU)
+        self.mean = nn.Linear(hidden_sizes[-1], dim)
+        self.log_std = nn.Linear(hidden_sizes[-1], dim)
+        self.register_buffer("scale", torch.as_tensor((action_space.high - action_space.low) / 2, dtype=torch.float32))
+        self.register_buffer("bias", torch.as_tensor((action_space.high + action_space.low) / 2, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.torso(self.encoder(obs)))
+        log_std = self.log_std(h).clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
+        return self.mean(h), log_std
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a, log pi(a|s)) with a reparameterized, so gradients flow through the sample."""
+        mean, log_std = self(obs)
+        u = mean + log_std.exp() * torch.randn_like(mean)
+        return self.squash(u), squashed_log_prob(u, mean, log_std, self.scale)
+
+    def squash(self, u: torch.Tensor) -> torch.Tensor:
+        return self.bias + self.scale * torch.tanh(u)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        mean, log_std = self(obs)
+        return self.squash(mean if deterministic else mean + log_std.exp() * torch.randn_like(mean))
+
+
+def squashed_log_prob(u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """log pi(a) for a = bias + scale tanh(u), u ~ N(mean, exp(log_std)^2), summed over dimensions.
+
+    log(1 - tanh(u)^2) is computed as 2 (log 2 - u - softplus(-2u)), exact and stable for large |u|.
+    """
+    log_normal = Normal(mean, log_std.exp(), validate_args=False).log_prob(u)
+    log_det = torch.log(scale) + 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
+    return (log_normal - log_det).sum(-1)

@@ -1,0 +1,130 @@
+"""What the off-policy family (DQN, DDPG, TD3, SAC) shares: its Config fields, the replay
+buffer, and the loop that interleaves acting and learning.
+
+An off-policy algorithm provides `build()`, `explore(obs)` (actions to try: epsilon-greedy,
+noisy, or sampled), `gradient_step(batch)` (one update on a replay minibatch, returning named
+scalars), `modules()` and `optimizers()`. One `train_iteration` acts for up to `log_every`
+environment steps: every vector step stores its real transitions; once `learning_starts` steps
+are in, every `train_freq` vector steps take `gradient_steps` gradient steps on uniform samples.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from bellmax.config import Config, require
+from bellmax.core.algorithm import Algorithm
+from bellmax.core.buffers import ReplayBuffer
+
+
+@dataclass
+class OffPolicyConfig(Config):
+    """Fields every replay-based algorithm shares."""
+
+    num_envs: int = 1
+    buffer_size: int = 1_000_000
+    """Transitions the replay buffer holds (oldest overwritten first)."""
+    learning_starts: int = 1000
+    """Steps of uniformly random actions before learning begins."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    train_freq: int = 1
+    """Vector steps between rounds of gradient steps."""
+    gradient_steps: int = 1
+    """Gradient steps per round."""
+    tau: float = 0.005
+    """Polyak factor of the target networks: theta' <- tau theta + (1 - tau) theta'."""
+    log_every: int = 1000
+    """Environment steps per logged iteration."""
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.buffer_size >= 1, "buffer_size", self.buffer_size, "at least 1")
+        require(self.learning_starts >= 0, "learning_starts", self.learning_starts, ">= 0")
+        require(1 <= self.batch_size <= self.buffer_size, "batch_size", self.batch_size,
+                f"between 1 and buffer_size ({self.buffer_size})")
+        require(self.train_freq >= 1, "train_freq", self.train_freq, "at least 1")
+        require(self.gradient_steps >= 0, "gradient_steps", self.gradient_steps, ">= 0")
+        require(0 < self.tau <= 1, "tau", self.tau, "in (0, 1]")
+        require(self.log_every >= 1, "log_every", self.log_every, "at least 1")
+        require(not self.normalize_obs, "normalize_obs", self.normalize_obs,
+                "False for off-policy algorithms (not supported yet)")
+        require(not self.normalize_reward, "normalize_reward", self.normalize_reward,
+                "False for off-policy algorithms (not supported yet)")
+
+
+class OffPolicyAlgorithm(Algorithm):
+    config: OffPolicyConfig
+
+    def __init__(self, config: OffPolicyConfig, env: gym.vector.VectorEnv | None = None):
+        super().__init__(config, env)
+        obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
+        discrete = isinstance(action_space, gym.spaces.Discrete)
+        self.replay = ReplayBuffer(config.buffer_size, obs_space.shape, action_space.shape, obs_dtype=obs_space.dtype,
+                                   action_dtype=np.int64 if discrete else np.float32)
+        self.rng = np.random.default_rng(config.seed)  # replay sampling and exploration noise
+        self.vector_steps = 0
+
+    # -- what a subclass provides -------------------------------------------------------------
+    def explore(self, obs: torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+    def gradient_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        raise NotImplementedError
+
+    # -- the shared loop ----------------------------------------------------------------------
+    def random_actions(self) -> np.ndarray:
+        space, n = self.env.single_action_space, self.env.num_envs
+        if isinstance(space, gym.spaces.Discrete):
+            return self.rng.integers(space.n, size=n)
+        return self.rng.uniform(space.low, space.high, size=(n, *space.shape)).astype(np.float32)
+
+    def train_iteration(self, max_steps: int) -> dict[str, float]:
+        cfg = self.config
+        n_vector = max(1, min(cfg.log_every, max_steps) // self.env.num_envs)
+        sums: dict[str, float] = {}
+        updates, acting_seconds = 0, 0.0
+        for _ in range(n_vector):
+            start = time.perf_counter()
+            if self.global_step < cfg.learning_starts:
+                actions = self.random_actions()
+            else:
+                with torch.inference_mode():
+                    actions = self.explore(torch.as_tensor(self.obs))
+            next_obs, rewards, terminated, truncated, info = self.env.step(actions)
+            valid = ~self.prev_done
+            done = terminated | truncated
+            learn_terminated = self.learning_terminations(terminated, done, info)
+            raw_rewards = np.asarray(rewards, dtype=np.float64)
+            learn_rewards = np.sign(raw_rewards) if cfg.clip_reward else raw_rewards
+            self.replay.add(self.obs, actions, learn_rewards, next_obs, learn_terminated, valid)
+            self.tracker.update(raw_rewards, done, valid)
+            self.prev_done, self.obs = done, next_obs
+            self.global_step += self.env.num_envs
+            self.vector_steps += 1
+            acting_seconds += time.perf_counter() - start
+            if self.global_step >= cfg.learning_starts and self.vector_steps % cfg.train_freq == 0:
+                for _ in range(cfg.gradient_steps):
+                    for key, value in self.gradient_step(self.replay.sample(cfg.batch_size, self.rng)).items():
+                        sums[key] = sums.get(key, 0.0) + value
+                    updates += 1
+        self.rollout_seconds = acting_seconds
+        metrics = {key: value / updates for key, value in sums.items()}
+        metrics["losses/gradient_steps"] = updates
+        metrics["rollout/buffer_size"] = len(self.replay)
+        return metrics
+
+    # -- state --------------------------------------------------------------------------------
+    def extra_state(self) -> dict[str, Any]:
+        return {"replay": self.replay, "rng": self.rng.bit_generator.state, "vector_steps": self.vector_steps}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.replay = state["replay"]
+        self.rng.bit_generator.state = state["rng"]
+        self.vector_steps = state["vector_steps"]
