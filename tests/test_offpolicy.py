@@ -1,0 +1,154 @@
+"""DQN, DDPG, TD3 and SAC: TD targets as in the papers, the replay buffer keeps terminal and
+truncated transitions apart, the squashed log-density is right, resume is exact, agents learn."""
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from bellmax.algos import DDPG, DQN, SAC, TD3, DQNConfig, SACConfig
+from bellmax.algos.dqn import dqn_targets
+from bellmax.config import config_with_preset
+from bellmax.core.algorithm import Algorithm
+from bellmax.core.nets import polyak_update, squashed_log_prob
+from bellmax.errors import BellmaxError
+
+TINY = dict(hidden_sizes=(16, 16), learning_starts=50, batch_size=32, buffer_size=5000, log_every=100)
+
+
+def test_td_target_bootstraps_unless_terminated():
+    rewards, terminated = torch.tensor([1.0, 1.0]), torch.tensor([0.0, 1.0])
+    next_q = torch.tensor([[2.0, 5.0], [2.0, 5.0]])
+    y = dqn_targets(rewards, terminated, next_q, next_q, gamma=0.9, double_q=False)
+    assert y.tolist() == pytest.approx([1 + 0.9 * 5.0, 1.0])
+
+
+def test_double_dqn_target_picks_with_online_net_and_rates_with_target_net():
+    rewards, terminated = torch.zeros(1), torch.zeros(1)
+    online = torch.tensor([[1.0, 3.0, 2.0]])  # online argmax: action 1
+    target = torch.tensor([[10.0, 4.0, 7.0]])  # target argmax would be action 0
+    assert dqn_targets(rewards, terminated, online, target, 1.0, double_q=True).item() == 4.0
+    assert dqn_targets(rewards, terminated, online, target, 1.0, double_q=False).item() == 10.0
+
+
+def test_polyak_update_moves_target_by_tau():
+    online, target = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    before = target.weight.detach().clone()
+    polyak_update(target, online, tau=0.1)
+    assert torch.allclose(target.weight, 0.9 * before + 0.1 * online.weight)
+    polyak_update(target, online, tau=1.0)
+    assert torch.equal(target.weight, online.weight)
+
+
+def test_squashed_gaussian_log_prob_matches_change_of_variables_numerically():
+    # a = bias + scale tanh(u): p_a(a) = p_u(u) / |da/du|, with da/du by finite differences
+    mean, log_std, scale, bias = torch.tensor([0.3]), torch.tensor([-0.2]), torch.tensor([2.0]), 0.5
+    u = torch.linspace(-3, 3, 13)[:, None].double()
+    h = 1e-6
+    da_du = (scale * (torch.tanh(u + h) - torch.tanh(u - h)) / (2 * h))
+    expected = torch.distributions.Normal(mean.double(), log_std.exp().double()).log_prob(u) - torch.log(da_du)
+    ours = squashed_log_prob(u, mean.double(), log_std.double(), scale.double())
+    assert torch.allclose(ours, expected[:, 0], atol=1e-6)
+    # and the density integrates to 1 over the action interval (bias - scale, bias + scale)
+    a = torch.linspace(bias - 2 + 1e-6, bias + 2 - 1e-6, 200001).double()
+    u_of_a = torch.atanh((a - bias) / 2.0)[:, None]
+    density = squashed_log_prob(u_of_a, mean.double(), log_std.double(), scale.double()).exp()
+    assert torch.trapezoid(density, a).item() == pytest.approx(1.0, abs=1e-3)
+
+
+class Corridor(gym.Env):
+    """Reward 1 per step; terminates at step 3 when `terminate`, else only a time limit ends it."""
+
+    observation_space = gym.spaces.Box(0.0, 10.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, terminate: bool):
+        self.terminate = terminate
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([float(self.t)], np.float32), 1.0, self.terminate and self.t >= 3, False, {}
+
+
+gym.register("bellmax-test/OffCorridor-v0", entry_point=Corridor, max_episode_steps=3)
+
+
+@pytest.mark.parametrize("terminate", [True, False])
+def test_replay_stores_true_final_state_skips_autoreset_filler_and_keeps_truncation_non_terminal(terminate):
+    from bellmax.envs.make import make_vec_env
+
+    env = make_vec_env("bellmax-test/OffCorridor-v0", 1, seed=0, terminate=terminate,
+                       max_episode_steps=4 if terminate else 3)
+    agent = DQN(DQNConfig(env="bellmax-test/OffCorridor-v0", learning_starts=10**6, log_every=8, **{
+        k: v for k, v in TINY.items() if k not in ("learning_starts", "log_every")}), env=env)
+    agent.train_iteration(8)  # 8 vector steps = 2 episodes of 3 steps + 2 filler steps
+    r = agent.replay
+    assert len(r) == 6, "the two autoreset filler steps are not transitions"
+    assert r.next_obs[:6, 0].tolist() == [1, 2, 3, 1, 2, 3]
+    assert r.terminated[:6].tolist() == ([0, 0, 1] * 2 if terminate else [0, 0, 0] * 2)
+
+
+@pytest.mark.parametrize("algo", [DQN, DDPG, TD3, SAC])
+def test_resume_is_bit_for_bit_with_replay_buffer_and_exploration_state(tmp_path, algo):
+    env = "CartPole-v1" if algo is DQN else "Pendulum-v1"
+    extra = {"noise_type": "ornstein_uhlenbeck"} if algo is DDPG else {}
+    config = algo.config_class(env=env, seed=3, total_steps=600, eval_episodes=0, **TINY, **extra)
+    straight = algo(config).learn()
+    first = algo(config).learn(300)
+    first.save(tmp_path / "ckpt.pt")
+    resumed = Algorithm.load(tmp_path / "ckpt.pt").learn()
+    for name, module in straight.modules().items():
+        other = resumed.modules()[name]
+        for (k, a), (_, b) in zip(module.state_dict().items(), other.state_dict().items()):
+            assert torch.equal(a, b), f"{name}.{k}"
+    assert np.array_equal(straight.replay.obs, resumed.replay.obs)
+
+
+@pytest.mark.parametrize("algo", [DQN, DDPG, TD3, SAC])
+def test_updates_change_every_trainable_parameter(algo):
+    env = "CartPole-v1" if algo is DQN else "Pendulum-v1"
+    agent = algo(algo.config_class(env=env, seed=0, **TINY))
+    trainable = {n: p for m, mod in agent.modules().items() if "target" not in m
+                 for n, p in ((f"{m}.{k}", p) for k, p in mod.named_parameters()) if p.requires_grad}
+    before = {n: p.detach().clone() for n, p in trainable.items()}
+    agent.train_iteration(200)
+    assert [n for n in trainable if torch.equal(before[n], trainable[n])] == []
+
+
+def test_wrong_action_space_is_a_clear_error():
+    with pytest.raises(BellmaxError, match="dqn needs discrete actions, but Pendulum-v1 has Box"):
+        DQN(DQNConfig(env="Pendulum-v1"))
+    with pytest.raises(BellmaxError, match="sac needs continuous"):
+        SAC(SACConfig(env="CartPole-v1"))
+
+
+def test_sac_tunes_alpha_towards_the_target_entropy():
+    agent = SAC(SACConfig(env="Pendulum-v1", seed=0, **TINY))
+    agent.train_iteration(400)
+    assert agent.target_entropy == -1.0
+    assert agent.log_alpha.exp().item() < 1.0  # entropy above target at the start: alpha decreases
+    assert math.isfinite(agent.log_alpha.item())
+
+
+@pytest.mark.slow
+def test_dqn_solves_cartpole_with_its_preset():
+    config = config_with_preset(DQNConfig, "dqn", "CartPole-v1", None).replace(seed=0)
+    agent = DQN(config).learn()
+    assert agent.last_eval.mean() >= 475, agent.last_eval
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", [SAC, TD3])
+def test_reaches_minus_250_on_pendulum_with_its_preset(algo):
+    config = config_with_preset(algo.config_class, algo.name, "Pendulum-v1", None).replace(seed=0)
+    agent = algo(config).learn()
+    assert agent.last_eval.mean() >= -250, agent.last_eval
+
+
