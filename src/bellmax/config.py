@@ -17,7 +17,7 @@ import json
 import math
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from bellmax.errors import BellmaxError, ConfigError
 
@@ -114,6 +114,26 @@ class Config:
 
     def replace(self: C, **changes: Any) -> C:
         return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class OnPolicyConfig(Config):
+    """Fields the policy-gradient family (VPG, A2C, TRPO, PPO) shares."""
+
+    n_steps: int = 256
+    """Vector steps per rollout; one batch holds n_steps x num_envs transitions."""
+    activation: Literal["tanh", "relu"] = "tanh"
+    """Nonlinearity of the policy and value MLPs."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (continuous actions)."""
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.n_steps >= 1, "n_steps", self.n_steps, "at least 1")
+        require(-20 <= self.log_std_init <= 2, "log_std_init", self.log_std_init, "in [-20, 2]")
+
+    def rollout_size(self) -> int:
+        return self.n_steps * self.num_envs
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,20 +18,19 @@ from dataclasses import dataclass
 
 import torch
 
-from bellmax.config import Config, require
+from bellmax.config import OnPolicyConfig, require
 from bellmax.core.algorithm import Algorithm
 from bellmax.core.buffers import advantages_and_returns, explained_variance, valid_samples
 from bellmax.core.optim import Adam, clip_grad_norm
 
 
 @dataclass
-class A2CConfig(Config):
+class A2CConfig(OnPolicyConfig):
     """A2C; defaults follow Stable-Baselines3's (5-step rollouts, lambda = 1), with Adam."""
 
     learning_rate: float = 7e-4
     num_envs: int = 16
     n_steps: int = 5
-    """Vector steps per update; one batch holds n_steps x num_envs transitions."""
     gae_lambda: float = 1.0
     ent_coef: float = 0.0
     """c_e, weight of the entropy bonus."""
@@ -48,7 +47,6 @@ class A2CConfig(Config):
 
     def validate(self) -> None:
         super().validate()
-        require(self.n_steps >= 1, "n_steps", self.n_steps, "at least 1")
         require(self.ent_coef >= 0, "ent_coef", self.ent_coef, ">= 0")
         require(self.vf_coef >= 0, "vf_coef", self.vf_coef, ">= 0")
         require(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "positive")
@@ -71,7 +69,7 @@ class A2C(Algorithm):
 
     def build(self) -> None:
         cfg = self.config
-        self.policy, self.value = self.make_policy_and_value(cfg.hidden_sizes)
+        self.policy, self.value = self.make_policy_and_value()
         self.buffer = self.make_rollout_buffer(cfg.n_steps)
         self.optimizer = Adam(self.trainable_parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
 

@@ -19,19 +19,18 @@ from dataclasses import dataclass
 
 import torch
 
-from bellmax.config import Config, require
+from bellmax.config import OnPolicyConfig, require
 from bellmax.core.algorithm import Algorithm
 from bellmax.core.buffers import advantages_and_returns, explained_variance, valid_samples
 from bellmax.core.optim import Adam, clip_grad_norm
 
 
 @dataclass
-class PPOConfig(Config):
+class PPOConfig(OnPolicyConfig):
     """PPO-Clip; defaults follow the PPO paper's MuJoCo settings where they apply."""
 
     num_envs: int = 8
     n_steps: int = 256
-    """Vector steps per rollout; one batch holds n_steps x num_envs transitions."""
     batch_size: int = 256
     """Minibatch size of the Adam steps."""
     n_epochs: int = 10
@@ -59,7 +58,6 @@ class PPOConfig(Config):
 
     def validate(self) -> None:
         super().validate()
-        require(self.n_steps >= 1, "n_steps", self.n_steps, "at least 1")
         require(self.n_epochs >= 1, "n_epochs", self.n_epochs, "at least 1")
         require(0 < self.clip_range < 1, "clip_range", self.clip_range, "in (0, 1)")
         require(self.clip_range_vf is None or self.clip_range_vf > 0, "clip_range_vf", self.clip_range_vf,
@@ -106,7 +104,7 @@ class PPO(Algorithm):
 
     def build(self) -> None:
         cfg = self.config
-        self.policy, self.value = self.make_policy_and_value(cfg.hidden_sizes)
+        self.policy, self.value = self.make_policy_and_value()
         self.buffer = self.make_rollout_buffer(cfg.n_steps)
         self.optimizer = Adam(self.trainable_parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
 

@@ -20,21 +20,20 @@ from dataclasses import dataclass
 import torch
 from torch.nn.utils import parameters_to_vector
 
-from bellmax.config import Config, require
+from bellmax.config import OnPolicyConfig, require
 from bellmax.core.algorithm import Algorithm
 from bellmax.core.buffers import advantages_and_returns, explained_variance, valid_samples
 from bellmax.core.optim import Adam
 
 
 @dataclass
-class TRPOConfig(Config):
+class TRPOConfig(OnPolicyConfig):
     """TRPO; defaults follow sb3-contrib's (delta 0.01, damping 0.1, 0.8 backtracking)."""
 
     learning_rate: float = 1e-3
     """Adam step size of the critic (the policy step size comes from the trust region)."""
     num_envs: int = 8
     n_steps: int = 256
-    """Vector steps per iteration; one batch holds n_steps x num_envs transitions."""
     max_kl: float = 0.01
     """delta, the trust-region radius on the mean KL(pi_old || pi_theta)."""
     cg_iterations: int = 15
@@ -54,7 +53,6 @@ class TRPOConfig(Config):
 
     def validate(self) -> None:
         super().validate()
-        require(self.n_steps >= 1, "n_steps", self.n_steps, "at least 1")
         require(self.max_kl > 0, "max_kl", self.max_kl, "positive")
         require(self.cg_iterations >= 1, "cg_iterations", self.cg_iterations, "at least 1")
         require(self.cg_damping >= 0, "cg_damping", self.cg_damping, ">= 0")
@@ -104,7 +102,7 @@ class TRPO(Algorithm):
 
     def build(self) -> None:
         cfg = self.config
-        self.policy, self.value = self.make_policy_and_value(cfg.hidden_sizes)
+        self.policy, self.value = self.make_policy_and_value()
         self.buffer = self.make_rollout_buffer(cfg.n_steps)
         self.value_optimizer = Adam(self.value.parameters(), lr=cfg.learning_rate)
 

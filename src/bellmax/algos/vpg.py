@@ -29,7 +29,7 @@ from typing import Literal
 
 import torch
 
-from bellmax.config import Config, require
+from bellmax.config import OnPolicyConfig, require
 from bellmax.core.algorithm import Algorithm
 from bellmax.core.buffers import (
     discounted_returns,
@@ -38,7 +38,7 @@ from bellmax.core.buffers import (
     segment_start_values,
     td_residuals,
 )
-from bellmax.core.nets import Policy, QNet, ValueNet
+from bellmax.core.nets import ACTIVATIONS, QNet
 from bellmax.core.optim import Adam
 
 Weighting = Literal[
@@ -47,14 +47,13 @@ Weighting = Literal[
 
 
 @dataclass
-class VPGConfig(Config):
+class VPGConfig(OnPolicyConfig):
     """Vanilla policy gradient; defaults solve CartPole-v1 in well under a minute on one CPU core."""
 
     learning_rate: float = 5e-3
     """Adam step size of the policy."""
     num_envs: int = 8
     n_steps: int = 250
-    """Vector steps per iteration; one batch holds n_steps x num_envs transitions."""
     weighting: Weighting = "gae"
     """Psi_t in grad log pi(a_t|s_t) Psi_t: which estimator weights the log-likelihood."""
     value_learning_rate: float = 3e-3
@@ -70,7 +69,6 @@ class VPGConfig(Config):
 
     def validate(self) -> None:
         super().validate()
-        require(self.n_steps >= 1, "n_steps", self.n_steps, "at least 1")
         require(self.value_learning_rate > 0, "value_learning_rate", self.value_learning_rate, "positive")
         require(self.value_epochs >= 0, "value_epochs", self.value_epochs, ">= 0")
         require(self.entropy_coef >= 0, "entropy_coef", self.entropy_coef, ">= 0")
@@ -88,9 +86,9 @@ class VPG(Algorithm):
     def build(self) -> None:
         cfg, env = self.config, self.env
         obs_space, action_space = env.single_observation_space, env.single_action_space
-        self.policy = Policy(obs_space, action_space, cfg.hidden_sizes)
-        self.value = ValueNet(obs_space, cfg.hidden_sizes)
-        self.q_value = QNet(obs_space, action_space, cfg.hidden_sizes) if self.uses_q else None
+        self.policy, self.value = self.make_policy_and_value()
+        activation = ACTIVATIONS[cfg.activation]
+        self.q_value = QNet(obs_space, action_space, cfg.hidden_sizes, activation) if self.uses_q else None
         self.policy_optimizer = Adam(self.policy.parameters(), lr=cfg.learning_rate)
         critics = list(self.value.parameters()) + (list(self.q_value.parameters()) if self.q_value else [])
         self.value_optimizer = Adam(critics, lr=cfg.value_learning_rate)

@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         if seeds:
             p.add_argument("--seeds", type=_positive, default=3, help="seeds 0..N-1 (default 3)")
             p.add_argument("--import-repeats", type=_positive, default=5,
-                           help="times to measure the import cost for the time breakdown (median; default 5)")
+                           help="import-cost samples for the time breakdown, at least one after each bellmax "
+                                "run (median; default 5)")
             p.add_argument("--sb3-threads", type=int, default=1,
                            help="torch threads of the SB3 processes (default 1, as bellmax's torch_threads; "
                                 "0: torch's default)")
@@ -236,9 +237,18 @@ def _runs_root(opts: argparse.Namespace, benchmark: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"bellmax-bench-{benchmark}-"))
 
 
-def execute(plan: Plan, root: Path) -> dict[str, list[dict[str, Any]]]:
-    """Run the plan's processes in order; results grouped by job group, in seed order."""
-    from bellmax.bench.harness import last_json_line, run_process, summarize_bellmax_run, summarize_sb3_run
+def execute(plan: Plan, root: Path, import_samples: list[dict[str, float]] | None = None,
+            algo: str = "ppo") -> dict[str, list[dict[str, Any]]]:
+    """Run the plan's processes in order; results grouped by job group, in seed order. With
+    `import_samples`, the import probes run once after every bellmax run (next to it in time,
+    so both see the same load) and their times are appended there."""
+    from bellmax.bench.harness import (
+        last_json_line,
+        run_process,
+        summarize_bellmax_run,
+        summarize_sb3_run,
+        time_imports,
+    )
 
     taken = [str(job.run_dir) for job in plan.jobs if job.run_dir is not None and job.run_dir.exists()]
     if taken:
@@ -254,6 +264,8 @@ def execute(plan: Plan, root: Path) -> dict[str, list[dict[str, Any]]]:
             summary = {**last_json_line(finished.stdout), "whole_seconds": finished.seconds}
         summary["command"] = finished.command
         results.setdefault(job.group, []).append(summary)
+        if import_samples is not None and job.library == "bellmax":
+            import_samples.append(time_imports(algo))
         shown = {k: summary.get(k) for k in ("whole_seconds", "steps", "eval_return", "solved_at", "sps")
                  if summary.get(k) is not None}
         print(f"  [{number}/{len(plan.jobs)}] {job.group} seed {job.seed}: "
@@ -266,7 +278,8 @@ def _header(invocation: str, machine: dict[str, Any], notes: list[str]) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
     lines = [f"Command: `{invocation}`", "",
              f"Machine: {machine['cpu_count']} CPU cores ({machine['cpu']}), {machine['platform']}, "
-             f"Python {machine['python']}; {versions}; measured {machine['date']}."]
+             f"Python {machine['python']}; {versions}; bellmax commit {machine.get('bellmax_commit') or '?'}; "
+             f"measured {machine['date']}."]
     lines += [f"- {note}" for note in notes]
     return "\n".join(lines)
 
@@ -342,14 +355,20 @@ def main(argv: list[str]) -> int:
     print(f"{invocation}: {len(plan.jobs)} processes, one at a time; runs and logs in {root}", file=sys.stderr)
 
     from bellmax.bench import report
-    from bellmax.bench.harness import machine_info, measure_imports
+    from bellmax.bench.harness import machine_info, median_imports, source_commit, time_imports
 
+    commit_at_start = source_commit()
     start = time.perf_counter()
-    results = execute(plan, root)
+    algo = getattr(opts, "algo", "ppo")
+    samples: list[dict[str, float]] | None = None if opts.benchmark == "rollout" else []
+    results = execute(plan, root, samples, algo)
     imports = None
-    if opts.benchmark != "rollout":
-        imports = measure_imports(opts.import_repeats, getattr(opts, "algo", "ppo"))
+    if samples is not None:
+        samples += [time_imports(algo) for _ in range(max(opts.import_repeats - len(samples), 0))]
+        imports = median_imports(samples)
     machine = machine_info()
+    if machine["bellmax_commit"] != commit_at_start:  # someone committed while the benchmark ran
+        machine["bellmax_commit"] = f"{commit_at_start} at start, {machine['bellmax_commit']} at end"
     header = _header(invocation, machine, plan.notes)
     figure = None
     if opts.benchmark == "ppo-cartpole":

@@ -131,15 +131,14 @@ def import_probes(algo: str = "ppo") -> dict[str, str]:
     }
 
 
-def measure_imports(repeats: int, algo: str = "ppo") -> dict[str, float]:
-    """Median whole-process seconds of `python -c "<imports>"` for each of `import_probes(algo)`,
-    the probes interleaved."""
-    probes = import_probes(algo)
-    times: dict[str, list[float]] = {k: [] for k in probes}
-    for _ in range(repeats):
-        for key, code in probes.items():
-            times[key].append(run_process([sys.executable, "-c", code]).seconds)
-    return {k: statistics.median(v) for k, v in times.items()}
+def time_imports(algo: str = "ppo") -> dict[str, float]:
+    """Whole-process seconds of `python -c "<imports>"` for each of `import_probes(algo)`, once."""
+    return {key: run_process([sys.executable, "-c", code]).seconds for key, code in import_probes(algo).items()}
+
+
+def median_imports(samples: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Per probe, the median over samples (each sample one `time_imports` call)."""
+    return {key: statistics.median(s[key] for s in samples) for key in samples[0]} if samples else {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,5 +202,22 @@ def machine_info() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[package] = None
     return {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "versions": versions,
+            "python": platform.python_version(), "versions": versions, "bellmax_commit": source_commit(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+
+
+def source_commit() -> str | None:
+    """The git commit of the bellmax source being measured (+ "-dirty" when tracked files in src/
+    outside bellmax.bench have uncommitted changes), or None outside a git checkout."""
+    import bellmax
+
+    root = Path(bellmax.__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src",
+                                ":!src/bellmax/bench"], cwd=root, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("-dirty" if dirty else "")

@@ -24,7 +24,7 @@ from torch import nn
 
 from bellmax.config import Config
 from bellmax.core.buffers import EpisodeTracker, RolloutBuffer
-from bellmax.core.nets import NatureCNN, Policy, ValueNet, is_image_space
+from bellmax.core.nets import ACTIVATIONS, NatureCNN, Policy, ValueNet, is_image_space
 from bellmax.core.normalize import ObsNormalizer, RewardNormalizer
 from bellmax.core.optim import Adam
 from bellmax.core.run import CHECKPOINT_FILE, Run, load_checkpoint, save_checkpoint
@@ -109,14 +109,18 @@ class Algorithm:
         raise NotImplementedError
 
     # -- shared building blocks ---------------------------------------------------------------
-    def make_policy_and_value(self, hidden_sizes: tuple[int, ...]) -> tuple[Policy, ValueNet]:
-        """pi_theta and V_phi: separate MLPs, or one Nature CNN torso shared by both heads for
-        image observations (Atari)."""
+    def make_policy_and_value(self) -> tuple[Policy, ValueNet]:
+        """pi_theta and V_phi from the config: separate MLPs, or one Nature CNN torso shared by
+        both heads for image observations (Atari)."""
+        cfg = self.config
         obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
         if is_image_space(obs_space):
             torso = NatureCNN(obs_space)
-            return Policy(obs_space, action_space, (), torso=torso), ValueNet(obs_space, (), torso=torso)
-        return Policy(obs_space, action_space, hidden_sizes), ValueNet(obs_space, hidden_sizes)
+            return (Policy(obs_space, action_space, (), torso=torso, log_std_init=cfg.log_std_init),
+                    ValueNet(obs_space, (), torso=torso))
+        activation = ACTIVATIONS[cfg.activation]
+        return (Policy(obs_space, action_space, cfg.hidden_sizes, activation=activation, log_std_init=cfg.log_std_init),
+                ValueNet(obs_space, cfg.hidden_sizes, activation=activation))
 
     def make_rollout_buffer(self, n_steps: int) -> RolloutBuffer:
         obs_space, action_space = self.env.single_observation_space, self.env.single_action_space

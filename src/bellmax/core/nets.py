@@ -19,6 +19,8 @@ from torch.distributions import Categorical, Distribution, Normal, kl_divergence
 
 from bellmax.errors import BellmaxError
 
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
 
 def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: type[nn.Module] = nn.Tanh,
         out_gain: float = 1.0) -> nn.Sequential:
@@ -101,7 +103,7 @@ class Policy(nn.Module):
     replaces the default observation encoder."""
 
     def __init__(self, obs_space: gym.Space, action_space: gym.Space, hidden_sizes: Sequence[int],
-                 torso: nn.Module | None = None):
+                 torso: nn.Module | None = None, activation: type[nn.Module] = nn.Tanh, log_std_init: float = 0.0):
         super().__init__()
         self.encoder = torso if torso is not None else ObsEncoder(obs_space)
         self.kind = _action_kind(action_space)
@@ -113,8 +115,8 @@ class Policy(nn.Module):
             out = sum(self.nvec)
         else:
             out = int(np.prod(action_space.shape))
-            self.log_std = nn.Parameter(torch.zeros(out))
-        self.net = mlp(self.encoder.dim, hidden_sizes, out, out_gain=0.01)
+            self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
+        self.net = mlp(self.encoder.dim, hidden_sizes, out, activation, out_gain=0.01)
 
     def distribution(self, obs: torch.Tensor) -> Distribution:
         out = self.net(self.encoder(obs))
@@ -186,10 +188,11 @@ class MultiCategorical:
 class ValueNet(nn.Module):
     """V_phi(s): a scalar per observation."""
 
-    def __init__(self, obs_space: gym.Space, hidden_sizes: Sequence[int], torso: nn.Module | None = None):
+    def __init__(self, obs_space: gym.Space, hidden_sizes: Sequence[int], torso: nn.Module | None = None,
+                 activation: type[nn.Module] = nn.Tanh):
         super().__init__()
         self.encoder = torso if torso is not None else ObsEncoder(obs_space)
-        self.net = mlp(self.encoder.dim, hidden_sizes, 1)
+        self.net = mlp(self.encoder.dim, hidden_sizes, 1, activation)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(self.encoder(obs)).squeeze(-1)
