@@ -58,3 +58,17 @@ def test_ppo_runs_on_mujoco_with_normalization():
     agent.learn(512)
     assert agent.global_step == 512 and agent.tracker.episodes > 0
     assert agent.policy.log_std.shape == (3,)
+
+
+def test_dqn_on_atari_uses_the_frame_replay_buffer_and_a_nature_cnn():
+    pytest.importorskip("ale_py")
+    from bellmax.algos import DQN, DQNConfig
+    from bellmax.core.buffers import FrameStackReplayBuffer
+
+    agent = DQN(DQNConfig(env="ALE/Pong-v5", num_envs=2, buffer_size=2000, learning_starts=100, batch_size=8,
+                          train_freq=4, log_every=200, clip_reward=True, seed=0, eval_episodes=0))
+    assert isinstance(agent.replay, FrameStackReplayBuffer)
+    agent.train_iteration(200)
+    batch = agent.replay.sample(8, agent.rng)
+    assert batch["obs"].shape == (8, 4, 84, 84) and batch["obs"].dtype == torch.uint8
+    assert agent.iteration == 0 and len(agent.replay) == 200

@@ -195,7 +195,7 @@ class ReplayBuffer:
         return self.size
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
-            terminated: np.ndarray, valid: np.ndarray) -> None:
+            terminated: np.ndarray, valid: np.ndarray, done: np.ndarray | None = None) -> None:
         """Add the valid rows of one vector step (arrays with a leading num_envs axis)."""
         for i in np.flatnonzero(valid):
             row = self.pos
@@ -211,4 +211,88 @@ class ReplayBuffer:
             "obs": torch.as_tensor(self.obs[idx]), "actions": torch.as_tensor(self.actions[idx]),
             "rewards": torch.as_tensor(self.rewards[idx]), "next_obs": torch.as_tensor(self.next_obs[idx]),
             "terminated": torch.as_tensor(self.terminated[idx]),
+        }
+
+
+class FrameStackReplayBuffer:
+    """Replay for stacked-frame observations (Atari: 4 x 84 x 84 uint8) that stores every frame
+    once, so 1M transitions take about 7 GB instead of the 56 GB of storing (s, s') stacks.
+
+    Each env has its own ring of single frames. A transition's observation is entry k, its next
+    observation entry k + 1, and a stack is the `stack` entries ending at k. When an episode
+    starts, the whole reset stack is written first, so every stack is rebuilt exactly and never
+    reaches into the previous episode. Each entry keeps a write stamp: an entry is sampled only if
+    its stack and its successor were written contiguously and are not overwritten yet.
+    """
+
+    def __init__(self, capacity: int, num_envs: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
+                 action_dtype: type = np.int64):
+        self.stack = obs_shape[0]
+        self.num_envs = num_envs
+        self.ring = max(capacity // num_envs, 1) + self.stack + 1
+        self.frames = np.zeros((num_envs, self.ring, *obs_shape[1:]), dtype=np.uint8)
+        self.actions = np.zeros((num_envs, self.ring, *action_shape), dtype=action_dtype)
+        self.rewards = np.zeros((num_envs, self.ring), dtype=np.float32)
+        self.terminated = np.zeros((num_envs, self.ring), dtype=np.float32)
+        self.has_next = np.zeros((num_envs, self.ring), dtype=bool)  # entry k holds a transition k -> k+1
+        self.stamp = np.full((num_envs, self.ring), -1, dtype=np.int64)  # write counter per entry
+        self.writes = np.zeros(num_envs, dtype=np.int64)
+        self.episode_start = np.ones(num_envs, dtype=bool)  # the next observation begins an episode
+        self.transitions = 0
+
+    def __len__(self) -> int:
+        return int(min(self.transitions, self.num_envs * (self.ring - self.stack - 1)))
+
+    def _write(self, env: int, frame: np.ndarray) -> int:
+        index = self.writes[env] % self.ring
+        self.frames[env, index] = frame
+        self.has_next[env, index] = False
+        self.stamp[env, index] = self.writes[env]
+        self.writes[env] += 1
+        return int(index)
+
+    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
+            terminated: np.ndarray, valid: np.ndarray, done: np.ndarray | None = None) -> None:
+        """Add one vector step. `done` marks true episode ends (the env resets before the next step)."""
+        for i in np.flatnonzero(valid):
+            if self.episode_start[i]:
+                for frame in obs[i]:
+                    current = self._write(i, frame)
+                self.episode_start[i] = False
+            else:
+                current = int((self.writes[i] - 1) % self.ring)
+            self.actions[i, current], self.rewards[i, current] = actions[i], rewards[i]
+            self.terminated[i, current] = terminated[i]
+            self._write(i, next_obs[i][-1])
+            self.has_next[i, current] = True
+            self.transitions += 1
+            if done is not None and done[i]:
+                self.episode_start[i] = True
+
+    def _sampleable(self, env: np.ndarray, index: np.ndarray) -> np.ndarray:
+        offsets = np.arange(-(self.stack - 1), 2)  # the stack ending at k, and k + 1
+        stamps = self.stamp[env[:, None], (index[:, None] + offsets) % self.ring]
+        contiguous = np.all(stamps == stamps[:, :1] + np.arange(len(offsets)), axis=1) & (stamps[:, 0] >= 0)
+        return self.has_next[env, index] & contiguous
+
+    def stacks(self, env: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """The stacked observations ending at entries `index` of envs `env`: (B, stack, H, W)."""
+        positions = (index[:, None] + np.arange(-(self.stack - 1), 1)) % self.ring
+        return self.frames[env[:, None], positions]
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        envs, indices = [], []
+        while sum(len(e) for e in envs) < batch_size:
+            env = rng.integers(0, self.num_envs, size=batch_size)
+            index = rng.integers(0, self.ring, size=batch_size)
+            keep = self._sampleable(env, index)
+            envs.append(env[keep])
+            indices.append(index[keep])
+        env, index = np.concatenate(envs)[:batch_size], np.concatenate(indices)[:batch_size]
+        return {
+            "obs": torch.as_tensor(self.stacks(env, index)),
+            "actions": torch.as_tensor(self.actions[env, index]),
+            "rewards": torch.as_tensor(self.rewards[env, index]),
+            "next_obs": torch.as_tensor(self.stacks(env, (index + 1) % self.ring)),
+            "terminated": torch.as_tensor(self.terminated[env, index]),
         }

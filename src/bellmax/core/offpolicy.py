@@ -20,7 +20,8 @@ import torch
 
 from bellmax.config import Config, require
 from bellmax.core.algorithm import Algorithm
-from bellmax.core.buffers import ReplayBuffer
+from bellmax.core.buffers import FrameStackReplayBuffer, ReplayBuffer
+from bellmax.core.nets import is_image_space
 
 
 @dataclass
@@ -66,8 +67,13 @@ class OffPolicyAlgorithm(Algorithm):
         super().__init__(config, env)
         obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
         discrete = isinstance(action_space, gym.spaces.Discrete)
-        self.replay = ReplayBuffer(config.buffer_size, obs_space.shape, action_space.shape, obs_dtype=obs_space.dtype,
-                                   action_dtype=np.int64 if discrete else np.float32)
+        action_dtype = np.int64 if discrete else np.float32
+        if is_image_space(obs_space):  # stacked Atari frames: store each frame once
+            self.replay = FrameStackReplayBuffer(config.buffer_size, self.env.num_envs, obs_space.shape,
+                                                 action_space.shape, action_dtype)
+        else:
+            self.replay = ReplayBuffer(config.buffer_size, obs_space.shape, action_space.shape,
+                                       obs_dtype=obs_space.dtype, action_dtype=action_dtype)
         self.rng = np.random.default_rng(config.seed)  # replay sampling and exploration noise
         self.vector_steps = 0
 
@@ -103,7 +109,7 @@ class OffPolicyAlgorithm(Algorithm):
             learn_terminated = self.learning_terminations(terminated, done, info)
             raw_rewards = np.asarray(rewards, dtype=np.float64)
             learn_rewards = np.sign(raw_rewards) if cfg.clip_reward else raw_rewards
-            self.replay.add(self.obs, actions, learn_rewards, next_obs, learn_terminated, valid)
+            self.replay.add(self.obs, actions, learn_rewards, next_obs, learn_terminated, valid, done)
             self.tracker.update(raw_rewards, done, valid)
             self.prev_done, self.obs = done, next_obs
             self.global_step += self.env.num_envs

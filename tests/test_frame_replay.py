@@ -1,0 +1,82 @@
+"""The Atari replay buffer stores each frame once, rebuilds stacks exactly, and never lets a
+sampled stack reach across an episode boundary or into overwritten frames."""
+
+import gymnasium as gym
+import numpy as np
+
+from bellmax.core.buffers import FrameStackReplayBuffer
+
+STACK = 4
+
+
+class Frames(gym.Env):
+    """Stacked 2x2 frames: pixel (0,0) = episode id, (0,1) = step; resets pad with zeros like ALE."""
+
+    observation_space = gym.spaces.Box(0, 255, (STACK, 2, 2), np.uint8)
+    action_space = gym.spaces.Discrete(3)
+
+    def __init__(self):
+        self.episode = 0
+
+    def _frame(self):
+        frame = np.zeros((2, 2), np.uint8)
+        frame[0, 0], frame[0, 1] = self.episode, self.t
+        return frame
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.episode = self.episode % 250 + 1
+        self.t = 1
+        self.stack = np.zeros((STACK, 2, 2), np.uint8)
+        self.stack[-1] = self._frame()
+        return self.stack.copy(), {}
+
+    def step(self, action):
+        self.t += 1
+        self.stack = np.concatenate([self.stack[1:], self._frame()[None]])
+        return self.stack.copy(), float(action), bool(self.np_random.random() < 0.1), False, {}
+
+
+gym.register("bellmax-test/Frames-v0", entry_point=Frames, max_episode_steps=15)
+
+
+def fill(capacity: int, steps: int, num_envs: int = 2):
+    env = gym.vector.SyncVectorEnv([lambda: gym.make("bellmax-test/Frames-v0") for _ in range(num_envs)])
+    obs, _ = env.reset(seed=0)
+    buffer = FrameStackReplayBuffer(capacity, num_envs, (STACK, 2, 2), ())
+    prev_done = np.zeros(num_envs, bool)
+    rng = np.random.default_rng(0)
+    real_pairs = set()
+    for _ in range(steps):
+        actions = rng.integers(3, size=num_envs)
+        next_obs, rewards, terminated, truncated, _ = env.step(actions)
+        done = terminated | truncated
+        buffer.add(obs, actions, rewards, next_obs, terminated, ~prev_done, done)
+        for i in np.flatnonzero(~prev_done):
+            real_pairs.add((obs[i].tobytes(), int(actions[i]), next_obs[i].tobytes()))
+        obs, prev_done = next_obs, done
+    return buffer, real_pairs
+
+
+def test_every_sampled_transition_is_a_real_one_and_stacks_stay_inside_their_episode():
+    buffer, real_pairs = fill(capacity=60, steps=400)  # wraps the rings many times
+    batch = buffer.sample(512, np.random.default_rng(1))
+    for obs, action, next_obs in zip(batch["obs"].numpy(), batch["actions"].numpy(), batch["next_obs"].numpy()):
+        assert (obs.tobytes(), int(action), next_obs.tobytes()) in real_pairs
+        episodes = {int(f[0, 0]) for f in obs if f[0, 0] != 0}
+        assert len(episodes) == 1, "a stack mixes two episodes"
+        assert next_obs[-1, 0, 1] == obs[-1, 0, 1] + 1
+
+
+def test_rewards_and_actions_travel_with_their_transition():
+    buffer, _ = fill(capacity=100, steps=200)
+    batch = buffer.sample(256, np.random.default_rng(2))
+    assert np.array_equal(batch["rewards"].numpy(), batch["actions"].numpy().astype(np.float32))
+
+
+def test_a_million_atari_transitions_fit_well_under_8_gb():
+    buffer = FrameStackReplayBuffer(1_000_000, 8, (4, 84, 84), ())
+    total = sum(a.nbytes for a in (buffer.frames, buffer.actions, buffer.rewards, buffer.terminated,
+                                   buffer.has_next, buffer.stamp))
+    assert total < 7.5e9
+    assert buffer.frames.nbytes < 4 * 84 * 84 * 1_000_000 / 3.9  # each frame once, not once per stack slot
