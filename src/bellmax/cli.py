@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     except BellmaxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `bellmax envs | head`: the reader left, not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted: the last checkpoint (written every --checkpoint-every steps) is intact; "
               "continue with `bellmax train ALGO --resume RUN_DIR`", file=sys.stderr)
@@ -226,7 +231,9 @@ def envs(args: list[str]) -> int:
     import gymnasium as gym
 
     import bellmax.envs  # noqa: F401
+    from bellmax.envs.make import register_atari
 
+    register_atari()  # ALE/... ids, when ale-py is installed
     pattern = args[0].lower() if args else ""
     ids = sorted(i for i in gym.registry if pattern in i.lower())
     for env_id in ids:

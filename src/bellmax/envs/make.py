@@ -20,7 +20,7 @@ import bellmax.envs  # noqa: F401  (registers bellmax/GridWorld-v0)
 from bellmax.errors import BellmaxError
 
 
-def _register_atari() -> bool:
+def register_atari() -> bool:
     """Register ale-py's ids (ALE/Pong-v5, PongNoFrameskip-v4, ...) if ale-py is installed."""
     try:
         import ale_py
@@ -39,7 +39,7 @@ def check_env_id(env_id: str) -> None:
     """Raise a BellmaxError naming close matches when `env_id` is not a registered Gymnasium id."""
     if env_id in gym.registry:
         return
-    if ("ALE/" in env_id or "NoFrameskip" in env_id) and not _register_atari():
+    if ("ALE/" in env_id or "NoFrameskip" in env_id) and not register_atari():
         raise BellmaxError(f"{env_id} needs ale-py: pip install -c constraints.txt -e '.[atari]'")
     if env_id in gym.registry:
         return
