@@ -31,7 +31,7 @@ def dry_run(args, capsys):
 def test_ppo_cartpole_plans_bellmax_then_both_sb3_variants_per_seed(capsys):
     lines = dry_run(["ppo-cartpole", "--seeds", "2", "--keep-runs", "R"], capsys)
     assert len(lines) == 6
-    assert lines[0] == "bellmax train ppo --env CartPole-v1 --seed 0 --no-progress --run-dir R/bellmax-s0"
+    assert lines[0].endswith("train ppo --env CartPole-v1 --seed 0 --no-progress --run-dir R/bellmax-s0")
     assert "sb3_runner --algo ppo --env CartPole-v1 --seed 0 --total-steps 100000" in lines[1]
     assert "--eval-every" not in lines[1]
     assert "--eval-every 2048 --stop-at-return 475.0 --eval-episodes 10" in lines[2]
@@ -70,8 +70,9 @@ def test_linear_schedules_and_unmatched_settings_are_reported():
     assert schedule_start(3e-4) == (3e-4, False)
     flags, notes = bellmax_ppo_flags(zoo_entry("ppo", "Hopper-v5")[0])
     assert flags[flags.index("--hidden-sizes") + 1: flags.index("--hidden-sizes") + 3] == ["256", "256"]
+    assert flags[flags.index("--activation") + 1] == "relu" and flags[flags.index("--log-std-init") + 1] == "-2"
     assert "--normalize-obs" in flags and "--normalize-reward" in flags
-    assert any("log_std_init" in note for note in notes)
+    assert any("ortho_init" in note for note in notes)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -31,8 +31,6 @@ from typing import Any
 from bellmax.errors import BellmaxError
 
 CARTPOLE = "CartPole-v1"
-CARTPOLE_STOP = 475.0  # the bellmax CartPole preset's stop_at_return
-CARTPOLE_EVAL_EVERY = 2048  # ... and its eval_every, in environment steps
 CARTPOLE_STEPS = 100_000  # rl-zoo3's n_timesteps for PPO CartPole-v1 (and the preset's budget)
 
 
@@ -139,6 +137,19 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
+def cartpole_stop_rule() -> tuple[int, float, int]:
+    """(eval_every, stop_at_return, eval_episodes) of bellmax's PPO CartPole preset, which SB3 (b)
+    copies."""
+    from bellmax.config import find_preset
+
+    found = find_preset("ppo", CARTPOLE, None)
+    values = found[1]["values"] if found else {}
+    if not values.get("eval_every") or values.get("stop_at_return") is None:
+        raise BellmaxError("bellmax's PPO CartPole preset has no stop rule (eval_every, stop_at_return), "
+                           "which `bellmax bench ppo-cartpole` compares against")
+    return int(values["eval_every"]), float(values["stop_at_return"]), int(values.get("eval_episodes", 10))
+
+
 def cartpole_plan(opts: argparse.Namespace, root: Path) -> Plan:
     from bellmax.bench.harness import bellmax_train_command, sb3_command
     from bellmax.bench.zoo import bellmax_ppo_flags, zoo_entry
@@ -159,7 +170,11 @@ def cartpole_plan(opts: argparse.Namespace, root: Path) -> Plan:
         return plan
 
     _, provenance = zoo_entry("ppo", CARTPOLE)
-    plan = Plan("ppo_cartpole", stop_at_return=CARTPOLE_STOP, notes=[f"SB3 hyperparameters: {provenance}"])
+    eval_every, stop_at_return, eval_episodes = cartpole_stop_rule()
+    plan = Plan("ppo_cartpole", stop_at_return=stop_at_return,
+                notes=[f"SB3 hyperparameters: {provenance}",
+                       f"stop rule (bellmax's preset, copied for SB3 (b)): {eval_episodes} deterministic episodes "
+                       f"every {eval_every} steps, stop at mean >= {stop_at_return}"])
     flags = ["--total-steps", str(opts.total_steps)] if opts.total_steps else []
     for seed in range(opts.seeds):
         plan.jobs += [
@@ -168,8 +183,9 @@ def cartpole_plan(opts: argparse.Namespace, root: Path) -> Plan:
             Job("sb3_zoo", seed, sb3_command("ppo", CARTPOLE, seed, root / f"sb3-zoo-s{seed}", steps,
                                              threads=opts.sb3_threads), root / f"sb3-zoo-s{seed}", "sb3"),
             Job("sb3_stop", seed, sb3_command("ppo", CARTPOLE, seed, root / f"sb3-stop-s{seed}", steps,
-                                              eval_every=CARTPOLE_EVAL_EVERY, stop_at_return=CARTPOLE_STOP,
-                                              threads=opts.sb3_threads), root / f"sb3-stop-s{seed}", "sb3"),
+                                              eval_every=eval_every, stop_at_return=stop_at_return,
+                                              eval_episodes=eval_episodes, threads=opts.sb3_threads),
+                root / f"sb3-stop-s{seed}", "sb3"),
         ]
     return plan
 
@@ -298,8 +314,18 @@ def _figure_path(opts: argparse.Namespace, plan: Plan, root: Path) -> Path:
     return (Path(opts.out_dir) if opts.out_dir else root) / f"bench_{plan.name}.png"
 
 
+def _plot(draw: Any, *args: Any, **kwargs: Any) -> Path | None:
+    """Draw a figure; a run without the metric (e.g. no episode finished in a short run) skips the
+    figure with a note instead of losing the tables."""
+    try:
+        return draw(*args, **kwargs)
+    except BellmaxError as exc:
+        print(f"no figure: {exc}", file=sys.stderr)
+        return None
+
+
 def report_cartpole(opts: argparse.Namespace, plan: Plan, root: Path, results: dict, imports: dict | None,
-                    header: str) -> tuple[str, Path]:
+                    header: str) -> tuple[str, Path | None]:
     from bellmax.bench import report
     from bellmax.plotting import plot_runs
 
@@ -313,9 +339,9 @@ def report_cartpole(opts: argparse.Namespace, plan: Plan, root: Path, results: d
             report.breakdown_table("bellmax time by phase (seconds):", seeds, results["bellmax"], imports),
             report.breakdown_table("SB3 time by phase (seconds):", seeds, results["sb3"], imports),
         ])
-        plot_runs(dirs["bellmax"] + dirs["sb3"], figure, key="rollout/ep_return",
-                  labels=["bellmax PPO"] * len(seeds) + ["SB3 PPO"] * len(seeds),
-                  title="PPO CartPole-v1, identical rl-zoo3 hyperparameters (training return)")
+        figure = _plot(plot_runs, dirs["bellmax"] + dirs["sb3"], figure, key="rollout/ep_return",
+                       labels=["bellmax PPO"] * len(seeds) + ["SB3 PPO"] * len(seeds),
+                       title="PPO CartPole-v1, identical rl-zoo3 hyperparameters (training return)")
     else:
         text = "\n\n".join([
             header,
@@ -324,12 +350,31 @@ def report_cartpole(opts: argparse.Namespace, plan: Plan, root: Path, results: d
             report.breakdown_table("bellmax time by phase (seconds):", seeds, results["bellmax"], imports),
             report.breakdown_table("SB3 (a) time by phase (seconds):", seeds, results["sb3_zoo"], imports),
         ])
-        report.plot_seed_curves([
+        figure = _plot(report.plot_seed_curves, [
             ("deterministic eval return (10 episodes every 2048 steps, stop at 475)", "eval/return",
              [("bellmax PPO preset", dirs["bellmax"]), ("SB3 PPO rl-zoo3, same stop rule (b)", dirs["sb3_stop"])]),
             ("training return (last 100 episodes)", "rollout/ep_return",
              [("bellmax PPO preset", dirs["bellmax"]), ("SB3 PPO rl-zoo3, 100k steps (a)", dirs["sb3_zoo"])]),
         ], figure, suptitle="PPO on CartPole-v1: bellmax vs Stable-Baselines3")
+    return text, figure
+
+
+def report_mujoco(opts: argparse.Namespace, plan: Plan, root: Path, results: dict, imports: dict | None,
+                  header: str) -> tuple[str, Path | None]:
+    from bellmax.bench import report
+    from bellmax.plotting import plot_runs
+
+    seeds = list(range(opts.seeds))
+    text = "\n\n".join([
+        header,
+        report.mujoco_table(seeds, results["bellmax"], results["sb3"]),
+        report.breakdown_table("bellmax time by phase (seconds):", seeds, results["bellmax"], imports),
+        report.breakdown_table("SB3 time by phase (seconds):", seeds, results["sb3"], imports),
+    ])
+    dirs = [job.run_dir for group in ("bellmax", "sb3") for job in plan.jobs if job.group == group]
+    labels = [f"bellmax {opts.algo} (preset)"] * len(seeds) + [f"SB3 {opts.algo} (rl-zoo3)"] * len(seeds)
+    figure = _plot(plot_runs, dirs, _figure_path(opts, plan, root), key="rollout/ep_return", labels=labels,
+                   title=f"{opts.algo.upper()} on {opts.env}: training return, {opts.steps:,} steps")
     return text, figure
 
 
@@ -374,26 +419,13 @@ def main(argv: list[str]) -> int:
     if opts.benchmark == "ppo-cartpole":
         text, figure = report_cartpole(opts, plan, root, results, imports, header)
     elif opts.benchmark == "mujoco":
-        from bellmax.plotting import plot_runs
-
-        seeds = list(range(opts.seeds))
-        text = "\n\n".join([
-            header,
-            report.mujoco_table(seeds, results["bellmax"], results["sb3"]),
-            report.breakdown_table("bellmax time by phase (seconds):", seeds, results["bellmax"], imports),
-            report.breakdown_table("SB3 time by phase (seconds):", seeds, results["sb3"], imports),
-        ])
-        figure = _figure_path(opts, plan, root)
-        plot_runs([j.run_dir for j in plan.jobs if j.group == "bellmax"] + [j.run_dir for j in plan.jobs
-                                                                            if j.group == "sb3"],
-                  figure, key="rollout/ep_return",
-                  labels=[f"bellmax {opts.algo} (preset)"] * len(seeds) + [f"SB3 {opts.algo} (rl-zoo3)"] * len(seeds),
-                  title=f"{opts.algo.upper()} on {opts.env}: training return, {opts.steps:,} steps")
+        text, figure = report_mujoco(opts, plan, root, results, imports, header)
     else:
         text = "\n\n".join([header, report.rollout_table(results)])
     text += f"\n\n(benchmark wall-clock {time.perf_counter() - start:.0f} s; runs in {root})"
     if figure is not None:
         print(f"wrote {figure}", file=sys.stderr)
     _write_outputs(opts, plan, invocation, text,
-                   {"machine": machine, "notes": plan.notes, "imports": imports, "results": results})
+                   {"machine": machine, "notes": plan.notes, "imports": imports, "import_samples": samples,
+                    "results": results})
     return 0

@@ -127,10 +127,14 @@ def bellmax_ppo_flags(hyperparams: dict[str, Any]) -> tuple[list[str], list[str]
             arch = value.get("net_arch", {})
             if arch.get("pi") and arch.get("pi") == arch.get("vf"):
                 flags += ["--hidden-sizes", *map(str, arch["pi"])]
-            rest = {k: v for k, v in value.items() if k != "net_arch"}
-            if rest:
-                notes.append(f"policy_kwargs {rest} have no bellmax flag (bellmax: tanh, orthogonal init, "
-                             "log_std 0)")
+            elif arch:
+                notes.append(f"net_arch {arch}: bellmax uses one --hidden-sizes for both networks")
+            if "activation_fn" in value:
+                flags += ["--activation", value["activation_fn"]]
+            if "log_std_init" in value:
+                flags += ["--log-std-init", str(value["log_std_init"])]
+            if value.get("ortho_init") is False:
+                notes.append("ortho_init=False has no bellmax flag (bellmax always initializes orthogonally)")
         elif key == "n_timesteps":
             flags += ["--total-steps", str(value)]
         elif key != "policy":
