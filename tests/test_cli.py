@@ -131,3 +131,10 @@ def test_installed_console_script_prints_no_traceback_and_solve_does_not_import_
     assert solved.returncode == 0, solved.stderr
     assert solved.stderr.strip().splitlines()[-1] == "False"
     assert json.loads(solved.stdout)["values"]["4,3"] == 1.0
+
+
+def test_no_tensorboard_skips_the_event_files_but_keeps_csv_and_jsonl(tmp_path):
+    run_dir = tmp_path / "quiet"
+    assert main(["train", "vpg", "--run-dir", str(run_dir), "--no-tensorboard", *TINY]) == 0
+    names = {p.name for p in run_dir.iterdir()}
+    assert "tb" not in names and {"metrics.csv", "metrics.jsonl", "checkpoint.pt"} <= names

@@ -86,12 +86,14 @@ def train(args: list[str]) -> int:
     pre.add_argument("--run-dir")
     pre.add_argument("--resume")
     pre.add_argument("--no-progress", action="store_true")
+    pre.add_argument("--no-tensorboard", action="store_true")
     pre.add_argument("-h", "--help", action="store_true")
     meta, rest = pre.parse_known_args(args)
     if meta.algo is None or meta.algo.startswith("-"):
         from bellmax.algos import ALGORITHMS
 
         print("usage: bellmax train ALGO --env ID [--preset NAME] [--run-dir DIR] [--resume DIR] [--no-progress]"
+              " [--no-tensorboard]"
               f" [config flags]\nalgorithms: {', '.join(ALGORITHMS)}\n`bellmax train ALGO --help` lists the flags.")
         return 0 if meta.help else 2
 
@@ -106,7 +108,7 @@ def train(args: list[str]) -> int:
         rest = ["--help"]
     prog = f"bellmax train {algo_class.name}"
     description = (f"Train {algo_class.name.upper()}. Also: --env ID, --preset NAME, --run-dir DIR, "
-                   "--resume DIR, --no-progress.")
+                   "--resume DIR, --no-progress, --no-tensorboard.")
 
     if meta.resume:
         run_dir = Path(meta.resume)
@@ -132,7 +134,7 @@ def train(args: list[str]) -> int:
             raise BellmaxError(f"{run_dir} already has {agent.global_step} steps; "
                                "pass a larger --total-steps to continue")
         run = Run(run_dir, algo_class.name, config.to_dict(), resume_step=agent.global_step,
-                  progress=not meta.no_progress)
+                  progress=not meta.no_progress, tensorboard=not meta.no_tensorboard)
         print(f"resuming {run_dir} at step {agent.global_step:,} -> {config.total_steps:,}", file=sys.stderr)
     else:
         from bellmax.envs.make import check_env_id
@@ -150,7 +152,7 @@ def train(args: list[str]) -> int:
                                "or pick another --run-dir")
         agent = algo_class(config)  # builds envs and networks: errors here leave no directory behind
         run = Run(run_dir, algo_class.name, config.to_dict(), preset=found[0] if found else None,
-                  progress=not meta.no_progress)
+                  progress=not meta.no_progress, tensorboard=not meta.no_tensorboard)
         preset_note = f", preset {found[0]}" if found else ""
         n_steps = getattr(config, "n_steps", None)
         batch_note = (f", batch = n_steps x num_envs = {n_steps} x {config.num_envs} = {n_steps * config.num_envs:,}"

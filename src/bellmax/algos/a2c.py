@@ -96,7 +96,7 @@ class A2C(Algorithm):
                          batch["returns"], self.policy.entropy(dist), cfg.vf_coef, cfg.ent_coef)
         self.optimizer.zero_grad()
         terms["loss"].backward()
-        grad_norm = clip_grad_norm(self.trainable_parameters(), cfg.max_grad_norm)
+        grad_norm = clip_grad_norm(self.optimizer.params, cfg.max_grad_norm)
         self.optimizer.step()
         metrics = {f"losses/{k}": v.item() for k, v in terms.items() if k != "loss"}
         metrics["losses/grad_norm"] = grad_norm

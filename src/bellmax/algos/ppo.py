@@ -146,7 +146,7 @@ class PPO(Algorithm):
                 terms = self.minibatch_loss({k: v[idx] for k, v in batch.items()}, clip_range)
                 self.optimizer.zero_grad()
                 terms["loss"].backward()
-                clip_grad_norm(self.trainable_parameters(), cfg.max_grad_norm)
+                clip_grad_norm(self.optimizer.params, cfg.max_grad_norm)
                 self.optimizer.step()
                 for key, value in terms.items():
                     sums[key] = sums.get(key, 0.0) + value.item()
