@@ -34,13 +34,16 @@ test-fast: install
 	$(BIN)/python -m pytest tests -m "not slow"
 
 # bellmax vs Stable-Baselines3 (docs/BENCHMARKS.md): needs the `bench` and `mujoco` extras, installed
-# here if missing. About 10 min; `make bench MUJOCO=1` adds PPO on HalfCheetah/Hopper (about 1 h).
+# here if missing. About 40 min (sac-pendulum alone about 20: SB3 SAC takes about 5 min a run);
+# `make bench MUJOCO=1` adds PPO on HalfCheetah/Hopper (about 1 h).
 bench: install
 	$(BIN)/python benchmarks/vpg_weightings.py
 	@$(BIN)/python -c "import stable_baselines3, sb3_contrib, mujoco" 2>/dev/null || \
 		$(BIN)/pip install --disable-pip-version-check -q -c constraints.txt -e ".[$(EXTRAS),bench,mujoco]"
 	$(BIN)/bellmax bench ppo-cartpole --seeds 3 --out-dir docs/images
 	$(BIN)/bellmax bench ppo-cartpole --same-hparams --seeds 3 --out-dir docs/images
+	$(BIN)/bellmax bench dqn-cartpole --seeds 3 --out-dir docs/images
+	$(BIN)/bellmax bench sac-pendulum --seeds 3 --out-dir docs/images
 	$(BIN)/bellmax bench rollout --env HalfCheetah-v5 --out-dir docs/images
 	@if [ -n "$(MUJOCO)" ]; then set -e; for env in HalfCheetah-v5 Hopper-v5; do \
 		$(BIN)/bellmax bench mujoco --algo ppo --env $$env --steps 200000 --seeds 3 --out-dir docs/images; done; fi

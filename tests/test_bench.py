@@ -17,6 +17,7 @@ from bellmax.bench.report import (
     markdown_table,
     mujoco_table,
     rollout_table,
+    updates_table,
 )
 from bellmax.bench.zoo import ZOO_HYPERPARAMS, bellmax_ppo_flags, schedule_start, zoo_entry
 from bellmax.errors import BellmaxError
@@ -48,6 +49,74 @@ def test_same_hparams_maps_rl_zoo_values_onto_bellmax_flags_without_eval_stop(ca
         assert flags[flags.index(flag) + 1] == value, flag
     assert "--anneal-lr" in flags and "--anneal-clip" in flags
     assert "--stop-at-return" not in sb3_line
+
+
+def test_off_policy_benchmarks_plan_bellmax_preset_then_sb3_full_budget_then_same_stop_rule(capsys):
+    lines = dry_run(["dqn-cartpole", "--seeds", "2", "--keep-runs", "R"], capsys)
+    assert len(lines) == 6
+    # bellmax runs its preset as a user would: the preset's own stop rule, no extra flags
+    assert lines[0].endswith("train dqn --env CartPole-v1 --seed 0 --no-progress --run-dir R/bellmax-s0")
+    assert "sb3_runner --algo dqn --env CartPole-v1 --seed 0 --total-steps 50000" in lines[1]
+    assert "--eval-every" not in lines[1]
+    assert "--eval-every 2000 --stop-at-return 475.0 --eval-episodes 10" in lines[2]
+    assert "--seed 1" in lines[3]
+    sac = dry_run(["sac-pendulum", "--seeds", "1"], capsys)
+    assert sac[0].endswith("train sac --env Pendulum-v1 --seed 0 --no-progress --run-dir RUNS/bellmax-s0")
+    assert "--algo sac --env Pendulum-v1 --seed 0 --total-steps 20000 --eval-episodes" in sac[1]
+    assert "--eval-every 1000 --stop-at-return -250.0" in sac[2]
+
+
+def test_without_stop_rule_skips_sb3_b(capsys):
+    lines = dry_run(["sac-pendulum", "--seeds", "2", "--without-stop-rule"], capsys)
+    assert len(lines) == 4 and not any("--stop-at-return" in line for line in lines)
+
+
+def test_off_policy_zoo_entries_are_rl_zoo_values_with_sb3_defaults_left_out():
+    dqn, note = zoo_entry("dqn", "CartPole-v1")
+    assert "dqn.yml CartPole-v1" in note
+    assert (dqn["n_timesteps"], dqn["learning_rate"], dqn["batch_size"], dqn["train_freq"], dqn["gradient_steps"],
+            dqn["target_update_interval"], dqn["exploration_fraction"], dqn["exploration_final_eps"]) == \
+        (50_000, 2.3e-3, 64, 256, 128, 10, 0.16, 0.04)
+    assert dqn["policy_kwargs"] == {"net_arch": [256, 256]}
+    sac, note = zoo_entry("sac", "Pendulum-v1")
+    assert "sac.yml Pendulum-v1" in note
+    # rl-zoo3's entry sets only these: no use_sde, no policy_kwargs (SB3's defaults apply)
+    assert sac == {"n_timesteps": 20_000, "policy": "MlpPolicy", "learning_rate": 1e-3}
+
+
+def test_off_policy_zoo_entries_become_sb3_constructor_keywords():
+    from bellmax.bench.sb3_runner import model_kwargs
+
+    kwargs = model_kwargs(zoo_entry("dqn", "CartPole-v1")[0])
+    assert "n_timesteps" not in kwargs and "policy" not in kwargs
+    assert kwargs["policy_kwargs"] == {"net_arch": [256, 256]} and kwargs["learning_rate"] == 2.3e-3
+    assert model_kwargs(zoo_entry("sac", "Pendulum-v1")[0]) == {"learning_rate": 1e-3}
+
+
+def write_bench_json(path, algo="ppo", env="HalfCheetah-v5", steps=200_000, seeds=3, **extra):
+    runs = [{"library": "sb3", "algo": algo, "env": env, "total_steps": steps, "seed": seed} for seed in range(seeds)]
+    path.write_text(json.dumps({"command": "bellmax bench mujoco ...", "machine": {"date": "2026-11-26 00:33"},
+                                "imports": {"import_sb3": 2.0}, "results": {"sb3": runs}, **extra}))
+    return str(path)
+
+
+def test_reuse_sb3_plans_only_bellmax_runs(tmp_path, capsys):
+    earlier = write_bench_json(tmp_path / "earlier.json")
+    lines = dry_run(["mujoco", "--env", "HalfCheetah-v5", "--seeds", "2", "--reuse-sb3", earlier], capsys)
+    assert len(lines) == 2 and all("train ppo --env HalfCheetah-v5" in line for line in lines)
+
+
+def test_reuse_sb3_refuses_another_comparison_and_keeps_the_first_provenance(tmp_path):
+    from bellmax.bench import load_reused_runs
+
+    earlier = write_bench_json(tmp_path / "earlier.json", steps=100_000)
+    with pytest.raises(BellmaxError, match="reuse only the same comparison"):
+        main(["mujoco", "--env", "HalfCheetah-v5", "--reuse-sb3", earlier, "--dry-run"])
+    with pytest.raises(BellmaxError, match="4 seeds asked for"):
+        main(["mujoco", "--env", "HalfCheetah-v5", "--seeds", "4", "--reuse-sb3", earlier, "--dry-run"])
+    origin = {"file": "first.json", "command": "first", "machine": {"date": "yesterday"}, "imports": {}}
+    again = write_bench_json(tmp_path / "again.json", reused_from=origin)
+    assert load_reused_runs(again, "sb3", "ppo", "HalfCheetah-v5", 200_000, 3)["machine"] == {"date": "yesterday"}
 
 
 def test_mujoco_v5_uses_rl_zoo_v4_entry_and_says_so():
@@ -131,6 +200,25 @@ def test_bellmax_run_summary_sums_phases_and_finds_the_solving_evaluation(tmp_pa
     assert summary["train_sps"] == pytest.approx(4096 / 0.6)
 
 
+def test_off_policy_run_summary_counts_gradient_updates_per_second_of_update_time(tmp_path):
+    rows = [
+        {"step": 2000, "time/iteration_seconds": 3.0, "time/rollout_seconds": 1.0, "time/sps": 2000 / 3.0,
+         "losses/gradient_steps": 500},
+        {"step": 4000, "time/iteration_seconds": 5.0, "time/rollout_seconds": 1.0, "time/sps": 4000 / 8.0,
+         "losses/gradient_steps": 1000, "eval/return": -200.0, "time/eval_seconds": 0.5},
+    ]
+    write_metrics(tmp_path / "run", rows)
+    summary = summarize_bellmax_run(tmp_path / "run", whole_seconds=10.0, stop_at_return=-250.0)
+    assert summary["gradient_steps"] == 1500 and summary["solved_at"] == 4000
+    assert summary["updates_per_second"] == pytest.approx(1500 / 6.0)  # (3 - 1) + (5 - 1) s of updates
+
+
+def test_on_policy_run_summary_has_no_update_count(tmp_path):
+    write_metrics(tmp_path / "run", [{"step": 8, "time/iteration_seconds": 1.0, "time/rollout_seconds": 0.5}])
+    summary = summarize_bellmax_run(tmp_path / "run", whole_seconds=2.0)
+    assert summary["gradient_steps"] is None and summary["updates_per_second"] is None
+
+
 def test_empty_run_dir_is_a_clear_error(tmp_path):
     with pytest.raises(BellmaxError, match="no metrics"):
         summarize_bellmax_run(tmp_path, 1.0)
@@ -171,6 +259,17 @@ def test_cartpole_tables_show_per_seed_figures_and_ratio_of_means():
     assert "not solved" in sample and "(1/2 solved)" in sample and "(2/2 solved)" in sample
 
 
+def test_off_policy_tables_without_sb3_b_and_with_update_rates():
+    bellmax = [{**run("bellmax", 15.0, 18_000, 500.0, 18_000), "gradient_steps": 8500, "updates_per_second": 850.0}]
+    zoo = [{**run("sb3", 80.0, 50_000, 500.0), "gradient_steps": 24_448, "updates_per_second": 340.0}]
+    time_table = cartpole_time_table([0], bellmax, zoo, None, zoo_label="rl-zoo3 50.0k")
+    assert "SB3 (a) rl-zoo3 50.0k" in time_table and "SB3 (b)" not in time_table
+    assert "| 0 | 15.0 / 18.0k / 500.0 | 80.0 / 50.0k / 500.0 | 0.19 |" in time_table
+    assert "steps to eval >= -250" in cartpole_sample_table([0], bellmax, zoo, threshold="-250")
+    updates = updates_table([0], bellmax, zoo)
+    assert "| 0 | 8,500 / 850 | 24,448 / 340 | 2.50 |" in updates and "**2.50**" in updates
+
+
 def test_breakdown_rest_is_whole_minus_the_measured_phases():
     imports = {"import_algo": 1.5, "import_train": 1.75, "import_sb3": 2.0}
     table = breakdown_table("bellmax", [0], [run("bellmax", 4.0, 1, 1.0)], imports)
@@ -206,6 +305,16 @@ def test_tiny_ppo_cartpole_benchmark_end_to_end(tmp_path, capsys):
     assert (tmp_path / "out" / "bench_ppo_cartpole.png").stat().st_size > 0
     sb3_rows = [json.loads(line) for line in (tmp_path / "runs" / "sb3-zoo-s0" / "metrics.jsonl").open()]
     assert sb3_rows[-1]["eval/episodes"] == 10 and any("rollout/ep_return" in r for r in sb3_rows)
+
+
+@pytest.mark.slow
+def test_sb3_runner_reports_off_policy_gradient_updates(tmp_path):
+    pytest.importorskip("stable_baselines3")
+    # rl-zoo3's DQN CartPole: 128 updates every 256 steps once past step 1000 (SB3: after step 1024)
+    proc = subprocess.run([sys.executable, "-m", "bellmax.bench.sb3_runner", "--algo", "dqn", "--env", "CartPole-v1",
+                           "--total-steps", "1024", "--eval-episodes", "1"], capture_output=True, text=True, check=True)
+    result = last_json_line(proc.stdout)
+    assert result["steps"] == 1024 and result["gradient_steps"] == 128 and result["updates_per_second"] > 0
 
 
 @pytest.mark.slow

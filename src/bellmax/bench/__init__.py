@@ -2,7 +2,10 @@
 
     bellmax bench ppo-cartpole [--seeds 3]                 # preset with its stop rule vs SB3 + rl-zoo3
     bellmax bench ppo-cartpole --same-hparams [--seeds 3]  # identical hyperparameters, fixed 100k steps
+    bellmax bench dqn-cartpole [--seeds 3]                 # DQN preset with its stop rule vs SB3 + rl-zoo3
+    bellmax bench sac-pendulum [--seeds 3]                 # SAC preset with its stop rule vs SB3 + rl-zoo3
     bellmax bench mujoco --algo ppo --env HalfCheetah-v5 [--steps 200000] [--seeds 3]
+    bellmax bench mujoco ... --reuse-sb3 docs/images/bench_mujoco_ppo_HalfCheetah-v5.json  # re-run bellmax only
     bellmax bench rollout --env HalfCheetah-v5 [--steps 50000] [--repeats 3]
 
 Runs happen one after the other on this machine (never in parallel: they would compete for the
@@ -32,6 +35,10 @@ from bellmax.errors import BellmaxError
 
 CARTPOLE = "CartPole-v1"
 CARTPOLE_STEPS = 100_000  # rl-zoo3's n_timesteps for PPO CartPole-v1 (and the preset's budget)
+
+# off-policy time-to-solve benchmarks: name -> (algorithm, environment); SB3's budget is the
+# rl-zoo3 entry's n_timesteps (DQN CartPole 50k, SAC Pendulum 20k)
+OFF_POLICY_BENCHMARKS = {"dqn-cartpole": ("dqn", CARTPOLE), "sac-pendulum": ("sac", "Pendulum-v1")}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"step budget (default {CARTPOLE_STEPS:,}; smaller only for smoke tests)")
     common(cart)
 
+    for name, (algo, env) in OFF_POLICY_BENCHMARKS.items():
+        off = sub.add_parser(name, help=f"{algo.upper()} on {env}: whole-process time, steps to solve",
+                             description=f"bellmax's {algo.upper()} {env} preset (with its periodic deterministic "
+                                         f"evaluation and stop rule) vs SB3 {algo.upper()} with rl-zoo3's {env} "
+                                         "hyperparameters: (a) plain learn() for rl-zoo3's n_timesteps + 10-episode "
+                                         "eval, (b) the same stop rule as bellmax's.")
+        off.add_argument("--without-stop-rule", action="store_true",
+                         help="skip SB3 (b), the runs with bellmax's stop rule (saves time)")
+        common(off)
+
     mujoco = sub.add_parser("mujoco", help="MuJoCo: final eval return and training steps/s",
                             description="bellmax `train ALGO --env ENV --total-steps N` with its preset vs SB3 "
                                         "(sb3-contrib for TRPO) with rl-zoo3's hyperparameters for the env "
@@ -88,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     mujoco.add_argument("--algo", choices=["ppo", "a2c", "trpo"], default="ppo")
     mujoco.add_argument("--env", default="HalfCheetah-v5")
     mujoco.add_argument("--steps", type=_positive, default=200_000, help="training steps per run (default 200000)")
+    mujoco.add_argument("--reuse-sb3", default=None, metavar="FILE",
+                        help="do not re-run SB3: take its runs from an earlier bench_mujoco_*.json with the same "
+                             "algo, env, steps and seeds (the report says when and where each side was measured)")
     common(mujoco)
 
     rollout = sub.add_parser("rollout", help="steps/s of the rollout phase alone (no updates)",
@@ -112,7 +132,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace | None:
             return None
         raise
     if opts.benchmark is None:
-        raise BellmaxError("choose a benchmark: bellmax bench ppo-cartpole | mujoco | rollout (--help for more)")
+        raise BellmaxError("choose a benchmark: bellmax bench ppo-cartpole | dqn-cartpole | sac-pendulum | mujoco | "
+                           "rollout (--help for more)")
     return opts
 
 
@@ -135,18 +156,43 @@ class Plan:
     jobs: list[Job] = field(default_factory=list)
     stop_at_return: float | None = None
     notes: list[str] = field(default_factory=list)
+    reused: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # group -> runs not re-run
+    reused_from: dict[str, Any] | None = None  # file, command, machine and imports of those runs
 
 
-def cartpole_stop_rule() -> tuple[int, float, int]:
-    """(eval_every, stop_at_return, eval_episodes) of bellmax's PPO CartPole preset, which SB3 (b)
-    copies."""
+def load_reused_runs(path: str, group: str, algo: str, env: str, steps: int, seeds: int) -> dict[str, Any]:
+    """The `group` runs of an earlier benchmark's JSON output, checked to be the same comparison
+    (algo, env, step budget, at least `seeds` seeds in order)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BellmaxError(f"--reuse-sb3 {path}: cannot read it as a benchmark JSON file ({exc})") from None
+    runs = data.get("results", {}).get(group) or []
+    if len(runs) < seeds:
+        raise BellmaxError(f"--reuse-sb3 {path}: it has {len(runs)} {group!r} runs, {seeds} seeds asked for; "
+                           "pass --seeds <= that, or re-run SB3")
+    for seed, run in enumerate(runs[:seeds]):
+        found = (run.get("algo"), run.get("env"), run.get("total_steps"), run.get("seed"))
+        if found != (algo, env, steps, seed):
+            raise BellmaxError(f"--reuse-sb3 {path}: run {seed} is (algo, env, steps, seed) = {found}, not "
+                               f"{(algo, env, steps, seed)}; reuse only the same comparison")
+    origin = data.get("reused_from")
+    if origin:  # that file reused them in turn: keep pointing at where they were measured
+        return {**origin, "runs": runs[:seeds]}
+    return {"file": path, "command": data.get("command"), "machine": data.get("machine", {}),
+            "imports": data.get("imports") or {}, "runs": runs[:seeds]}
+
+
+def preset_stop_rule(algo: str, env: str) -> tuple[int, float, int]:
+    """(eval_every, stop_at_return, eval_episodes) of bellmax's preset for algo on env, which
+    SB3 (b) copies."""
     from bellmax.config import find_preset
 
-    found = find_preset("ppo", CARTPOLE, None)
+    found = find_preset(algo, env, None)
     values = found[1]["values"] if found else {}
     if not values.get("eval_every") or values.get("stop_at_return") is None:
-        raise BellmaxError("bellmax's PPO CartPole preset has no stop rule (eval_every, stop_at_return), "
-                           "which `bellmax bench ppo-cartpole` compares against")
+        raise BellmaxError(f"bellmax's {algo.upper()} {env} preset has no stop rule (eval_every, stop_at_return), "
+                           f"which `bellmax bench` compares against (see src/bellmax/presets/{algo}.json)")
     return int(values["eval_every"]), float(values["stop_at_return"]), int(values.get("eval_episodes", 10))
 
 
@@ -170,7 +216,7 @@ def cartpole_plan(opts: argparse.Namespace, root: Path) -> Plan:
         return plan
 
     _, provenance = zoo_entry("ppo", CARTPOLE)
-    eval_every, stop_at_return, eval_episodes = cartpole_stop_rule()
+    eval_every, stop_at_return, eval_episodes = preset_stop_rule("ppo", CARTPOLE)
     plan = Plan("ppo_cartpole", stop_at_return=stop_at_return,
                 notes=[f"SB3 hyperparameters: {provenance}",
                        f"stop rule (bellmax's preset, copied for SB3 (b)): {eval_episodes} deterministic episodes "
@@ -190,6 +236,40 @@ def cartpole_plan(opts: argparse.Namespace, root: Path) -> Plan:
     return plan
 
 
+def offpolicy_plan(opts: argparse.Namespace, root: Path) -> Plan:
+    """dqn-cartpole / sac-pendulum: per seed, bellmax's preset (its own stop rule), SB3 (a) with
+    rl-zoo3's full budget and no periodic evaluation, SB3 (b) with bellmax's stop rule."""
+    from bellmax.bench.harness import bellmax_train_command, sb3_command
+    from bellmax.bench.zoo import zoo_entry
+    from bellmax.config import find_preset
+
+    algo, env = OFF_POLICY_BENCHMARKS[opts.benchmark]
+    hyperparams, provenance = zoo_entry(algo, env)
+    steps = int(hyperparams["n_timesteps"])
+    eval_every, stop_at_return, eval_episodes = preset_stop_rule(algo, env)
+    preset = find_preset(algo, env, None)
+    plan = Plan(opts.benchmark.replace("-", "_"), stop_at_return=stop_at_return,
+                notes=[f"bellmax preset: {preset[0]} ({preset[1]['source']})" if preset else "bellmax: no preset",
+                       f"SB3 hyperparameters: {provenance}; SB3 (a) budget {steps:,} steps (rl-zoo3's n_timesteps)",
+                       "stop rule (bellmax's preset" + (", copied for SB3 (b)" if not opts.without_stop_rule
+                                                         else "; SB3 (b) skipped")
+                       + f"): {eval_episodes} deterministic episodes every {eval_every} steps, "
+                         f"stop at mean >= {stop_at_return}"])
+    for seed in range(opts.seeds):
+        plan.jobs += [
+            Job("bellmax", seed, bellmax_train_command(algo, env, seed, root / f"bellmax-s{seed}"),
+                root / f"bellmax-s{seed}"),
+            Job("sb3_zoo", seed, sb3_command(algo, env, seed, root / f"sb3-zoo-s{seed}", steps,
+                                             threads=opts.sb3_threads), root / f"sb3-zoo-s{seed}", "sb3"),
+        ]
+        if not opts.without_stop_rule:
+            plan.jobs.append(Job("sb3_stop", seed, sb3_command(algo, env, seed, root / f"sb3-stop-s{seed}", steps,
+                                                               eval_every=eval_every, stop_at_return=stop_at_return,
+                                                               eval_episodes=eval_episodes, threads=opts.sb3_threads),
+                                 root / f"sb3-stop-s{seed}", "sb3"))
+    return plan
+
+
 def mujoco_plan(opts: argparse.Namespace, root: Path) -> Plan:
     from bellmax.bench.harness import bellmax_train_command, sb3_command
     from bellmax.bench.zoo import zoo_entry
@@ -202,14 +282,24 @@ def mujoco_plan(opts: argparse.Namespace, root: Path) -> Plan:
                            f"(see src/bellmax/presets/{opts.algo}.json)")
     plan = Plan(f"mujoco_{opts.algo}_{opts.env}",
                 notes=[f"bellmax preset: {preset[0]} ({preset[1]['source']})", f"SB3 hyperparameters: {provenance}"])
+    if opts.reuse_sb3:
+        reused = load_reused_runs(opts.reuse_sb3, "sb3", opts.algo, opts.env, opts.steps, opts.seeds)
+        plan.reused["sb3"] = reused.pop("runs")
+        plan.reused_from = reused
+        machine = reused["machine"]
+        plan.notes.append(f"**SB3 side not re-run**: its {opts.seeds} runs are reused from {opts.reuse_sb3}, measured "
+                          f"{machine.get('date', '?')} (bellmax commit {machine.get('bellmax_commit', '?')}, "
+                          f"{machine.get('cpu_count', '?')} CPU cores {machine.get('cpu', '?')}, "
+                          f"SB3 {machine.get('versions', {}).get('stable_baselines3', '?')}) by `{reused['command']}`; "
+                          "the bellmax side was measured now (date below)")
     flags = ["--total-steps", str(opts.steps), "--eval-episodes", "10"]
     for seed in range(opts.seeds):
-        plan.jobs += [
-            Job("bellmax", seed, bellmax_train_command(opts.algo, opts.env, seed, root / f"bellmax-s{seed}", flags),
-                root / f"bellmax-s{seed}"),
-            Job("sb3", seed, sb3_command(opts.algo, opts.env, seed, root / f"sb3-s{seed}", opts.steps,
-                                         threads=opts.sb3_threads), root / f"sb3-s{seed}", "sb3"),
-        ]
+        plan.jobs.append(Job("bellmax", seed, bellmax_train_command(opts.algo, opts.env, seed,
+                                                                    root / f"bellmax-s{seed}", flags),
+                             root / f"bellmax-s{seed}"))
+        if not opts.reuse_sb3:
+            plan.jobs.append(Job("sb3", seed, sb3_command(opts.algo, opts.env, seed, root / f"sb3-s{seed}", opts.steps,
+                                                          threads=opts.sb3_threads), root / f"sb3-s{seed}", "sb3"))
     return plan
 
 
@@ -359,20 +449,70 @@ def report_cartpole(opts: argparse.Namespace, plan: Plan, root: Path, results: d
     return text, figure
 
 
+def report_offpolicy(opts: argparse.Namespace, plan: Plan, root: Path, results: dict, imports: dict | None,
+                     header: str) -> tuple[str, Path | None]:
+    from bellmax.bench import report
+
+    algo, env = OFF_POLICY_BENCHMARKS[opts.benchmark]
+    seeds = list(range(opts.seeds))
+    stop = results.get("sb3_stop")
+    budget = report.fmt_steps(results["sb3_zoo"][0].get("total_steps")) if results["sb3_zoo"] else "?"
+    threshold = report.fmt(plan.stop_at_return, 0)
+    parts = [
+        header,
+        report.cartpole_time_table(seeds, results["bellmax"], results["sb3_zoo"], stop, zoo_label=f"rl-zoo3 {budget}"),
+    ]
+    if stop:
+        parts.append(report.cartpole_sample_table(seeds, results["bellmax"], stop, threshold=threshold))
+    parts += [
+        report.updates_table(seeds, results["bellmax"], results["sb3_zoo"], stop),
+        report.breakdown_table("bellmax time by phase (seconds):", seeds, results["bellmax"], imports),
+        report.breakdown_table("SB3 (a) time by phase (seconds):", seeds, results["sb3_zoo"], imports),
+    ]
+    if stop:
+        parts.append(report.breakdown_table("SB3 (b) time by phase (seconds):", seeds, stop, imports))
+    dirs = {group: [job.run_dir for job in plan.jobs if job.group == group] for group in results}
+    eval_every, _, eval_episodes = preset_stop_rule(algo, env)
+    eval_groups = [(f"bellmax {algo.upper()} preset", dirs["bellmax"])]
+    if stop:
+        eval_groups.append((f"SB3 {algo.upper()} rl-zoo3, same stop rule (b)", dirs["sb3_stop"]))
+    figure = _plot(report.plot_seed_curves, [
+        (f"deterministic eval return ({eval_episodes} episodes every {eval_every} steps, stop at {threshold})",
+         "eval/return", eval_groups),
+        ("training return (last 100 episodes)", "rollout/ep_return",
+         [(f"bellmax {algo.upper()} preset", dirs["bellmax"]),
+          (f"SB3 {algo.upper()} rl-zoo3, {budget} steps (a)", dirs["sb3_zoo"])]),
+    ], _figure_path(opts, plan, root), suptitle=f"{algo.upper()} on {env}: bellmax vs Stable-Baselines3")
+    return "\n\n".join(parts), figure
+
+
+def _run_dir_of(run: dict[str, Any]) -> Path | None:
+    """The --run-dir of a finished run's command, if it had one."""
+    command = run.get("command") or []
+    return Path(command[command.index("--run-dir") + 1]) if "--run-dir" in command[:-1] else None
+
+
 def report_mujoco(opts: argparse.Namespace, plan: Plan, root: Path, results: dict, imports: dict | None,
                   header: str) -> tuple[str, Path | None]:
     from bellmax.bench import report
     from bellmax.plotting import plot_runs
 
     seeds = list(range(opts.seeds))
+    sb3_imports, sb3_label = imports, "SB3 time by phase (seconds):"
+    if plan.reused_from is not None:
+        sb3_imports = {**(imports or {}), **plan.reused_from["imports"]}
+        sb3_label = (f"SB3 time by phase (seconds; runs and import probe reused from "
+                     f"{plan.reused_from['machine'].get('date', '?')}):")
     text = "\n\n".join([
         header,
         report.mujoco_table(seeds, results["bellmax"], results["sb3"]),
         report.breakdown_table("bellmax time by phase (seconds):", seeds, results["bellmax"], imports),
-        report.breakdown_table("SB3 time by phase (seconds):", seeds, results["sb3"], imports),
+        report.breakdown_table(sb3_label, seeds, results["sb3"], sb3_imports),
     ])
     dirs = [job.run_dir for group in ("bellmax", "sb3") for job in plan.jobs if job.group == group]
-    labels = [f"bellmax {opts.algo} (preset)"] * len(seeds) + [f"SB3 {opts.algo} (rl-zoo3)"] * len(seeds)
+    reused_dirs = [_run_dir_of(run) for run in plan.reused.get("sb3", [])]
+    dirs += [d for d in reused_dirs if d is not None and (d / "metrics.jsonl").exists()]  # if still on disk
+    labels = [f"bellmax {opts.algo} (preset)"] * len(seeds) + [f"SB3 {opts.algo} (rl-zoo3)"] * (len(dirs) - len(seeds))
     figure = _plot(plot_runs, dirs, _figure_path(opts, plan, root), key="rollout/ep_return", labels=labels,
                    title=f"{opts.algo.upper()} on {opts.env}: training return, {opts.steps:,} steps")
     return text, figure
@@ -389,7 +529,8 @@ def main(argv: list[str]) -> int:
     else:
         _check_installed(opts)
         root = _runs_root(opts, opts.benchmark)
-    plans = {"ppo-cartpole": cartpole_plan, "mujoco": mujoco_plan, "rollout": rollout_plan}
+    plans = {"ppo-cartpole": cartpole_plan, "mujoco": mujoco_plan, "rollout": rollout_plan,
+             **{name: offpolicy_plan for name in OFF_POLICY_BENCHMARKS}}
     plan = plans[opts.benchmark](opts, root)
     if opts.dry_run:
         from bellmax.bench.harness import display
@@ -404,9 +545,11 @@ def main(argv: list[str]) -> int:
 
     commit_at_start = source_commit()
     start = time.perf_counter()
-    algo = getattr(opts, "algo", "ppo")
+    algo = getattr(opts, "algo", None) or OFF_POLICY_BENCHMARKS.get(opts.benchmark, ("ppo",))[0]
     samples: list[dict[str, float]] | None = None if opts.benchmark == "rollout" else []
     results = execute(plan, root, samples, algo)
+    for group, runs in plan.reused.items():
+        results[group] = runs
     imports = None
     if samples is not None:
         samples += [time_imports(algo) for _ in range(max(opts.import_repeats - len(samples), 0))]
@@ -418,6 +561,8 @@ def main(argv: list[str]) -> int:
     figure = None
     if opts.benchmark == "ppo-cartpole":
         text, figure = report_cartpole(opts, plan, root, results, imports, header)
+    elif opts.benchmark in OFF_POLICY_BENCHMARKS:
+        text, figure = report_offpolicy(opts, plan, root, results, imports, header)
     elif opts.benchmark == "mujoco":
         text, figure = report_mujoco(opts, plan, root, results, imports, header)
     else:
@@ -427,5 +572,5 @@ def main(argv: list[str]) -> int:
         print(f"wrote {figure}", file=sys.stderr)
     _write_outputs(opts, plan, invocation, text,
                    {"machine": machine, "notes": plan.notes, "imports": imports, "import_samples": samples,
-                    "results": results})
+                    "results": results, **({"reused_from": plan.reused_from} if plan.reused_from else {})})
     return 0

@@ -148,7 +148,9 @@ def median_imports(samples: Sequence[dict[str, float]]) -> dict[str, float]:
 def summarize_bellmax_run(run_dir: Path, whole_seconds: float, stop_at_return: float | None = None) -> dict[str, Any]:
     """What a finished `bellmax train` run did, from its metrics.jsonl: steps, final evaluation
     return, first step whose periodic evaluation reached `stop_at_return`, and its time by phase
-    (sums of time/rollout_seconds, time/iteration_seconds minus rollout, time/eval_seconds)."""
+    (sums of time/rollout_seconds, time/iteration_seconds minus rollout, time/eval_seconds); for
+    off-policy runs also the gradient updates (sum of losses/gradient_steps) and updates per
+    second of update time."""
     rows = read_metrics(run_dir)
     if not rows:
         raise BellmaxError(f"{run_dir} has no metrics.jsonl rows; did `bellmax train` run there?")
@@ -168,12 +170,17 @@ def summarize_bellmax_run(run_dir: Path, whole_seconds: float, stop_at_return: f
         loop_seconds = last["step"] / last["time/sps"]
         evals_before = sum(r.get("time/eval_seconds") or 0.0 for r in rows if r["step"] < last["step"])
         train_sps = last["step"] / max(loop_seconds - evals_before, 1e-9)
+    gradient_steps = None
+    if any(r.get("losses/gradient_steps") is not None for r in iteration_rows):
+        gradient_steps = int(sum(r.get("losses/gradient_steps") or 0 for r in iteration_rows))
+    update_seconds = iterations - rollout
     return {
         "library": "bellmax", "run_dir": str(run_dir), "whole_seconds": whole_seconds,
         "steps": rows[-1]["step"], "eval_return": eval_rows[-1]["eval/return"] if eval_rows else None,
         "solved_at": solved_at, "iterations": len(iteration_rows), "evaluations": len(eval_rows),
-        "rollout_seconds": rollout, "update_seconds": iterations - rollout, "eval_seconds": evaluation,
-        "train_sps": train_sps,
+        "rollout_seconds": rollout, "update_seconds": update_seconds, "eval_seconds": evaluation,
+        "train_sps": train_sps, "gradient_steps": gradient_steps,
+        "updates_per_second": gradient_steps / update_seconds if gradient_steps and update_seconds > 0 else None,
     }
 
 

@@ -60,32 +60,39 @@ def _solved(run: dict[str, Any]) -> str:
 
 
 def cartpole_time_table(seeds: Sequence[int], bellmax: Sequence[dict], zoo: Sequence[dict],
-                        stop: Sequence[dict]) -> str:
-    """Whole-process seconds, steps used and final eval return per seed; bellmax / SB3 ratios."""
-    header = ["seed", "bellmax: s / steps / eval", "SB3 (a) rl-zoo3 100k: s / steps / eval",
-              "SB3 (b) same stop rule: s / steps / eval", "time bellmax / SB3 (a)", "time bellmax / SB3 (b)"]
+                        stop: Sequence[dict] | None, zoo_label: str = "rl-zoo3 100k") -> str:
+    """Whole-process seconds, steps used and final eval return per seed; bellmax / SB3 ratios.
+    Without `stop` (SB3 (b) not run) its columns are left out."""
+    header = ["seed", "bellmax: s / steps / eval", f"SB3 (a) {zoo_label}: s / steps / eval"]
+    header += ["SB3 (b) same stop rule: s / steps / eval"] if stop else []
+    header += ["time bellmax / SB3 (a)"] + (["time bellmax / SB3 (b)"] if stop else [])
 
     def cell(run: dict) -> str:
         return f"{fmt(run['whole_seconds'])} / {fmt_steps(run['steps'])} / {fmt(run['eval_return'])}"
 
-    rows = [[str(seed), cell(b), cell(a), cell(s), fmt_ratio(ratio(b["whole_seconds"], a["whole_seconds"])),
-             fmt_ratio(ratio(b["whole_seconds"], s["whole_seconds"]))]
-            for seed, b, a, s in zip(seeds, bellmax, zoo, stop)]
+    rows = []
+    for index, (seed, b, a) in enumerate(zip(seeds, bellmax, zoo)):
+        s = stop[index] if stop else None
+        rows.append([str(seed), cell(b), cell(a)] + ([cell(s)] if s else [])
+                    + [fmt_ratio(ratio(b["whole_seconds"], a["whole_seconds"]))]
+                    + ([fmt_ratio(ratio(b["whole_seconds"], s["whole_seconds"]))] if s else []))
 
     def mean_cell(runs: Sequence[dict]) -> str:
         return (f"**{fmt(mean([r['whole_seconds'] for r in runs]))}** / {fmt_steps(mean([r['steps'] for r in runs]))}"
                 f" / {fmt(mean([r['eval_return'] for r in runs]))}")
 
     mb = mean([r["whole_seconds"] for r in bellmax])
-    rows.append(["mean", mean_cell(bellmax), mean_cell(zoo), mean_cell(stop),
-                 f"**{fmt_ratio(ratio(mb, mean([r['whole_seconds'] for r in zoo])))}**",
-                 f"**{fmt_ratio(ratio(mb, mean([r['whole_seconds'] for r in stop])))}**"])
+    groups = [zoo, stop] if stop else [zoo]
+    rows.append(["mean", mean_cell(bellmax), *[mean_cell(g) for g in groups],
+                 *[f"**{fmt_ratio(ratio(mb, mean([r['whole_seconds'] for r in g])))}**" for g in groups]])
     return markdown_table(header, rows)
 
 
-def cartpole_sample_table(seeds: Sequence[int], bellmax: Sequence[dict], stop: Sequence[dict]) -> str:
-    """Steps until a periodic deterministic evaluation (10 episodes every 2048 steps) reached 475."""
-    header = ["seed", "bellmax: steps to eval >= 475", "SB3 (b): steps to eval >= 475", "steps bellmax / SB3 (b)"]
+def cartpole_sample_table(seeds: Sequence[int], bellmax: Sequence[dict], stop: Sequence[dict],
+                          threshold: str = "475") -> str:
+    """Steps until a periodic deterministic evaluation reached the threshold (e.g. 475)."""
+    header = ["seed", f"bellmax: steps to eval >= {threshold}", f"SB3 (b): steps to eval >= {threshold}",
+              "steps bellmax / SB3 (b)"]
     rows = [[str(seed), _solved(b), _solved(s), fmt_ratio(ratio(b.get("solved_at"), s.get("solved_at")))]
             for seed, b, s in zip(seeds, bellmax, stop)]
     mb, ms = mean([r.get("solved_at") for r in bellmax]), mean([r.get("solved_at") for r in stop])
@@ -94,6 +101,27 @@ def cartpole_sample_table(seeds: Sequence[int], bellmax: Sequence[dict], stop: S
     rows.append(["mean (solved runs)", f"{fmt_steps(mb)} ({solved_b}/{len(bellmax)} solved)",
                  f"{fmt_steps(ms)} ({solved_s}/{len(stop)} solved)", f"**{fmt_ratio(ratio(mb, ms))}**"])
     return markdown_table(header, rows)
+
+
+def updates_table(seeds: Sequence[int], bellmax: Sequence[dict], zoo: Sequence[dict],
+                  stop: Sequence[dict] | None = None) -> str:
+    """Gradient updates per run and per second of update time (bellmax: sum of
+    losses/gradient_steps; SB3: train/n_updates), for off-policy runs."""
+    groups = [("bellmax", bellmax), ("SB3 (a)", zoo)] + ([("SB3 (b)", stop)] if stop else [])
+    header = ["seed", *[f"{label}: updates / updates per s" for label, _ in groups],
+              "updates/s bellmax / SB3 (a)"]
+
+    def cell(run: dict) -> str:
+        return f"{fmt(run.get('gradient_steps'), 0)} / {fmt(run.get('updates_per_second'), 0)}"
+
+    rows = [[str(seed), *[cell(runs[i]) for _, runs in groups],
+             fmt_ratio(ratio(bellmax[i].get("updates_per_second"), zoo[i].get("updates_per_second")))]
+            for i, seed in enumerate(seeds)]
+    rows.append(["mean", *[f"{fmt(mean_of(runs, 'gradient_steps'), 0)} / "
+                           f"**{fmt(mean_of(runs, 'updates_per_second'), 0)}**" for _, runs in groups],
+                 ratio_of_means(bellmax, zoo, "updates_per_second")])
+    return "Gradient updates (one minibatch step each) and updates per second of update time:\n\n" + markdown_table(
+        header, rows)
 
 
 def breakdown_table(label: str, seeds: Sequence[int], runs: Sequence[dict], imports: dict[str, float]) -> str:

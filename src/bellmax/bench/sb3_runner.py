@@ -5,8 +5,9 @@
 
 builds the model as rl-zoo3 does from its recorded hyperparameters (`bellmax.bench.zoo`), trains
 with `learn()`, evaluates the deterministic policy for --eval-episodes episodes on one env (as
-rl-zoo3 does), and prints one JSON line: steps, seconds per phase, training steps/s, final eval
-return, the step at which a periodic evaluation first reached --stop-at-return. With --run-dir it
+rl-zoo3 does), and prints one JSON line: steps, seconds per phase, training steps/s, gradient
+updates (SB3's train/n_updates) and updates/s, final eval return, the step at which a periodic
+evaluation first reached --stop-at-return. With --run-dir it
 also writes config.json and metrics.jsonl in bellmax's run-directory format, so `bellmax.plotting`
 draws SB3 curves next to bellmax's.
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 PROCESS_START = time.perf_counter()
+OFF_POLICY = ("dqn", "sac")
 
 
 class LinearSchedule:
@@ -93,7 +95,7 @@ class Recorder:
 
 
 def make_callbacks(recorder: Recorder, eval_env, eval_every: int, n_envs: int, eval_episodes: int,
-                   stop_at_return: float | None):
+                   stop_at_return: float | None, log_every: int = 0):
     from stable_baselines3.common.callbacks import (
         BaseCallback,
         CallbackList,
@@ -102,7 +104,11 @@ def make_callbacks(recorder: Recorder, eval_env, eval_every: int, n_envs: int, e
     )
 
     class RolloutLogger(BaseCallback):
-        """Times rollouts and logs the training return (mean of the last 100 episodes, as bellmax)."""
+        """Times rollouts and logs the training return (mean of the last 100 episodes, as bellmax),
+        after every rollout, or with `log_every` once that many steps have passed (an off-policy
+        "rollout" can be a single step)."""
+
+        logged_at = 0
 
         def _on_rollout_start(self) -> None:
             self._start = time.perf_counter()
@@ -111,6 +117,9 @@ def make_callbacks(recorder: Recorder, eval_env, eval_every: int, n_envs: int, e
         def _on_rollout_end(self) -> None:
             # an EvalCallback evaluation inside the rollout is evaluation time, not rollout time
             recorder.rollout_seconds += time.perf_counter() - self._start - (recorder.eval_seconds - self._eval_before)
+            if log_every and self.num_timesteps - self.logged_at < log_every:
+                return
+            self.logged_at = self.num_timesteps
             episodes = self.model.ep_info_buffer
             row = {"step": self.num_timesteps,
                    "rollout/ep_return": float(sum(e["r"] for e in episodes) / len(episodes)) if episodes else None,
@@ -164,8 +173,9 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     model = algorithm_class(opts.algo)(hyperparams.get("policy", "MlpPolicy"), env, seed=opts.seed, device="cpu",
                                        verbose=0, **model_kwargs(hyperparams))
     recorder = Recorder()
+    off_policy = opts.algo in OFF_POLICY
     callback = make_callbacks(recorder, eval_env, opts.eval_every, env.num_envs, opts.eval_episodes,
-                              opts.stop_at_return)
+                              opts.stop_at_return, log_every=1000 if off_policy else 0)
     built = time.perf_counter()
     model.learn(total_timesteps=total_steps, callback=callback)
     learned = time.perf_counter()
@@ -180,6 +190,8 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
                               "eval/return_std": recorder.last_eval[1], "eval/episodes": opts.eval_episodes})
     evaluated = time.perf_counter()
     learn_seconds = learned - built
+    n_updates = int(getattr(model, "_n_updates", 0))  # what SB3 logs as train/n_updates
+    update_seconds = learn_seconds - recorder.rollout_seconds - recorder.eval_seconds
     result = {
         "library": "sb3", "algo": opts.algo, "env": opts.env, "seed": opts.seed, "hyperparams": provenance,
         "steps": steps, "total_steps": total_steps,
@@ -190,6 +202,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         "periodic_eval_seconds": recorder.eval_seconds, "final_eval_seconds": evaluated - learned,
         "train_sps": steps / max(learn_seconds - recorder.eval_seconds, 1e-9),
         "torch_threads": torch.get_num_threads(),
+        "gradient_steps": n_updates, "updates_per_second": n_updates / update_seconds if update_seconds > 0 else None,
     }
     if opts.run_dir:
         write_run_dir(Path(opts.run_dir), opts, hyperparams, provenance, recorder.rows, result)
@@ -211,7 +224,7 @@ def write_run_dir(run_dir: Path, opts: argparse.Namespace, hyperparams: dict[str
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bellmax.bench.sb3_runner", description=__doc__.splitlines()[0])
-    parser.add_argument("--algo", choices=["ppo", "a2c", "trpo"], required=True)
+    parser.add_argument("--algo", choices=["ppo", "a2c", "trpo", *OFF_POLICY], required=True)
     parser.add_argument("--env", required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--total-steps", type=int, default=None, help="default: the rl-zoo3 entry's n_timesteps")

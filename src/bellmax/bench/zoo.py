@@ -4,7 +4,9 @@ on, written down as data (never downloaded at run time), and their mapping onto 
 Provenance: https://github.com/DLR-RM/rl-baselines3-zoo at commit
 22e3ff2450fd92033f7f032915e1f64894a09584 (2026-04-23, rl-zoo3 2.9.0a2); the three files below
 last changed in eec15dc22e1ec7167064aae0c1218eefccaf0ff4 (2026-04-01). Values are copied exactly,
-YAML anchors (`<<: *mujoco-defaults`) resolved by hand. rl-zoo3 lists MuJoCo entries for the v4
+YAML anchors (`<<: *mujoco-defaults`) resolved by hand. dqn.yml and sac.yml (the off-policy
+entries) also last changed in eec15dc2; keys an entry leaves out take SB3's defaults (listed next
+to the entry, for SB3 2.x). rl-zoo3 lists MuJoCo entries for the v4
 environments only; `zoo_entry` uses them for v5 and says so.
 
 How rl-zoo3 reads an entry (rl_zoo3/exp_manager.py, rl_zoo3/utils.py):
@@ -24,7 +26,8 @@ from bellmax.errors import BellmaxError
 
 ZOO_REPOSITORY = "https://github.com/DLR-RM/rl-baselines3-zoo"
 ZOO_COMMIT = "22e3ff2450fd92033f7f032915e1f64894a09584"
-ZOO_FILES = {"ppo": "hyperparams/ppo.yml", "a2c": "hyperparams/a2c.yml", "trpo": "hyperparams/trpo.yml"}
+ZOO_FILES = {"ppo": "hyperparams/ppo.yml", "a2c": "hyperparams/a2c.yml", "trpo": "hyperparams/trpo.yml",
+             "dqn": "hyperparams/dqn.yml", "sac": "hyperparams/sac.yml"}
 
 # policy_kwargs of rl-zoo3's tuned MuJoCo PPO entries, as a structure instead of a Python string:
 # "dict(log_std_init=-2, ortho_init=False, activation_fn=nn.ReLU, net_arch=dict(pi=[256, 256], vf=[256, 256]))"
@@ -58,6 +61,17 @@ ZOO_HYPERPARAMS: dict[tuple[str, str], dict[str, Any]] = {
         "n_epochs": 5, "gae_lambda": 0.99, "max_grad_norm": 0.7, "vf_coef": 0.835671,
         "policy_kwargs": _MUJOCO_PPO_POLICY,
     },
+    # dqn.yml CartPole-v1 (no "# Tuned" comment); policy_kwargs "dict(net_arch=[256, 256])"
+    ("dqn", "CartPole-v1"): {
+        "n_timesteps": 50_000, "policy": "MlpPolicy", "learning_rate": 2.3e-3, "batch_size": 64,
+        "buffer_size": 100_000, "learning_starts": 1000, "gamma": 0.99, "target_update_interval": 10,
+        "train_freq": 256, "gradient_steps": 128, "exploration_fraction": 0.16, "exploration_final_eps": 0.04,
+        "policy_kwargs": {"net_arch": [256, 256]},
+    },
+    # sac.yml Pendulum-v1: only these three keys (a commented-out ParallelTrainCallback; no use_sde,
+    # no policy_kwargs), so SB3's SAC defaults hold: buffer 1e6, learning_starts 100, batch 256,
+    # tau 0.005, gamma 0.99, train_freq 1, gradient_steps 1, ent_coef "auto", 256x256 ReLU nets
+    ("sac", "Pendulum-v1"): {"n_timesteps": 20_000, "policy": "MlpPolicy", "learning_rate": 1e-3},
     ("a2c", "HalfCheetah-v4"): _A2C_MUJOCO,
     ("a2c", "Hopper-v4"): _A2C_MUJOCO,
     ("trpo", "HalfCheetah-v4"): {**_TRPO_MUJOCO, "target_kl": 0.04},  # "# Tuned"
