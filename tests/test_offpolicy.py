@@ -3,7 +3,6 @@ truncated transitions apart, the squashed log-density is right, resume is exact,
 
 import math
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -58,35 +57,16 @@ def test_squashed_gaussian_log_prob_matches_change_of_variables_numerically():
     assert torch.trapezoid(density, a).item() == pytest.approx(1.0, abs=1e-3)
 
 
-class Corridor(gym.Env):
-    """Reward 1 per step; terminates at step 3 when `terminate`, else only a time limit ends it."""
-
-    observation_space = gym.spaces.Box(0.0, 10.0, (1,), np.float32)
-    action_space = gym.spaces.Discrete(2)
-
-    def __init__(self, terminate: bool):
-        self.terminate = terminate
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return np.array([0.0], np.float32), {}
-
-    def step(self, action):
-        self.t += 1
-        return np.array([float(self.t)], np.float32), 1.0, self.terminate and self.t >= 3, False, {}
-
-
-gym.register("bellmax-test/OffCorridor-v0", entry_point=Corridor, max_episode_steps=3)
+import toy_envs  # noqa: E402,F401  (registers bellmax-test/Corridor-v0)
 
 
 @pytest.mark.parametrize("terminate", [True, False])
 def test_replay_stores_true_final_state_skips_autoreset_filler_and_keeps_truncation_non_terminal(terminate):
     from bellmax.envs.make import make_vec_env
 
-    env = make_vec_env("bellmax-test/OffCorridor-v0", 1, seed=0, terminate=terminate,
+    env = make_vec_env("bellmax-test/Corridor-v0", 1, seed=0, terminate=terminate,
                        max_episode_steps=4 if terminate else 3)
-    agent = DQN(DQNConfig(env="bellmax-test/OffCorridor-v0", learning_starts=10**6, log_every=8, **{
+    agent = DQN(DQNConfig(env="bellmax-test/Corridor-v0", learning_starts=10**6, log_every=8, **{
         k: v for k, v in TINY.items() if k not in ("learning_starts", "log_every")}), env=env)
     agent.train_iteration(8)  # 8 vector steps = 2 episodes of 3 steps + 2 filler steps
     r = agent.replay
