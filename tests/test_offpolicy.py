@@ -132,3 +132,34 @@ def test_reaches_minus_250_on_pendulum_with_its_preset(algo):
     assert agent.last_eval.mean() >= -250, agent.last_eval
 
 
+
+
+@pytest.mark.parametrize("terminate", [True, False])
+def test_n_step_transitions_sum_discounted_rewards_and_bootstrap_with_gamma_to_the_k(terminate):
+    from bellmax.envs.make import make_vec_env
+
+    env = make_vec_env("bellmax-test/Corridor-v0", 1, seed=0, terminate=terminate,
+                       max_episode_steps=4 if terminate else 3)
+    small = {k: v for k, v in TINY.items() if k not in ("learning_starts", "log_every")}
+    agent = DQN(DQNConfig(env="bellmax-test/Corridor-v0", learning_starts=10**6, log_every=4, n_step=2, gamma=0.5,
+                          **small), env=env)
+    agent.train_iteration(4)  # one 3-step episode, then the autoreset filler
+    r = agent.replay
+    assert len(r) == 3
+    # from s0: r0 + 0.5 r1 -> s2, discount 0.25; from s1: r1 + 0.5 r2 -> s3 (the end);
+    # from s2: r2 -> s3, discount 0.5; only the ones reaching the end carry d = terminated
+    assert r.obs[:3, 0].tolist() == [0, 1, 2]
+    assert r.rewards[:3].tolist() == [1.5, 1.5, 1.0]
+    assert r.next_obs[:3, 0].tolist() == [2, 3, 3]
+    assert r.discounts[:3].tolist() == [0.25, 0.25, 0.5]
+    assert r.terminated[:3].tolist() == ([0, 1, 1] if terminate else [0, 0, 0])
+
+
+def test_n_step_resume_is_bit_for_bit(tmp_path):
+    config = DQNConfig(seed=4, total_steps=600, eval_episodes=0, n_step=3, **TINY)
+    straight = DQN(config).learn()
+    first = DQN(config).learn(300)
+    first.save(tmp_path / "ckpt.pt")
+    resumed = Algorithm.load(tmp_path / "ckpt.pt").learn()
+    assert straight.params_sha256() == resumed.params_sha256()
+    assert np.array_equal(straight.replay.rewards, resumed.replay.rewards)

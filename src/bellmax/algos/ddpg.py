@@ -103,7 +103,7 @@ class DDPG(OffPolicyAlgorithm):
         """y = r + gamma (1 - d) Q'(s', a'), the minimum over the target critics when twinned."""
         next_actions = self.target_actions(batch["next_obs"])
         next_q = torch.stack([q(batch["next_obs"], next_actions) for q in self.critics_target]).min(0).values
-        return batch["rewards"] + self.config.gamma * (1.0 - batch["terminated"]) * next_q
+        return batch["rewards"] + batch["discounts"] * (1.0 - batch["terminated"]) * next_q  # discounts: gamma^n
 
     def gradient_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.config

@@ -63,8 +63,9 @@ class DQNConfig(OffPolicyConfig):
 
 
 def dqn_targets(rewards: torch.Tensor, terminated: torch.Tensor, next_q_online: torch.Tensor,
-                next_q_target: torch.Tensor, gamma: float, double_q: bool) -> torch.Tensor:
-    """y = r + gamma (1 - d) Q_target(s', a*), a* = argmax of the online (double) or target net."""
+                next_q_target: torch.Tensor, gamma: float | torch.Tensor, double_q: bool) -> torch.Tensor:
+    """y = r + gamma (1 - d) Q_target(s', a*), a* = argmax of the online (double) or target net.
+    With n-step transitions r is the n-step return and gamma is gamma^n, per sample."""
     if double_q:
         best = next_q_online.argmax(-1, keepdim=True)
     else:
@@ -118,7 +119,7 @@ class DQN(OffPolicyAlgorithm):
             next_q_target = self.q_target(batch["next_obs"])
             next_q_online = self.q(batch["next_obs"]) if cfg.double_q else next_q_target
             targets = dqn_targets(batch["rewards"], batch["terminated"], next_q_online, next_q_target,
-                                  cfg.gamma, cfg.double_q)
+                                  batch["discounts"], cfg.double_q)
         q_taken = self.q(batch["obs"]).gather(-1, batch["actions"].long()[:, None]).squeeze(-1)
         loss = nn.functional.smooth_l1_loss(q_taken, targets)  # Huber
         self.optimizer.zero_grad()

@@ -90,7 +90,8 @@ class SAC(OffPolicyAlgorithm):
         with torch.no_grad():
             next_actions, next_log_prob = self.actor.sample(batch["next_obs"])
             next_q = torch.stack([q(batch["next_obs"], next_actions) for q in self.critics_target]).min(0).values
-            targets = batch["rewards"] + cfg.gamma * (1.0 - batch["terminated"]) * (next_q - alpha * next_log_prob)
+            soft_value = next_q - alpha * next_log_prob
+            targets = batch["rewards"] + batch["discounts"] * (1.0 - batch["terminated"]) * soft_value
         q_values = [q(obs, actions) for q in self.critics]
         loss_q = sum(((q - targets) ** 2).mean() for q in q_values)
         self.critic_optimizer.zero_grad()

@@ -188,6 +188,7 @@ class ReplayBuffer:
         self.actions = np.zeros((capacity, *action_shape), dtype=action_dtype)
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.terminated = np.zeros(capacity, dtype=np.float32)
+        self.discounts = np.zeros(capacity, dtype=np.float32)  # gamma^k of an n-step transition
         self.pos = 0
         self.size = 0
 
@@ -195,12 +196,18 @@ class ReplayBuffer:
         return self.size
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
-            terminated: np.ndarray, valid: np.ndarray, done: np.ndarray | None = None) -> None:
-        """Add the valid rows of one vector step (arrays with a leading num_envs axis)."""
+            terminated: np.ndarray, valid: np.ndarray, done: np.ndarray | None = None,
+            discounts: np.ndarray | float = 0.99) -> None:
+        """Add the valid rows of one vector step (arrays with a leading num_envs axis).
+
+        `discounts` is what multiplies the bootstrap in the target: gamma for one-step
+        transitions, gamma^k for k-step ones (see NStepAccumulator)."""
+        discounts = np.broadcast_to(np.asarray(discounts, dtype=np.float32), (len(valid),))
         for i in np.flatnonzero(valid):
             row = self.pos
             self.obs[row], self.next_obs[row] = obs[i], next_obs[i]
             self.actions[row], self.rewards[row], self.terminated[row] = actions[i], rewards[i], terminated[i]
+            self.discounts[row] = discounts[i]
             self.pos = (self.pos + 1) % self.capacity
             self.size = min(self.size + 1, self.capacity)
 
@@ -210,8 +217,39 @@ class ReplayBuffer:
         return {
             "obs": torch.as_tensor(self.obs[idx]), "actions": torch.as_tensor(self.actions[idx]),
             "rewards": torch.as_tensor(self.rewards[idx]), "next_obs": torch.as_tensor(self.next_obs[idx]),
-            "terminated": torch.as_tensor(self.terminated[idx]),
+            "terminated": torch.as_tensor(self.terminated[idx]), "discounts": torch.as_tensor(self.discounts[idx]),
         }
+
+
+class NStepAccumulator:
+    """Turns one-step transitions into n-step ones, per environment:
+
+        (s_t, a_t, R = r_t + gamma r_{t+1} + ... + gamma^(k-1) r_{t+k-1}, s_{t+k}, d, gamma^k)
+
+    with k = n, or fewer when the episode ends first (then every pending transition is emitted
+    with the final state; d is 1 only for a true termination, so a time-limit truncation still
+    bootstraps from the final state with gamma^k)."""
+
+    def __init__(self, num_envs: int, n: int, gamma: float):
+        self.n, self.gamma = n, gamma
+        self.pending: list[deque] = [deque() for _ in range(num_envs)]
+
+    def step(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
+             terminated: np.ndarray, valid: np.ndarray, done: np.ndarray) -> list[tuple]:
+        """Feed one vector step; return the n-step transitions that are complete:
+        (obs, action, n-step return, next_obs, terminated, discount)."""
+        ready = []
+        for i in np.flatnonzero(valid):
+            queue = self.pending[i]
+            queue.append((obs[i], actions[i], float(rewards[i])))
+            ends = bool(terminated[i]) or bool(done[i])
+            while queue and (ends or len(queue) == self.n):
+                first_obs, first_action, _ = queue[0]
+                n_return = sum(self.gamma**k * r for k, (_, _, r) in enumerate(queue))
+                ready.append((first_obs, first_action, n_return, next_obs[i], float(terminated[i]),
+                              self.gamma ** len(queue)))
+                queue.popleft()
+        return ready
 
 
 class FrameStackReplayBuffer:
@@ -226,7 +264,8 @@ class FrameStackReplayBuffer:
     """
 
     def __init__(self, capacity: int, num_envs: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
-                 action_dtype: type = np.int64):
+                 action_dtype: type = np.int64, gamma: float = 0.99):
+        self.gamma = gamma  # one-step transitions only: every target bootstraps with gamma
         self.stack = obs_shape[0]
         self.num_envs = num_envs
         self.ring = max(capacity // num_envs, 1) + self.stack + 1
@@ -252,7 +291,8 @@ class FrameStackReplayBuffer:
         return int(index)
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
-            terminated: np.ndarray, valid: np.ndarray, done: np.ndarray | None = None) -> None:
+            terminated: np.ndarray, valid: np.ndarray, done: np.ndarray | None = None,
+            discounts: np.ndarray | float | None = None) -> None:
         """Add one vector step. `done` marks true episode ends (the env resets before the next step)."""
         for i in np.flatnonzero(valid):
             if self.episode_start[i]:
@@ -295,4 +335,5 @@ class FrameStackReplayBuffer:
             "rewards": torch.as_tensor(self.rewards[env, index]),
             "next_obs": torch.as_tensor(self.stacks(env, (index + 1) % self.ring)),
             "terminated": torch.as_tensor(self.terminated[env, index]),
+            "discounts": torch.full((batch_size,), self.gamma, dtype=torch.float32),
         }

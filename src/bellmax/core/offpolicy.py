@@ -20,8 +20,9 @@ import torch
 
 from bellmax.config import Config, require
 from bellmax.core.algorithm import Algorithm
-from bellmax.core.buffers import FrameStackReplayBuffer, ReplayBuffer
+from bellmax.core.buffers import FrameStackReplayBuffer, NStepAccumulator, ReplayBuffer
 from bellmax.core.nets import is_image_space
+from bellmax.errors import BellmaxError
 
 
 @dataclass
@@ -43,6 +44,8 @@ class OffPolicyConfig(Config):
     """Polyak factor of the target networks: theta' <- tau theta + (1 - tau) theta'."""
     log_every: int = 1000
     """Environment steps per logged iteration."""
+    n_step: int = 1
+    """Bootstrap after n rewards: y = r_t + ... + gamma^(n-1) r_{t+n-1} + gamma^n (1 - d) V(s_{t+n})."""
 
     def validate(self) -> None:
         super().validate()
@@ -54,6 +57,7 @@ class OffPolicyConfig(Config):
         require(self.gradient_steps >= 0, "gradient_steps", self.gradient_steps, ">= 0")
         require(0 < self.tau <= 1, "tau", self.tau, "in (0, 1]")
         require(self.log_every >= 1, "log_every", self.log_every, "at least 1")
+        require(self.n_step >= 1, "n_step", self.n_step, "at least 1")
         require(not self.normalize_obs, "normalize_obs", self.normalize_obs,
                 "False for off-policy algorithms (not supported yet)")
         require(not self.normalize_reward, "normalize_reward", self.normalize_reward,
@@ -69,11 +73,14 @@ class OffPolicyAlgorithm(Algorithm):
         discrete = isinstance(action_space, gym.spaces.Discrete)
         action_dtype = np.int64 if discrete else np.float32
         if is_image_space(obs_space):  # stacked Atari frames: store each frame once
+            if config.n_step > 1:
+                raise BellmaxError("n_step > 1 is not supported with image observations yet (set --n-step 1)")
             self.replay = FrameStackReplayBuffer(config.buffer_size, self.env.num_envs, obs_space.shape,
-                                                 action_space.shape, action_dtype)
+                                                 action_space.shape, action_dtype, gamma=config.gamma)
         else:
             self.replay = ReplayBuffer(config.buffer_size, obs_space.shape, action_space.shape,
                                        obs_dtype=obs_space.dtype, action_dtype=action_dtype)
+        self.n_step = NStepAccumulator(self.env.num_envs, config.n_step, config.gamma) if config.n_step > 1 else None
         self.rng = np.random.default_rng(config.seed)  # replay sampling and exploration noise
         self.vector_steps = 0
 
@@ -109,7 +116,7 @@ class OffPolicyAlgorithm(Algorithm):
             learn_terminated = self.learning_terminations(terminated, done, info)
             raw_rewards = np.asarray(rewards, dtype=np.float64)
             learn_rewards = np.sign(raw_rewards) if cfg.clip_reward else raw_rewards
-            self.replay.add(self.obs, actions, learn_rewards, next_obs, learn_terminated, valid, done)
+            self.store(actions, learn_rewards, next_obs, learn_terminated, valid, done)
             self.tracker.update(raw_rewards, done, valid)
             self.prev_done, self.obs = done, next_obs
             self.global_step += self.env.num_envs
@@ -126,11 +133,24 @@ class OffPolicyAlgorithm(Algorithm):
         metrics["rollout/buffer_size"] = len(self.replay)
         return metrics
 
+    def store(self, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray, terminated: np.ndarray,
+              valid: np.ndarray, done: np.ndarray) -> None:
+        """Put one vector step into the replay buffer, as n-step transitions when n_step > 1."""
+        if self.n_step is None:
+            self.replay.add(self.obs, actions, rewards, next_obs, terminated, valid, done, self.config.gamma)
+            return
+        for obs, action, n_return, last_obs, term, discount in self.n_step.step(
+                self.obs, actions, rewards, next_obs, terminated, valid, done):
+            self.replay.add(obs[None], np.asarray(action)[None], np.array([n_return]), last_obs[None],
+                            np.array([term]), np.ones(1, dtype=bool), None, discount)
+
     # -- state --------------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
-        return {"replay": self.replay, "rng": self.rng.bit_generator.state, "vector_steps": self.vector_steps}
+        return {"replay": self.replay, "rng": self.rng.bit_generator.state, "vector_steps": self.vector_steps,
+                "n_step": self.n_step}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.replay = state["replay"]
         self.rng.bit_generator.state = state["rng"]
         self.vector_steps = state["vector_steps"]
+        self.n_step = state["n_step"]
