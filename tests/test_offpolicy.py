@@ -163,3 +163,30 @@ def test_n_step_resume_is_bit_for_bit(tmp_path):
     resumed = Algorithm.load(tmp_path / "ckpt.pt").learn()
     assert straight.params_sha256() == resumed.params_sha256()
     assert np.array_equal(straight.replay.rewards, resumed.replay.rewards)
+
+
+def test_prioritized_replay_samples_in_proportion_to_priority_and_weights_undo_the_bias():
+    from bellmax.core.buffers import PrioritizedReplayBuffer
+
+    buffer = PrioritizedReplayBuffer(8, (1,), (), alpha=1.0)
+    obs = np.arange(4, dtype=np.float32)[:, None]
+    buffer.add(obs, np.zeros(4), np.zeros(4), obs, np.zeros(4), np.ones(4, dtype=bool))
+    buffer.update_priorities(np.arange(4), np.array([1.0, 2.0, 3.0, 4.0]))  # P = 0.1, 0.2, 0.3, 0.4
+    rng = np.random.default_rng(0)
+    counts = np.zeros(4)
+    for _ in range(500):
+        counts += np.bincount(buffer.sample(20, rng)["indices"].numpy(), minlength=4)
+    assert np.allclose(counts / counts.sum(), [0.1, 0.2, 0.3, 0.4], atol=0.01)
+    buffer.beta = 1.0
+    batch = buffer.sample(20, rng)
+    p = np.array([0.1, 0.2, 0.3, 0.4])[batch["indices"].numpy()]
+    expected = (4 * p) ** -1.0
+    assert np.allclose(batch["weights"].numpy(), expected / (4 * 0.1) ** -1.0, rtol=1e-5)
+
+
+def test_dqn_with_prioritized_replay_updates_priorities_from_td_errors():
+    agent = DQN(DQNConfig(seed=0, prioritized_replay=True, total_steps=2000, **TINY))
+    agent.train_iteration(300)
+    leaves = agent.replay.tree[agent.replay.leaves: agent.replay.leaves + len(agent.replay)]
+    assert len(np.unique(leaves)) > 10  # no longer all max-priority: sampled ones got |delta|
+    assert 0.4 < agent.replay.beta < 1.0

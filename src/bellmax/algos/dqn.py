@@ -22,9 +22,11 @@ import torch
 from torch import nn
 
 from bellmax.config import require
+from bellmax.core.buffers import PrioritizedReplayBuffer
 from bellmax.core.nets import NatureCNN, QHead, is_image_space, polyak_update
 from bellmax.core.offpolicy import OffPolicyAlgorithm, OffPolicyConfig
 from bellmax.core.optim import Adam, clip_grad_norm
+from bellmax.errors import BellmaxError
 
 
 @dataclass
@@ -52,6 +54,12 @@ class DQNConfig(OffPolicyConfig):
     """Double DQN target: the online net picks a', the target net evaluates it."""
     dueling: bool = False
     """Dueling head Q = V + A - mean(A)."""
+    prioritized_replay: bool = False
+    """Sample transitions in proportion to |TD error|^alpha, with importance weights."""
+    priority_alpha: float = 0.6
+    """alpha: 0 is uniform sampling, 1 fully proportional."""
+    priority_beta: float = 0.4
+    """Initial beta of the importance weights (w = (N P(i))^-beta), annealed linearly to 1."""
     hidden_sizes: tuple[int, ...] = (64, 64)
 
     def validate(self) -> None:
@@ -60,6 +68,8 @@ class DQNConfig(OffPolicyConfig):
         for name in ("exploration_initial", "exploration_final", "exploration_fraction"):
             require(0 <= getattr(self, name) <= 1, name, getattr(self, name), "in [0, 1]")
         require(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "positive")
+        require(0 <= self.priority_alpha <= 1, "priority_alpha", self.priority_alpha, "in [0, 1]")
+        require(0 <= self.priority_beta <= 1, "priority_beta", self.priority_beta, "in [0, 1]")
 
 
 def dqn_targets(rewards: torch.Tensor, terminated: torch.Tensor, next_q_online: torch.Tensor,
@@ -96,6 +106,16 @@ class DQN(OffPolicyAlgorithm):
         self.optimizer = Adam(self.q.parameters(), lr=cfg.learning_rate)
         self.last_target_update = 0
 
+    def make_replay(self):  # the prioritized variant replaces the uniform buffer
+        cfg = self.config
+        if not cfg.prioritized_replay:
+            return super().make_replay()
+        if is_image_space(self.env.single_observation_space):
+            raise BellmaxError("prioritized replay is not supported with image observations yet")
+        space = self.env.single_observation_space
+        return PrioritizedReplayBuffer(cfg.buffer_size, space.shape, (), obs_dtype=space.dtype,
+                                       action_dtype=np.int64, alpha=cfg.priority_alpha)
+
     def modules(self) -> dict[str, nn.Module]:
         return {"q": self.q, "q_target": self.q_target}
 
@@ -106,6 +126,12 @@ class DQN(OffPolicyAlgorithm):
         cfg = self.config
         progress = min(1.0, self.global_step / max(1.0, cfg.exploration_fraction * cfg.total_steps))
         return cfg.exploration_initial + progress * (cfg.exploration_final - cfg.exploration_initial)
+
+    def before_sampling(self) -> None:
+        """Anneal the importance-weight exponent beta linearly to 1 over training."""
+        if self.config.prioritized_replay:
+            progress = min(1.0, self.global_step / self.config.total_steps)
+            self.replay.beta = self.config.priority_beta + progress * (1.0 - self.config.priority_beta)
 
     def explore(self, obs: torch.Tensor) -> np.ndarray:
         """epsilon-greedy: a random action with probability epsilon, else argmax_a Q(s, a)."""
@@ -121,7 +147,12 @@ class DQN(OffPolicyAlgorithm):
             targets = dqn_targets(batch["rewards"], batch["terminated"], next_q_online, next_q_target,
                                   batch["discounts"], cfg.double_q)
         q_taken = self.q(batch["obs"]).gather(-1, batch["actions"].long()[:, None]).squeeze(-1)
-        loss = nn.functional.smooth_l1_loss(q_taken, targets)  # Huber
+        huber = nn.functional.smooth_l1_loss(q_taken, targets, reduction="none")
+        if "weights" in batch:  # prioritized replay: importance-weighted, and new priorities |delta|
+            loss = (batch["weights"] * huber).mean()
+            self.replay.update_priorities(batch["indices"].numpy(), (q_taken - targets).detach().numpy())
+        else:
+            loss = huber.mean()
         self.optimizer.zero_grad()
         loss.backward()
         clip_grad_norm(self.q.parameters(), cfg.max_grad_norm)

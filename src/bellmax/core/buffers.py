@@ -337,3 +337,62 @@ class FrameStackReplayBuffer:
             "terminated": torch.as_tensor(self.terminated[env, index]),
             "discounts": torch.full((batch_size,), self.gamma, dtype=torch.float32),
         }
+
+
+class PrioritizedReplayBuffer(ReplayBuffer):
+    """Proportional prioritized replay (Schaul et al., 2016): transition i is drawn with
+    probability P(i) = p_i^alpha / sum_j p_j^alpha, p_i = |delta_i| + eps from its last TD error
+    (new transitions get the largest priority so far), and its loss is weighted by the importance
+    weight w_i = (N P(i))^-beta / max_j w_j that undoes the bias. A sum tree makes sampling and
+    updates O(log N)."""
+
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
+                 obs_dtype: type = np.float32, action_dtype: type = np.float32, alpha: float = 0.6, eps: float = 1e-6):
+        super().__init__(capacity, obs_shape, action_shape, obs_dtype, action_dtype)
+        self.alpha, self.eps, self.beta = alpha, eps, 0.4
+        self.leaves = 1 << max(capacity - 1, 1).bit_length()
+        self.tree = np.zeros(2 * self.leaves)  # tree[1] is the total; leaves at [leaves, 2 leaves)
+        self.max_priority = 1.0
+
+    def _set(self, rows: np.ndarray, priorities: np.ndarray) -> None:
+        nodes = rows + self.leaves
+        self.tree[nodes] = priorities**self.alpha
+        nodes = np.unique(nodes // 2)
+        while nodes[0] >= 1:
+            self.tree[nodes] = self.tree[2 * nodes] + self.tree[2 * nodes + 1]
+            if nodes[0] == 1:
+                break
+            nodes = np.unique(nodes // 2)
+
+    def add(self, obs, actions, rewards, next_obs, terminated, valid, done=None, discounts=0.99) -> None:
+        start, count = self.pos, int(np.count_nonzero(valid))
+        super().add(obs, actions, rewards, next_obs, terminated, valid, done, discounts)
+        if count:
+            self._set((start + np.arange(count)) % self.capacity, np.full(count, self.max_priority))
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        # stratified: one draw from each of batch_size equal slices of the total priority mass
+        total = self.tree[1]
+        targets = (np.arange(batch_size) + rng.random(batch_size)) * (total / batch_size)
+        nodes = np.ones(batch_size, dtype=np.int64)
+        while nodes[0] < self.leaves:
+            left = 2 * nodes
+            go_right = targets > self.tree[left]
+            targets = np.where(go_right, targets - self.tree[left], targets)
+            nodes = np.where(go_right, left + 1, left)
+        idx = np.minimum(nodes - self.leaves, self.size - 1)
+        probabilities = self.tree[idx + self.leaves] / total
+        weights = (self.size * probabilities) ** -self.beta
+        batch = {
+            "obs": torch.as_tensor(self.obs[idx]), "actions": torch.as_tensor(self.actions[idx]),
+            "rewards": torch.as_tensor(self.rewards[idx]), "next_obs": torch.as_tensor(self.next_obs[idx]),
+            "terminated": torch.as_tensor(self.terminated[idx]), "discounts": torch.as_tensor(self.discounts[idx]),
+            "weights": torch.as_tensor(weights / weights.max(), dtype=torch.float32),
+            "indices": torch.as_tensor(idx),
+        }
+        return batch
+
+    def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
+        priorities = np.abs(td_errors) + self.eps
+        self.max_priority = max(self.max_priority, float(priorities.max()))
+        self._set(np.asarray(indices), priorities)

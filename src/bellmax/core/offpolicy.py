@@ -69,20 +69,25 @@ class OffPolicyAlgorithm(Algorithm):
 
     def __init__(self, config: OffPolicyConfig, env: gym.vector.VectorEnv | None = None):
         super().__init__(config, env)
-        obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
-        discrete = isinstance(action_space, gym.spaces.Discrete)
-        action_dtype = np.int64 if discrete else np.float32
-        if is_image_space(obs_space):  # stacked Atari frames: store each frame once
-            if config.n_step > 1:
-                raise BellmaxError("n_step > 1 is not supported with image observations yet (set --n-step 1)")
-            self.replay = FrameStackReplayBuffer(config.buffer_size, self.env.num_envs, obs_space.shape,
-                                                 action_space.shape, action_dtype, gamma=config.gamma)
-        else:
-            self.replay = ReplayBuffer(config.buffer_size, obs_space.shape, action_space.shape,
-                                       obs_dtype=obs_space.dtype, action_dtype=action_dtype)
+        self.replay = self.make_replay()
         self.n_step = NStepAccumulator(self.env.num_envs, config.n_step, config.gamma) if config.n_step > 1 else None
         self.rng = np.random.default_rng(config.seed)  # replay sampling and exploration noise
         self.vector_steps = 0
+
+    def make_replay(self) -> ReplayBuffer | FrameStackReplayBuffer:
+        cfg = self.config
+        obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
+        action_dtype = np.int64 if isinstance(action_space, gym.spaces.Discrete) else np.float32
+        if is_image_space(obs_space):  # stacked Atari frames: store each frame once
+            if cfg.n_step > 1:
+                raise BellmaxError("n_step > 1 is not supported with image observations yet (set --n-step 1)")
+            return FrameStackReplayBuffer(cfg.buffer_size, self.env.num_envs, obs_space.shape,
+                                          action_space.shape, action_dtype, gamma=cfg.gamma)
+        return ReplayBuffer(cfg.buffer_size, obs_space.shape, action_space.shape,
+                            obs_dtype=obs_space.dtype, action_dtype=action_dtype)
+
+    def before_sampling(self) -> None:
+        """Hook before each round of gradient steps (e.g. annealing prioritized replay's beta)."""
 
     # -- what a subclass provides -------------------------------------------------------------
     def explore(self, obs: torch.Tensor) -> np.ndarray:
@@ -123,6 +128,7 @@ class OffPolicyAlgorithm(Algorithm):
             self.vector_steps += 1
             acting_seconds += time.perf_counter() - start
             if self.global_step >= cfg.learning_starts and self.vector_steps % cfg.train_freq == 0:
+                self.before_sampling()
                 for _ in range(cfg.gradient_steps):
                     for key, value in self.gradient_step(self.replay.sample(cfg.batch_size, self.rng)).items():
                         sums[key] = sums.get(key, 0.0) + value
