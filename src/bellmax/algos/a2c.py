@@ -20,7 +20,7 @@ import torch
 
 from bellmax.config import OnPolicyConfig, require
 from bellmax.core.algorithm import Algorithm
-from bellmax.core.buffers import advantages_and_returns, explained_variance, valid_samples
+from bellmax.core.buffers import advantages_and_returns, explained_variance, standardize, valid_samples
 from bellmax.core.optim import Adam, clip_grad_norm
 
 
@@ -83,13 +83,10 @@ class A2C(Algorithm):
         cfg = self.config
         if cfg.anneal_lr:
             self.optimizer.param_groups[0]["lr"] = cfg.learning_rate * max(0.0, 1 - self.global_step / cfg.total_steps)
-        n_steps = min(cfg.n_steps, -(-max_steps // self.env.num_envs))
-        self.collect_rollout(self.buffer, n_steps, self.value)
+        self.collect_rollout(self.buffer, self.rollout_length(max_steps), self.value)
         advantages, returns = advantages_and_returns(self.buffer, cfg.gamma, cfg.gae_lambda)
         batch = valid_samples(self.buffer, advantages=advantages, returns=returns)
-        advantages = batch["advantages"]
-        if cfg.normalize_advantages and advantages.numel() > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        advantages = standardize(batch["advantages"]) if cfg.normalize_advantages else batch["advantages"]
 
         dist = self.policy.distribution(batch["obs"])
         terms = a2c_loss(self.policy.log_prob(dist, batch["actions"]), advantages, self.value(batch["obs"]),

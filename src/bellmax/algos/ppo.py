@@ -21,7 +21,7 @@ import torch
 
 from bellmax.config import OnPolicyConfig, require
 from bellmax.core.algorithm import Algorithm
-from bellmax.core.buffers import advantages_and_returns, explained_variance, valid_samples
+from bellmax.core.buffers import advantages_and_returns, explained_variance, standardize, valid_samples
 from bellmax.core.optim import Adam, clip_grad_norm
 
 
@@ -125,8 +125,7 @@ class PPO(Algorithm):
         clip_range = cfg.clip_range * frac if cfg.anneal_clip else cfg.clip_range
         self.optimizer.param_groups[0]["lr"] = lr
 
-        n_steps = min(cfg.n_steps, -(-max_steps // self.env.num_envs))
-        self.collect_rollout(self.buffer, n_steps, self.value)
+        self.collect_rollout(self.buffer, self.rollout_length(max_steps), self.value)
         advantages, returns = advantages_and_returns(self.buffer, cfg.gamma, cfg.gae_lambda)
         batch = valid_samples(self.buffer, advantages=advantages, returns=returns)
         metrics = self.update(batch, clip_range)
@@ -163,9 +162,7 @@ class PPO(Algorithm):
         return metrics
 
     def minibatch_loss(self, mb: dict[str, torch.Tensor], clip_range: float) -> dict[str, torch.Tensor]:
-        advantages = mb["advantages"]
-        if self.config.normalize_advantages and advantages.numel() > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        advantages = standardize(mb["advantages"]) if self.config.normalize_advantages else mb["advantages"]
         dist = self.policy.distribution(mb["obs"])
         return ppo_loss(
             new_log_prob=self.policy.log_prob(dist, mb["actions"]), old_log_prob=mb["log_probs"],

@@ -22,7 +22,7 @@ from torch.nn.utils import parameters_to_vector
 
 from bellmax.config import OnPolicyConfig, require
 from bellmax.core.algorithm import Algorithm
-from bellmax.core.buffers import advantages_and_returns, explained_variance, valid_samples
+from bellmax.core.buffers import advantages_and_returns, explained_variance, standardize, valid_samples
 from bellmax.core.optim import Adam
 
 
@@ -114,13 +114,11 @@ class TRPO(Algorithm):
 
     def train_iteration(self, max_steps: int) -> dict[str, float]:
         cfg = self.config
-        n_steps = min(cfg.n_steps, -(-max_steps // self.env.num_envs))
-        self.collect_rollout(self.buffer, n_steps, self.value)
+        self.collect_rollout(self.buffer, self.rollout_length(max_steps), self.value)
         advantages, returns = advantages_and_returns(self.buffer, cfg.gamma, cfg.gae_lambda)
         batch = valid_samples(self.buffer, advantages=advantages, returns=returns)
-        if cfg.normalize_advantages and batch["advantages"].numel() > 1:
-            a = batch["advantages"]
-            batch["advantages"] = (a - a.mean()) / (a.std() + 1e-8)
+        if cfg.normalize_advantages:
+            batch["advantages"] = standardize(batch["advantages"])
         metrics = self.policy_step(batch["obs"], batch["actions"], batch["log_probs"], batch["advantages"])
         metrics.update(self.fit_value(batch["obs"], batch["returns"]))
         metrics["losses/explained_variance"] = explained_variance(batch["values"], batch["returns"])

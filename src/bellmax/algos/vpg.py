@@ -109,8 +109,7 @@ class VPG(Algorithm):
 
     # -- one iteration: collect -> weights -> policy step -> critic regression ----------------
     def train_iteration(self, max_steps: int) -> dict[str, float]:
-        n_steps = min(self.config.n_steps, -(-max_steps // self.env.num_envs))
-        self.collect_rollout(self.buffer, n_steps, self.value)
+        self.collect_rollout(self.buffer, self.rollout_length(max_steps), self.value)
         b = self.buffer
         rewards, values, terminated = b.view("rewards"), b.view("values"), b.view("terminated")
         next_values, cut, valid = b.next_values(), b.cut(), b.view("valid")

@@ -15,7 +15,7 @@ import random
 import time
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -55,6 +55,20 @@ def params_sha256(module: nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+class EnvStep(NamedTuple):
+    """One vector step as learning sees it. obs: the observations acted on (raw); rewards and
+    terminated: after clipping/normalization and life losses; done: true episode ends; valid:
+    False for the NEXT_STEP autoreset filler step (not a transition)."""
+
+    obs: np.ndarray
+    next_obs: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    done: np.ndarray
+    valid: np.ndarray
 
 
 class Algorithm:
@@ -192,27 +206,40 @@ class Algorithm:
                 actions = dist.sample()
                 store["log_probs"][t] = self.policy.log_prob(dist, actions).numpy()
                 store["values"][t] = value_fn(obs_t).numpy()
-            next_obs, rewards, terminated, truncated, info = self.env.step(self.env_actions(actions))
-            valid = ~self.prev_done
-            done = terminated | truncated  # real episode ends: the env resets on the next step
-            terminated = self.learning_terminations(terminated, done, info)
-            raw_rewards = np.asarray(rewards, dtype=np.float64)
-            learn_rewards = np.sign(raw_rewards) if self.config.clip_reward else raw_rewards
-            if self.reward_normalizer is not None:
-                learn_rewards = self.reward_normalizer(learn_rewards, done)
+            step = self.step_envs(self.env_actions(actions))
             store["obs"][t] = obs
             store["actions"][t] = actions.numpy().reshape(store["actions"][t].shape)
-            store["rewards"][t] = learn_rewards
-            store["terminated"][t] = terminated
-            store["truncated"][t] = truncated
-            store["valid"][t] = valid
-            self.tracker.update(raw_rewards, done, valid)
-            self.prev_done = done
-            self.obs = next_obs
+            store["rewards"][t] = step.rewards
+            store["terminated"][t] = step.terminated
+            store["truncated"][t] = step.truncated
+            store["valid"][t] = step.valid
         with torch.inference_mode():
             buffer.last_value = value_fn(torch.as_tensor(self.normalize_obs(self.obs))).clone()
         self.global_step += n_steps * self.env.num_envs
         self.rollout_seconds = time.perf_counter() - start
+
+    def rollout_length(self, max_steps: int) -> int:
+        """Vector steps of the next rollout: n_steps, or fewer so total_steps is an exact budget."""
+        return min(self.config.n_steps, -(-max_steps // self.env.num_envs))
+
+    def step_envs(self, env_actions: np.ndarray) -> EnvStep:
+        """Step every env once and do the bookkeeping all algorithms share: mark the NEXT_STEP
+        autoreset filler as invalid, turn rewards and terminations into what learning uses
+        (clipping, normalization, life losses), feed the raw rewards to the episode tracker, and
+        advance the current observations."""
+        next_obs, rewards, terminated, truncated, info = self.env.step(env_actions)
+        valid = ~self.prev_done
+        done = terminated | truncated  # real episode ends: the env resets on the next step
+        raw_rewards = np.asarray(rewards, dtype=np.float64)
+        learn_rewards = np.sign(raw_rewards) if self.config.clip_reward else raw_rewards
+        if self.reward_normalizer is not None:
+            learn_rewards = self.reward_normalizer(learn_rewards, done)
+        step = EnvStep(obs=self.obs, next_obs=next_obs, rewards=learn_rewards,
+                       terminated=self.learning_terminations(terminated, done, info), truncated=truncated,
+                       done=done, valid=valid)
+        self.tracker.update(raw_rewards, done, valid)
+        self.prev_done, self.obs = done, next_obs
+        return step
 
     def learning_terminations(self, terminated: np.ndarray, done: np.ndarray, info: dict) -> np.ndarray:
         """`terminated` as learning sees it: with `episodic_life`, a lost life also ends the

@@ -68,6 +68,13 @@ def segment_start_values(per_step: torch.Tensor, cut: torch.Tensor) -> torch.Ten
     return out
 
 
+def standardize(x: torch.Tensor) -> torch.Tensor:
+    """(x - mean) / std, for advantages; a single value is returned unchanged."""
+    if x.numel() <= 1:
+        return x
+    return (x - x.mean()) / (x.std() + 1e-8)
+
+
 def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
     """1 - Var[target - predicted] / Var[target]: 1 is perfect, 0 no better than a constant."""
     var = target.var()

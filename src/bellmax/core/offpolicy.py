@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from bellmax.config import Config, require
-from bellmax.core.algorithm import Algorithm
+from bellmax.core.algorithm import Algorithm, EnvStep
 from bellmax.core.buffers import FrameStackReplayBuffer, NStepAccumulator, ReplayBuffer
 from bellmax.core.nets import is_image_space
 from bellmax.errors import BellmaxError
@@ -115,15 +115,7 @@ class OffPolicyAlgorithm(Algorithm):
             else:
                 with torch.inference_mode():
                     actions = self.explore(torch.as_tensor(self.obs))
-            next_obs, rewards, terminated, truncated, info = self.env.step(actions)
-            valid = ~self.prev_done
-            done = terminated | truncated
-            learn_terminated = self.learning_terminations(terminated, done, info)
-            raw_rewards = np.asarray(rewards, dtype=np.float64)
-            learn_rewards = np.sign(raw_rewards) if cfg.clip_reward else raw_rewards
-            self.store(actions, learn_rewards, next_obs, learn_terminated, valid, done)
-            self.tracker.update(raw_rewards, done, valid)
-            self.prev_done, self.obs = done, next_obs
+            self.store(actions, self.step_envs(actions))
             self.global_step += self.env.num_envs
             self.vector_steps += 1
             acting_seconds += time.perf_counter() - start
@@ -139,14 +131,14 @@ class OffPolicyAlgorithm(Algorithm):
         metrics["rollout/buffer_size"] = len(self.replay)
         return metrics
 
-    def store(self, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray, terminated: np.ndarray,
-              valid: np.ndarray, done: np.ndarray) -> None:
+    def store(self, actions: np.ndarray, step: EnvStep) -> None:
         """Put one vector step into the replay buffer, as n-step transitions when n_step > 1."""
         if self.n_step is None:
-            self.replay.add(self.obs, actions, rewards, next_obs, terminated, valid, done, self.config.gamma)
+            self.replay.add(step.obs, actions, step.rewards, step.next_obs, step.terminated, step.valid, step.done,
+                            self.config.gamma)
             return
         for obs, action, n_return, last_obs, term, discount in self.n_step.step(
-                self.obs, actions, rewards, next_obs, terminated, valid, done):
+                step.obs, actions, step.rewards, step.next_obs, step.terminated, step.valid, step.done):
             self.replay.add(obs[None], np.asarray(action)[None], np.array([n_return]), last_obs[None],
                             np.array([term]), np.ones(1, dtype=bool), None, discount)
 
