@@ -14,6 +14,9 @@ from pathlib import Path
 
 from bellmax.errors import BellmaxError
 
+# what --resume may change: everything else must match the run for it to continue exactly
+RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "eval_episodes")
+
 STARTED = time.perf_counter()  # for the "took N s" line: counts imports, training and evaluation
 
 USAGE = """usage: bellmax COMMAND [ARGS...]
@@ -120,16 +123,14 @@ def train(args: list[str]) -> int:
         saved_config = algo_class.config_class.from_dict(state["config"])
         config = tyro.cli(algo_class.config_class, default=saved_config, args=rest, prog=prog, description=description)
         changed = [k for k, v in config.to_dict().items()
-                   if v != saved_config.to_dict()[k] and k not in ("total_steps", "checkpoint_every", "eval_episodes")]
+                   if v != saved_config.to_dict()[k] and k not in RESUMABLE_FIELDS]
         if meta.env and meta.env != saved_config.env:
             changed.append("env")
         if changed:
             raise BellmaxError(f"--resume continues a run exactly; only --total-steps, --checkpoint-every and "
                                f"--eval-episodes may change (you changed {', '.join(changed)})")
         config.validate()
-        agent = algo_class(algo_class.config_class.from_dict(state["config"]))
-        agent.load_state_dict(state)
-        agent.config = config
+        agent = algo_class.from_state(state, **{k: getattr(config, k) for k in RESUMABLE_FIELDS})
         if agent.global_step >= config.total_steps:
             raise BellmaxError(f"{run_dir} already has {agent.global_step} steps; "
                                "pass a larger --total-steps to continue")

@@ -395,6 +395,11 @@ class Algorithm:
         state = load_checkpoint(Path(path))
         if cls is not Algorithm and state["algo"] != cls.name:
             raise BellmaxError(f"{path} holds a {state['algo']} checkpoint, not {cls.name}")
+        return cls.from_state(state, **config_changes)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], **config_changes: Any) -> Algorithm:
+        """Rebuild an algorithm from a loaded checkpoint dict (see `load`)."""
         from bellmax.algos import get_algorithm
 
         algo_class = get_algorithm(state["algo"])
