@@ -62,6 +62,13 @@ def plot_runs(run_dirs: list[Path], output: Path, key: str = "rollout/ep_return"
     ax.set_title(title or "learning curves (mean, +-1 std, min-max over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return save_figure(fig, output)
+
+
+def save_figure(fig, output: Path) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -237,7 +237,7 @@ def plot_seed_curves(panels: Sequence[tuple[str, str, Sequence[tuple[str, Sequen
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bellmax.plotting import run_curve
+    from bellmax.plotting import run_curve, save_figure
 
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), dpi=120, squeeze=False)
     for ax, (title, key, groups) in zip(axes[0], panels):
@@ -256,9 +256,4 @@ def plot_seed_curves(panels: Sequence[tuple[str, str, Sequence[tuple[str, Sequen
         ax.legend(fontsize=8)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
-    fig.tight_layout()
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output)
-    plt.close(fig)
-    return output
+    return save_figure(fig, output)
