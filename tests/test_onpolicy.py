@@ -202,3 +202,12 @@ def test_trpo_clearly_improves_pendulum():
     agent.learn()
     after = agent.evaluate(10).mean()
     assert before < -900 and after > -600, (before, after)
+
+
+def test_evaluation_reuses_its_envs_and_gives_the_same_returns_as_fresh_ones():
+    agent = PPO(PPOConfig(env="Pendulum-v1", num_envs=2, n_steps=32, batch_size=32, hidden_sizes=(8,), seed=1))
+    first = agent.evaluate(3)
+    env = agent._eval_env
+    assert np.array_equal(agent.evaluate(3), first) and agent._eval_env is env
+    agent._eval_env = None  # a fresh set of envs, seeded the same way
+    assert np.array_equal(agent.evaluate(3), first)

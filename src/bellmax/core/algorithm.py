@@ -106,6 +106,7 @@ class Algorithm:
         self.last_eval: np.ndarray | None = None
         self.lives: np.ndarray | None = None  # Atari lives per env, for episodic_life
         self.rollout_seconds = 0.0
+        self._eval_env: gym.vector.VectorEnv | None = None  # evaluation's own envs, never checkpointed
         self.build()
 
     # -- what a subclass provides -------------------------------------------------------------
@@ -311,23 +312,26 @@ class Algorithm:
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, episodes: int = 10, seed: int | None = None) -> np.ndarray:
         """Raw returns of `episodes` episodes of the deterministic policy, run side by side in a
-        fresh vector env (one episode per copy, seeded from seed + 10**6 by default).
+        vector env of its own (one episode per copy, seeded from seed + 10**6 by default).
 
         Uses its own env and never the training RNGs or normalizer updates, so evaluating does not
         change what training does next.
         """
         base = self.config.seed + 10**6 if seed is None else seed
-        env = make_vec_env(self.config.env, episodes, seed=base)
-        obs = env.initial_obs
+        if self._eval_env is None or self._eval_env.num_envs != episodes:
+            # built once and reset with the seeds each time: periodic evaluation would otherwise
+            # rebuild the envs (MuJoCo models, Atari emulators) on every call
+            if self._eval_env is not None:
+                self._eval_env.close()
+            self._eval_env = make_vec_env(self.config.env, episodes)
+        env = self._eval_env
+        obs, _ = env.reset(seed=base)
         returns = np.zeros(episodes)
         running = np.ones(episodes, dtype=bool)
-        try:
-            while running.any():
-                obs, rewards, terminated, truncated, _ = env.step(self.predict(obs))
-                returns += np.where(running, rewards, 0.0)
-                running &= ~(terminated | truncated)
-        finally:
-            env.close()
+        while running.any():
+            obs, rewards, terminated, truncated, _ = env.step(self.predict(obs))
+            returns += np.where(running, rewards, 0.0)
+            running &= ~(terminated | truncated)
         return returns
 
     def params_sha256(self) -> str:
