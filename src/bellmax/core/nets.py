@@ -127,12 +127,10 @@ class Policy(nn.Module):
         return Normal(out, self.log_std.exp().expand_as(out), validate_args=False)
 
     def log_prob(self, dist: Distribution, actions: torch.Tensor) -> torch.Tensor:
-        """log pi(a|s), summed over action dimensions (Gaussian, MultiDiscrete)."""
-        if self.kind == "discrete":
-            return dist.log_prob(actions.long())
-        if self.kind == "multi_discrete":
-            return dist.log_prob(actions.long())
-        return dist.log_prob(actions).sum(-1)
+        """log pi(a|s), summed over action dimensions (Gaussian; MultiCategorical sums itself)."""
+        if self.kind == "box":
+            return dist.log_prob(actions).sum(-1)
+        return dist.log_prob(actions.long())
 
     def entropy(self, dist: Distribution) -> torch.Tensor:
         return dist.entropy().sum(-1) if self.kind == "box" else dist.entropy()
