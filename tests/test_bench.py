@@ -93,6 +93,34 @@ def test_off_policy_zoo_entries_become_sb3_constructor_keywords():
     assert model_kwargs(zoo_entry("sac", "Pendulum-v1")[0]) == {"learning_rate": 1e-3}
 
 
+def test_mujoco_off_policy_entries_and_td3_exploration_noise():
+    sac, note = zoo_entry("sac", "HalfCheetah-v5")
+    assert sac == {"n_timesteps": 1_000_000, "policy": "MlpPolicy", "learning_starts": 10000}
+    assert "sac.yml HalfCheetah-v4" in note and "HalfCheetah-v5" in note
+    td3, _ = zoo_entry("td3", "Hopper-v5")  # Hopper-v4 merges the HalfCheetah-v4 anchor unchanged
+    assert td3 == zoo_entry("td3", "HalfCheetah-v4")[0]
+    assert (td3["learning_rate"], td3["batch_size"], td3["noise_std"]) == (1e-3, 256, 0.1)
+    from bellmax.bench.sb3_runner import model_kwargs
+
+    kwargs = model_kwargs(td3)  # the noise is built from the env's action size, not passed through
+    assert "noise_type" not in kwargs and "noise_std" not in kwargs
+    assert kwargs["policy_kwargs"] == {"net_arch": [400, 300]}
+
+
+def test_td3_noise_is_rl_zoo_normal_action_noise():
+    pytest.importorskip("stable_baselines3")
+    import numpy as np
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    from bellmax.bench.sb3_runner import action_noise
+
+    noise = action_noise(zoo_entry("td3", "HalfCheetah-v5")[0], 6)
+    assert isinstance(noise, NormalActionNoise)
+    np.testing.assert_array_equal(noise._sigma, np.full(6, 0.1))
+    np.testing.assert_array_equal(noise._mu, np.zeros(6))
+    assert action_noise(zoo_entry("sac", "HalfCheetah-v5")[0], 6) is None
+
+
 def write_bench_json(path, algo="ppo", env="HalfCheetah-v5", steps=200_000, seeds=3, **extra):
     runs = [{"library": "sb3", "algo": algo, "env": env, "total_steps": steps, "seed": seed} for seed in range(seeds)]
     path.write_text(json.dumps({"command": "bellmax bench mujoco ...", "machine": {"date": "2026-11-26 00:33"},

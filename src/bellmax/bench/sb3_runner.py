@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 PROCESS_START = time.perf_counter()
-OFF_POLICY = ("dqn", "sac")
+OFF_POLICY = ("dqn", "sac", "td3")
 
 
 class LinearSchedule:
@@ -44,7 +44,8 @@ def model_kwargs(hyperparams: dict[str, Any]) -> dict[str, Any]:
 
     from bellmax.bench.zoo import schedule_start
 
-    kwargs = {k: v for k, v in hyperparams.items() if k not in ("n_envs", "n_timesteps", "normalize", "policy")}
+    kwargs = {k: v for k, v in hyperparams.items()
+              if k not in ("n_envs", "n_timesteps", "normalize", "policy", "noise_type", "noise_std")}
     for key in ("learning_rate", "clip_range"):
         if key in kwargs:
             start, linear = schedule_start(kwargs[key])
@@ -56,6 +57,19 @@ def model_kwargs(hyperparams: dict[str, Any]) -> dict[str, Any]:
             policy_kwargs["activation_fn"] = activations[policy_kwargs["activation_fn"]]
         kwargs["policy_kwargs"] = policy_kwargs
     return kwargs
+
+
+def action_noise(hyperparams: dict[str, Any], n_actions: int):
+    """rl-zoo3's exploration noise from `noise_type` / `noise_std` (None when the entry has none)."""
+    noise_type = hyperparams.get("noise_type")
+    if noise_type is None:
+        return None
+    import numpy as np
+    from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+
+    sigma = float(hyperparams["noise_std"]) * np.ones(n_actions)
+    kinds = {"normal": NormalActionNoise, "ornstein-uhlenbeck": OrnsteinUhlenbeckActionNoise}
+    return kinds[noise_type](mean=np.zeros(n_actions), sigma=sigma)
 
 
 def algorithm_class(algo: str) -> type:
@@ -85,13 +99,20 @@ def make_envs(env_id: str, hyperparams: dict[str, Any], seed: int, eval_seed: in
 class Recorder:
     """Collects what the runner reports: rows for metrics.jsonl, rollout and evaluation time."""
 
-    def __init__(self) -> None:
+    def __init__(self, live: Path | None = None) -> None:
         self.rows: list[dict[str, Any]] = []
+        self.live = live  # metrics.jsonl written as rows come, so a run cut short leaves its curve
         self.rollout_seconds = 0.0
         self.eval_seconds = 0.0
         self.solved_at: int | None = None
         self.evaluated_at: int | None = None
         self.last_eval: tuple[float, float | None] | None = None
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if self.live is not None:
+            with self.live.open("a") as f:
+                f.write(json.dumps(row) + "\n")
 
 
 def make_callbacks(recorder: Recorder, eval_env, eval_every: int, n_envs: int, eval_episodes: int,
@@ -124,7 +145,7 @@ def make_callbacks(recorder: Recorder, eval_env, eval_every: int, n_envs: int, e
             row = {"step": self.num_timesteps,
                    "rollout/ep_return": float(sum(e["r"] for e in episodes) / len(episodes)) if episodes else None,
                    "rollout/ep_length": float(sum(e["l"] for e in episodes) / len(episodes)) if episodes else None}
-            recorder.rows.append(row)
+            recorder.add(row)
 
         def _on_step(self) -> bool:
             return True
@@ -140,7 +161,7 @@ def make_callbacks(recorder: Recorder, eval_env, eval_every: int, n_envs: int, e
                 recorder.eval_seconds += time.perf_counter() - start
                 recorder.evaluated_at = self.num_timesteps
                 recorder.last_eval = (self.last_mean_reward, None)
-                recorder.rows.append({"step": self.num_timesteps, "eval/return": self.last_mean_reward,
+                recorder.add({"step": self.num_timesteps, "eval/return": self.last_mean_reward,
                                       "eval/episodes": self.n_eval_episodes})
                 if (stop_at_return is not None and recorder.solved_at is None
                         and self.last_mean_reward >= stop_at_return):
@@ -170,9 +191,18 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     hyperparams, provenance = zoo_entry(opts.algo, opts.env)
     total_steps = opts.total_steps or int(hyperparams["n_timesteps"])
     env, eval_env = make_envs(opts.env, hyperparams, opts.seed, opts.seed + 10**6)
-    model = algorithm_class(opts.algo)(hyperparams.get("policy", "MlpPolicy"), env, seed=opts.seed, device="cpu",
-                                       verbose=0, **model_kwargs(hyperparams))
-    recorder = Recorder()
+    kwargs = model_kwargs(hyperparams)
+    noise = action_noise(hyperparams, int(np.prod(env.action_space.shape or (1,))))
+    if noise is not None:
+        kwargs["action_noise"] = noise
+    model = algorithm_class(opts.algo)(hyperparams.get("policy", "MlpPolicy"), env, seed=opts.seed,
+                                       device=opts.device, verbose=0, **kwargs)
+    live = None
+    if opts.run_dir:
+        Path(opts.run_dir).mkdir(parents=True, exist_ok=True)
+        live = Path(opts.run_dir) / "metrics.jsonl"
+        live.write_text("")
+    recorder = Recorder(live)
     off_policy = opts.algo in OFF_POLICY
     callback = make_callbacks(recorder, eval_env, opts.eval_every, env.num_envs, opts.eval_episodes,
                               opts.stop_at_return, log_every=1000 if off_policy else 0)
@@ -186,7 +216,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=opts.eval_episodes, deterministic=True,
                                      return_episode_rewards=True, warn=False)
         recorder.last_eval = (float(np.mean(returns)), float(np.std(returns)))
-        recorder.rows.append({"step": steps, "eval/return": recorder.last_eval[0],
+        recorder.add({"step": steps, "eval/return": recorder.last_eval[0],
                               "eval/return_std": recorder.last_eval[1], "eval/episodes": opts.eval_episodes})
     evaluated = time.perf_counter()
     learn_seconds = learned - built
@@ -201,7 +231,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         "learn_seconds": learn_seconds, "rollout_seconds": recorder.rollout_seconds,
         "periodic_eval_seconds": recorder.eval_seconds, "final_eval_seconds": evaluated - learned,
         "train_sps": steps / max(learn_seconds - recorder.eval_seconds, 1e-9),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(), "device": opts.device,
         "gradient_steps": n_updates, "updates_per_second": n_updates / update_seconds if update_seconds > 0 else None,
     }
     if opts.run_dir:
@@ -234,6 +264,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="StopTrainingOnRewardThreshold on the periodic evaluations")
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    parser.add_argument("--device", default="cpu", help="torch device of the SB3 model (default cpu, as bellmax)")
     opts = parser.parse_args(argv)
     if opts.stop_at_return is not None and not opts.eval_every:
         parser.error("--stop-at-return needs --eval-every N > 0")

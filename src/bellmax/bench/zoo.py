@@ -27,7 +27,7 @@ from bellmax.errors import BellmaxError
 ZOO_REPOSITORY = "https://github.com/DLR-RM/rl-baselines3-zoo"
 ZOO_COMMIT = "22e3ff2450fd92033f7f032915e1f64894a09584"
 ZOO_FILES = {"ppo": "hyperparams/ppo.yml", "a2c": "hyperparams/a2c.yml", "trpo": "hyperparams/trpo.yml",
-             "dqn": "hyperparams/dqn.yml", "sac": "hyperparams/sac.yml"}
+             "dqn": "hyperparams/dqn.yml", "sac": "hyperparams/sac.yml", "td3": "hyperparams/td3.yml"}
 
 # policy_kwargs of rl-zoo3's tuned MuJoCo PPO entries, as a structure instead of a Python string:
 # "dict(log_std_init=-2, ortho_init=False, activation_fn=nn.ReLU, net_arch=dict(pi=[256, 256], vf=[256, 256]))"
@@ -41,6 +41,17 @@ _TRPO_MUJOCO = {"normalize": True, "n_envs": 2, "n_timesteps": 1_000_000, "polic
 
 # a2c.yml: HalfCheetah-v4 (&mujoco-defaults); the other MuJoCo entries merge it unchanged
 _A2C_MUJOCO = {"normalize": True, "n_timesteps": 1_000_000, "policy": "MlpPolicy"}
+
+# sac.yml: HalfCheetah-v4 (&mujoco-defaults); Ant/Hopper/Walker2d-v4 merge it unchanged. SB3's SAC
+# defaults fill the rest: lr 3e-4, buffer 1e6, batch 256, tau 0.005, gamma 0.99, train_freq 1,
+# gradient_steps 1, ent_coef "auto", 256x256 ReLU actor and twin critics
+_SAC_MUJOCO = {"n_timesteps": 1_000_000, "policy": "MlpPolicy", "learning_starts": 10000}
+
+# td3.yml: HalfCheetah-v4 (&mujoco-defaults); Ant/Hopper/Walker2d-v4 merge it unchanged. noise_type
+# 'normal' + noise_std is rl-zoo3's NormalActionNoise(0, noise_std) on every action dimension
+_TD3_MUJOCO = {"n_timesteps": 1_000_000, "policy": "MlpPolicy", "learning_starts": 10000, "noise_type": "normal",
+               "noise_std": 0.1, "train_freq": 1, "gradient_steps": 1, "learning_rate": 1e-3, "batch_size": 256,
+               "policy_kwargs": {"net_arch": [400, 300]}}
 
 # (algo, env id as rl-zoo3 spells it) -> the entry's keys and values
 ZOO_HYPERPARAMS: dict[tuple[str, str], dict[str, Any]] = {
@@ -76,6 +87,8 @@ ZOO_HYPERPARAMS: dict[tuple[str, str], dict[str, Any]] = {
     ("a2c", "Hopper-v4"): _A2C_MUJOCO,
     ("trpo", "HalfCheetah-v4"): {**_TRPO_MUJOCO, "target_kl": 0.04},  # "# Tuned"
     ("trpo", "Hopper-v4"): _TRPO_MUJOCO,  # "# Tuned"
+    **{("sac", f"{env}-v4"): _SAC_MUJOCO for env in ("HalfCheetah", "Hopper", "Walker2d", "Ant")},
+    **{("td3", f"{env}-v4"): _TD3_MUJOCO for env in ("HalfCheetah", "Hopper", "Walker2d", "Ant")},
 }
 
 
