@@ -1,4 +1,4 @@
-"""`bellmax` command line: solve | train | eval | plot | envs.
+"""`bellmax` command line: solve | train | eval | plot | envs | bench | rlhf.
 
 Each command imports only what it needs (`bellmax solve` never loads torch). User mistakes raise
 `BellmaxError`; `main` prints them as one line on stderr and exits with status 2, no traceback.
@@ -28,6 +28,7 @@ commands:
   plot    learning curves:           bellmax plot RUN_DIR... [-o FILE]
   envs    list environment ids:      bellmax envs [FILTER]
   bench   side-by-side benchmarks:   bellmax bench --help
+  rlhf    RLHF on a small GPT:       bellmax rlhf run --preset tiny --run-dir DIR  (bellmax rlhf --help)
 
 `bellmax COMMAND --help` shows the options of a command."""
 
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bellmax {__version__}")
         return 0
     command, args = argv[0], argv[1:]
-    commands = {"solve": solve, "train": train, "eval": evaluate, "plot": plot, "envs": envs, "bench": bench}
+    commands = {"solve": solve, "train": train, "eval": evaluate, "plot": plot, "envs": envs, "bench": bench,
+                "rlhf": rlhf}
     if command not in commands:
         import difflib
 
@@ -254,6 +256,18 @@ def bench(args: list[str]) -> int:
     from bellmax.bench import main as bench_main
 
     return bench_main(args)
+
+
+# ---------------------------------------------------------------------------------------------
+def rlhf(args: list[str]) -> int:
+    """bellmax rlhf STAGE ...: the RLHF workflow on a small GPT (needs the `rlhf` extra)."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        raise BellmaxError("bellmax rlhf needs the rlhf extra: pip install -c constraints.txt -e '.[rlhf]'")
+    from bellmax.rlhf.commands import main as rlhf_main
+
+    return rlhf_main(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,210 @@
+"""Evaluation by the hidden gold labeler: win rates, KL to SFT, over-optimization and length curves.
+
+Every policy answers the same held-out prompts by sampling (temperature 1, the distribution PPO
+optimized); the gold labeler scores each answer, and a policy's win rate against SFT is the share of
+prompts on which its answer scores higher than SFT's, ties counted as half. "SFT vs SFT" compares
+two independent SFT samples (about 50% by construction: the reference bar of the lecture's figure).
+
+KL to SFT is the Monte Carlo estimate E_{y ~ pi}[ sum_t log pi(y_t | x, y_<t) - log pi_SFT(y_t | x, y_<t) ]
+on the policy's own samples, in nats per response (the same k1 estimator PPO penalizes).
+
+From the PPO runs' metrics: the reward model's score (the proxy PPO maximizes) against the gold
+score over training, the over-optimization curve, and the response length over training, the
+length form of reward hacking; with the KL penalty and without it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bellmax.config import require
+from bellmax.core.run import read_metrics
+from bellmax.errors import BellmaxError
+from bellmax.rlhf import data, task
+from bellmax.rlhf.model import (
+    decode_responses,
+    encode_prompts,
+    generate,
+    load_causal_lm,
+    response_logits,
+    setup_torch,
+    token_log_probs,
+)
+
+
+@dataclass
+class EvaluateConfig:
+    """Evaluation on held-out prompts."""
+
+    seed: int = 0
+    """Seed of the sampling."""
+    prompts: int = 500
+    """Held-out prompts to answer (at most the number in eval_prompts.jsonl)."""
+    temperature: float = 1.0
+    """Sampling temperature of every policy."""
+    max_new_tokens: int = 16
+    """Longest response."""
+    batch_size: int = 128
+    """Prompts sampled together."""
+    torch_threads: int = 1
+    """Threads torch may use (more than the idle cores makes it much slower)."""
+
+    def validate(self) -> None:
+        require(self.seed >= 0, "seed", self.seed, "a non-negative integer")
+        require(self.prompts >= 1, "prompts", self.prompts, "at least 1")
+        require(self.temperature > 0, "temperature", self.temperature, "positive")
+        require(self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "at least 1")
+        require(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
+        require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "at least 1")
+
+
+@torch.no_grad()
+def sample_answers(model, tokenizer, prompts: list[str], seed: int, temperature: float = 1.0,
+                   max_new_tokens: int = 16, batch_size: int = 128, reference=None) -> dict[str, list]:
+    """Sampled responses (text, EOS kept), their lengths and, with a reference, each one's KL estimate."""
+    generator = torch.Generator().manual_seed(seed)
+    texts, lengths, kls = [], [], []
+    for start in range(0, len(prompts), batch_size):
+        query, query_mask = encode_prompts(tokenizer, prompts[start: start + batch_size])
+        response, response_mask = generate(model, query, query_mask, max_new_tokens, tokenizer.eos_token_id,
+                                           tokenizer.pad_token_id, generator, temperature)
+        texts += decode_responses(tokenizer, response, response_mask)
+        lengths += response_mask.sum(1).tolist()
+        if reference is not None:
+            log_probs = token_log_probs(response_logits(model, query, query_mask, response, response_mask), response)
+            ref_log_probs = token_log_probs(response_logits(reference, query, query_mask, response, response_mask),
+                                            response)
+            kls += ((log_probs - ref_log_probs) * response_mask).sum(1).tolist()
+    return {"texts": texts, "lengths": lengths, "kl": kls}
+
+
+def gold_scores(prompts: list[str], responses: list[str]) -> list[float]:
+    try:
+        return [task.gold_score(p, r) for p, r in zip(prompts, responses)]
+    except ValueError as exc:
+        raise BellmaxError(f"the gold labeler only judges the synthetic task's prompts ({exc})") from None
+
+
+def mean_gold_score(model, tokenizer, prompts: list[str], seed: int = 0, max_new_tokens: int = 16) -> float | None:
+    """Mean gold score of sampled answers; None if the prompts are not the synthetic task's."""
+    answers = sample_answers(model, tokenizer, prompts, seed, max_new_tokens=max_new_tokens)
+    try:
+        return sum(gold_scores(prompts, answers["texts"])) / len(prompts)
+    except BellmaxError:
+        return None
+
+
+# -- figures ------------------------------------------------------------------------------------
+def plot_win_rates(win_rates: dict[str, float], output: Path) -> Path:
+    """The lecture's "Win rate Pre-trained vs SFT vs RL" bar chart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bellmax.plotting import save_figure
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    names = list(win_rates)
+    bars = ax.bar(names, [100 * win_rates[n] for n in names], color=["#999999", "#4c72b0", "#dd8452", "#c44e52"][
+        : len(names)])
+    for bar, name in zip(bars, names):
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 1, f"{100 * win_rates[name]:.0f}%",
+                ha="center")
+    ax.axhline(50, color="black", linewidth=0.8, linestyle="--")
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("win rate against SFT (%)")
+    ax.set_title("Win rate Pre-trained vs SFT vs RL (gold labeler)")
+    return save_figure(fig, output)
+
+
+def plot_training_curves(curves: dict[str, list[dict[str, Any]]], output: Path) -> Path:
+    """Proxy (reward model) vs gold score and response length over PPO iterations, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bellmax.plotting import save_figure
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    panels = (("objective/scores", "reward-model score (proxy, normalized)"), ("gold/score", "gold score (hidden)"),
+              ("rollout/response_length", "response length (tokens)"))
+    for ax, (key, label) in zip(axes, panels):
+        for name, rows in curves.items():
+            points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points), label=name)
+        ax.set_xlabel("PPO iteration")
+        ax.set_ylabel(label)
+    axes[0].legend()
+    fig.suptitle("Over-optimization: proxy reward vs gold reward, and length, during PPO")
+    return save_figure(fig, output)
+
+
+# -- the stage ----------------------------------------------------------------------------------
+def run_evaluate(config: EvaluateConfig, sft_path: Path, policies: dict[str, Path], data_dir: Path, run_dir: Path,
+                 ppo_runs: dict[str, Path] | None = None) -> dict[str, Any]:
+    """Stage 5: win rates against SFT (gold labeler) of `policies` (name -> model dir, e.g. pretrained,
+    rl), KL of each to SFT, and the training curves of `ppo_runs` (name -> PPO run dir)."""
+    config.validate()
+    started = time.perf_counter()
+    prompts = [r["prompt"] for r in data.read_jsonl(Path(data_dir) / data.EVAL_PROMPTS, ("prompt",))]
+    prompts = prompts[: config.prompts]
+    setup_torch(config.seed, config.torch_threads)
+    sft, tokenizer = load_causal_lm(sft_path, "--sft")
+
+    def answers(model, seed_offset: int, reference=None) -> dict[str, list]:
+        return sample_answers(model, tokenizer, prompts, config.seed + seed_offset, config.temperature,
+                              config.max_new_tokens, config.batch_size, reference)
+
+    baseline = answers(sft, 0)
+    baseline_gold = gold_scores(prompts, baseline["texts"])
+    second = answers(sft, 1)  # an independent SFT sample: the 50% reference bar
+    results: dict[str, dict[str, Any]] = {"sft": {"gold": gold_scores(prompts, second["texts"]),
+                                                  "lengths": second["lengths"], "kl": [0.0]}}
+    for offset, (name, path) in enumerate(policies.items(), start=2):
+        model = load_causal_lm(path, f"--{name.replace('_', '-')}")[0].eval()
+        sampled = answers(model, offset, reference=sft)
+        results[name] = {"gold": gold_scores(prompts, sampled["texts"]), "lengths": sampled["lengths"],
+                         "kl": sampled["kl"], "example": sampled["texts"][:3]}
+    win_rates = {f"{name}_vs_sft": task.win_rate(r["gold"], baseline_gold) for name, r in results.items()}
+    if "pretrained" in results:
+        win_rates["sft_vs_pretrained"] = task.win_rate(baseline_gold, results["pretrained"]["gold"])
+    policies_report = {
+        name: {"gold_score": sum(r["gold"]) / len(r["gold"]),
+               "exact": sum(g == 1.0 for g in r["gold"]) / len(r["gold"]),
+               "response_length": sum(r["lengths"]) / len(r["lengths"]),
+               "kl_to_sft": sum(r["kl"]) / len(r["kl"])}
+        for name, r in results.items()}
+    policies_report["sft"]["examples"] = [f"{p} {t}" for p, t in zip(prompts[:3], baseline["texts"][:3])]
+    for name in policies:
+        policies_report[name]["examples"] = [f"{p} {t}" for p, t in zip(prompts[:3], results[name]["example"])]
+    run_dir = Path(run_dir)
+    figures = {"win_rates": str(plot_win_rates(
+        {label: win_rates[f"{name}_vs_sft"] for name, label in
+         (("pretrained", "Pre-trained"), ("sft", "SFT"), ("rl", "RL (PPO)"), ("rl_no_kl", "RL, no KL"))
+         if f"{name}_vs_sft" in win_rates}, run_dir / "win_rates.png"))}
+    curves = {}
+    for name, ppo_dir in (ppo_runs or {}).items():
+        rows = read_metrics(Path(ppo_dir))
+        if not rows:
+            raise BellmaxError(f"--{name.replace('_', '-')} {ppo_dir} holds no PPO metrics (metrics.jsonl)")
+        curves[name] = rows
+    training = {}
+    if curves:
+        figures["training_curves"] = str(plot_training_curves(curves, run_dir / "training_curves.png"))
+        for name, rows in curves.items():
+            training[name] = {key: [r.get(key) for r in rows] for key in
+                              ("objective/scores", "gold/score", "objective/kl", "rollout/response_length")}
+    report = {"stage": "evaluate", "prompts": len(prompts), "temperature": config.temperature,
+              "win_rates": win_rates, "kl_to_sft": policies_report.get("rl", {}).get("kl_to_sft"),
+              "policies": policies_report, "ppo_curves": training, "figures": figures,
+              "seconds": time.perf_counter() - started}
+    data.write_report(run_dir, report)
+    return report

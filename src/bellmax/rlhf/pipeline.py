@@ -1,0 +1,177 @@
+"""The whole RLHF workflow with one preset: data -> pretrain -> sft -> compare -> reward -> ppo -> evaluate.
+
+    RUN_DIR/
+      data/       corpus, demonstrations, prompts, held-out prompts (JSONL) and the tokenizer
+      pretrain/   GPT-2 from scratch on the corpus            model/ (save_pretrained), report.json
+      sft/        fine-tuned on the demonstrations            model/, report.json
+      compare/    K SFT samples per prompt, ranked            rankings.jsonl, comparisons.jsonl, report.json
+      reward/     reward model from the rankings              model/, report.json
+      ppo/        PPO(-ptx) with the KL penalty               model/, metrics.jsonl, report.json
+      ppo_no_kl/  the same without the KL penalty             (over-optimization comparison)
+      evaluate/   win rates, KL, curves                       win_rates.png, training_curves.png, report.json
+      report.json the summary: win rates, reward-model accuracy, KL to SFT, seconds
+
+Each stage reads only the directories before it, so any stage can be rerun alone with
+`bellmax rlhf STAGE` (see `bellmax rlhf --help`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bellmax.errors import BellmaxError
+from bellmax.rlhf import data
+from bellmax.rlhf.data import DataConfig
+from bellmax.rlhf.evaluate import EvaluateConfig
+from bellmax.rlhf.ppo import RLHFPPOConfig
+from bellmax.rlhf.reward import CompareConfig, RewardConfig
+from bellmax.rlhf.sft import PretrainConfig, SFTConfig
+
+STAGES = ("data", "pretrain", "sft", "compare", "reward", "ppo", "evaluate")
+
+
+@dataclass
+class PipelineConfig:
+    """All stages of `bellmax rlhf run`; `seed` is copied into every stage."""
+
+    seed: int = 0
+    """Seed of every stage: same seed, same numbers."""
+    no_kl_baseline: bool = True
+    """Also run PPO with kl_coef = 0 to show over-optimization without the KL penalty."""
+    data: DataConfig = field(default_factory=DataConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    ppo: RLHFPPOConfig = field(default_factory=RLHFPPOConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    def stage_configs(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in STAGES}
+
+    def with_seed(self) -> PipelineConfig:
+        """A copy whose stages all use `seed`."""
+        return dataclasses.replace(self, **{name: dataclasses.replace(stage, seed=self.seed)
+                                            for name, stage in self.stage_configs().items()})
+
+    def validate(self) -> None:
+        from bellmax.config import require
+
+        require(self.seed >= 0, "seed", self.seed, "a non-negative integer")
+        for stage in self.stage_configs().values():
+            stage.validate()
+
+
+# Presets: plain data, each with where its numbers came from.
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "provenance": "our own tuning on this repo's 2-core CPU box, seed 0 (docs/BENCHMARKS.md, RLHF section): "
+                      "about 10 minutes end to end",
+        "config": {
+            "pretrain": {"steps": 1200, "batch_size": 64, "learning_rate": 1e-3,
+                         "model": {"n_layer": 4, "n_embd": 128, "n_head": 4, "n_positions": 48}},
+            "sft": {"steps": 150, "batch_size": 32, "learning_rate": 3e-4},
+            "compare": {"prompts": 800, "k": 4},
+            "reward": {"epochs": 2, "prompts_per_batch": 16, "learning_rate": 2e-4},
+            "ppo": {"iterations": 100, "batch_size": 64, "minibatch_size": 32, "n_epochs": 4, "learning_rate": 1e-4,
+                    "kl_coef": 0.05},
+            "evaluate": {"prompts": 500},
+        },
+    },
+    "test": {
+        "provenance": "smallest settings that still exercise every stage (the end-to-end unit test)",
+        "config": {
+            "no_kl_baseline": False,
+            "data": {"corpus_size": 2000, "sft_size": 200, "rl_prompts": 200, "eval_prompts": 64, "max_items": 4},
+            "pretrain": {"steps": 150, "batch_size": 32, "learning_rate": 2e-3,
+                         "model": {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 32}},
+            "sft": {"steps": 60, "batch_size": 32, "learning_rate": 1e-3, "eval_prompts": 0},
+            "compare": {"prompts": 96, "k": 4, "max_new_tokens": 10},
+            "reward": {"epochs": 2, "prompts_per_batch": 8, "learning_rate": 1e-3, "log_every": 5},
+            "ppo": {"iterations": 12, "batch_size": 32, "minibatch_size": 16, "n_epochs": 2, "learning_rate": 3e-4,
+                    "max_new_tokens": 10, "ptx_coef": 0.1, "ptx_batch_size": 8},
+            "evaluate": {"prompts": 64, "max_new_tokens": 10},
+        },
+    },
+}
+
+
+def _build(config_class, values: dict[str, Any]):
+    """A dataclass from nested plain data; unknown keys are an error."""
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise BellmaxError(f"unknown {config_class.__name__} field(s) {', '.join(unknown)}")
+    kwargs = {}
+    for key, value in values.items():
+        default = getattr(config_class(), key)
+        kwargs[key] = _build(type(default), value) if dataclasses.is_dataclass(default) else value
+    return config_class(**kwargs)
+
+
+def preset(name: str) -> PipelineConfig:
+    if name not in PRESETS:
+        import difflib
+
+        close = difflib.get_close_matches(name, PRESETS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise BellmaxError(f"unknown RLHF preset {name!r}{hint}; presets: {', '.join(PRESETS)}")
+    return _build(PipelineConfig, PRESETS[name]["config"])
+
+
+def run_pipeline(config: PipelineConfig, run_dir: Path, log=print) -> dict[str, Any]:
+    """Every stage in order; returns (and writes to run_dir/report.json) the summary."""
+    from bellmax.rlhf.evaluate import run_evaluate
+    from bellmax.rlhf.ppo import run_ppo
+    from bellmax.rlhf.reward import run_compare, run_reward
+    from bellmax.rlhf.sft import run_pretrain, run_sft
+
+    config = config.with_seed()
+    config.validate()
+    run_dir = Path(run_dir)
+    started = time.perf_counter()
+    timings = {}
+
+    def stage(name: str, function, *args) -> dict[str, Any]:
+        tick = time.perf_counter()
+        report = function(*args)
+        timings[name] = time.perf_counter() - tick
+        log(f"{name}: done in {timings[name]:.1f} s -> {run_dir / name}")
+        return report
+
+    d = run_dir / "data"
+    stage("data", data.run_data, config.data, d)
+    stage("pretrain", run_pretrain, config.pretrain, d, run_dir / "pretrain")
+    sft = stage("sft", run_sft, config.sft, run_dir / "pretrain", d, run_dir / "sft")
+    stage("compare", run_compare, config.compare, run_dir / "sft", d, run_dir / "compare")
+    reward = stage("reward", run_reward, config.reward, run_dir / "sft", run_dir / "compare", run_dir / "reward")
+    ppo = stage("ppo", run_ppo, config.ppo, run_dir / "sft", run_dir / "reward", d, run_dir / "ppo", log)
+    policies = {"pretrained": run_dir / "pretrain", "rl": run_dir / "ppo"}
+    ppo_runs = {"rl": run_dir / "ppo"}
+    if config.no_kl_baseline:
+        no_kl = dataclasses.replace(config.ppo, kl_coef=0.0, adaptive_kl=False)
+        stage("ppo_no_kl", run_ppo, no_kl, run_dir / "sft", run_dir / "reward", d, run_dir / "ppo_no_kl", log)
+        policies["rl_no_kl"] = ppo_runs["rl_no_kl"] = run_dir / "ppo_no_kl"
+    evaluation = stage("evaluate", run_evaluate, config.evaluate, run_dir / "sft", policies, d, run_dir / "evaluate",
+                       ppo_runs)
+    report = {
+        "win_rates": evaluation["win_rates"],
+        "reward_model_accuracy": reward["held_out_accuracy"],
+        "reward_model_margin": reward["held_out_margin"],
+        "reward_model_gold_accuracy": reward["gold_accuracy"],
+        "kl_to_sft": evaluation["kl_to_sft"],
+        "gold_scores": {name: p["gold_score"] for name, p in evaluation["policies"].items()},
+        "response_lengths": {name: p["response_length"] for name, p in evaluation["policies"].items()},
+        "sft_gold_score_at_train_end": sft.get("gold_score"),
+        "ppo": {"first": ppo["first"], "last": ppo["last"]},
+        "figures": evaluation["figures"],
+        "seed": config.seed,
+        "stage_seconds": timings,
+        "seconds": time.perf_counter() - started,
+    }
+    data.write_report(run_dir, report)
+    return report

@@ -1,0 +1,279 @@
+"""Comparison data and the reward model: the human-preference proxy r_theta(x, y).
+
+compare: for each prompt, sample K responses from the SFT policy and let the simulated labelers
+rank them (ties allowed: D > C > A = B); a ranking of K gives up to C(K, 2) comparisons.
+
+reward: the SFT transformer with a scalar head, trained on the lecture's loss
+
+    loss(theta) = -1/C(K,2) E_{(x, y_w, y_l) ~ D}[ log sigma(r_theta(x, y_w) - r_theta(x, y_l)) ]
+
+with all C(K, 2) pairs of one prompt in the same batch (as in InstructGPT): each of the K
+responses goes through the model once, and the pairs are differences of those K scores. Tied
+pairs carry no preference and are left out. The loss only sees differences, so adding a constant
+to every reward leaves it unchanged; after training we store the mean and std of the rewards of
+the training responses in the model's config (`bellmax_reward_mean/std`) so PPO can use a
+normalized reward, (r - mean) / std.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from bellmax.config import require
+from bellmax.core.optim import Adam, clip_grad_norm
+from bellmax.core.run import Run
+from bellmax.rlhf import data, task
+from bellmax.rlhf.model import (
+    MODEL_DIR,
+    decode_responses,
+    encode_prompts,
+    encode_responses,
+    generate,
+    load_causal_lm,
+    load_reward_model,
+    reward_scores,
+    save_pretrained,
+    setup_torch,
+)
+
+
+@dataclass
+class CompareConfig:
+    """Sampling K responses per prompt from the SFT policy and ranking them."""
+
+    seed: int = 0
+    """Seed of prompt choice, sampling and labeler noise."""
+    prompts: int = 800
+    """Prompts to rank responses for."""
+    k: int = 4
+    """Responses per prompt (a ranking of K gives C(K, 2) comparisons)."""
+    temperature: float = 1.0
+    """Sampling temperature."""
+    max_new_tokens: int = 16
+    """Longest response."""
+    labeler_noise: float = 0.1
+    """Standard deviation of a labeler's error on the [0, 1] gold scale."""
+    tie_margin: float = 0.05
+    """Responses perceived closer than this are ranked equal."""
+    batch_size: int = 64
+    """Prompts sampled together."""
+    torch_threads: int = 1
+    """Threads torch may use (more than the idle cores makes it much slower)."""
+
+    def validate(self) -> None:
+        require(self.seed >= 0, "seed", self.seed, "a non-negative integer")
+        require(self.prompts >= 1, "prompts", self.prompts, "at least 1")
+        require(self.k >= 2, "k", self.k, "at least 2 (a ranking needs two responses)")
+        require(self.temperature > 0, "temperature", self.temperature, "positive")
+        require(self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "at least 1")
+        require(self.labeler_noise >= 0, "labeler_noise", self.labeler_noise, ">= 0")
+        require(self.tie_margin >= 0, "tie_margin", self.tie_margin, ">= 0")
+        require(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
+        require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "at least 1")
+
+
+@dataclass
+class RewardConfig:
+    """Training the reward model from ranked responses."""
+
+    seed: int = 0
+    """Seed of the held-out split and batch order."""
+    epochs: int = 2
+    """Passes over the training prompts."""
+    prompts_per_batch: int = 16
+    """Prompts per Adam step; each brings all its K responses and their pairs."""
+    learning_rate: float = 2e-4
+    """Adam step size."""
+    held_out_fraction: float = 0.1
+    """Share of prompts kept out of training to measure pairwise accuracy."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this."""
+    log_every: int = 20
+    """Log training loss and held-out accuracy every this many steps."""
+    torch_threads: int = 1
+    """Threads torch may use (more than the idle cores makes it much slower)."""
+
+    def validate(self) -> None:
+        require(self.seed >= 0, "seed", self.seed, "a non-negative integer")
+        require(self.epochs >= 1, "epochs", self.epochs, "at least 1")
+        require(self.prompts_per_batch >= 1, "prompts_per_batch", self.prompts_per_batch, "at least 1")
+        require(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate", self.learning_rate,
+                "a positive number (e.g. 2e-4)")
+        require(0 < self.held_out_fraction < 1, "held_out_fraction", self.held_out_fraction, "in (0, 1)")
+        require(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "positive")
+        require(self.log_every >= 1, "log_every", self.log_every, "at least 1")
+        require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "at least 1")
+
+
+# -- the loss -----------------------------------------------------------------------------------
+def reward_loss(rewards: torch.Tensor, winners: torch.Tensor, losers: torch.Tensor, pair_k: torch.Tensor,
+                num_prompts: int) -> dict[str, torch.Tensor]:
+    """The ranking loss over a batch of prompts, and its diagnostics.
+
+    rewards: (N,) r_theta of every response in the batch; winners, losers: (M,) indices into it of
+    each preferred / rejected response; pair_k: (M,) K of the prompt each pair comes from.
+    """
+    margin = rewards[winners] - rewards[losers]
+    # loss = -1/C(K,2) E_x[ sum over the pairs of x of log sigma(r(x, y_w) - r(x, y_l)) ]
+    pairs_per_prompt = pair_k * (pair_k - 1) / 2
+    loss = -(F.logsigmoid(margin) / pairs_per_prompt).sum() / num_prompts
+    with torch.no_grad():
+        accuracy = (margin > 0).float().mean()
+    return {"loss": loss, "accuracy": accuracy, "margin": margin.detach().mean()}
+
+
+def ranking_batch(rows: list[dict[str, Any]]) -> tuple[list[str], list[str], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Flatten ranked lists: (prompt per response, responses, winners, losers, pair_k)."""
+    prompts, responses, winners, losers, pair_k = [], [], [], [], []
+    for row in rows:
+        offset = len(responses)
+        k = len(row["responses"])
+        prompts += [row["prompt"]] * k
+        responses += list(row["responses"])
+        for w, loser in task.comparisons(row["ranks"]):
+            winners.append(offset + w)
+            losers.append(offset + loser)
+            pair_k.append(k)
+    return (prompts, responses, torch.tensor(winners, dtype=torch.long), torch.tensor(losers, dtype=torch.long),
+            torch.tensor(pair_k, dtype=torch.float32))
+
+
+def score_texts(reward_model, tokenizer, prompts: list[str], responses: list[str]) -> torch.Tensor:
+    """r_theta(x, y) for text pairs: (N,)."""
+    query, query_mask = encode_prompts(tokenizer, prompts)
+    response, response_mask = encode_responses(tokenizer, responses)
+    return reward_scores(reward_model, query, query_mask, response, response_mask)
+
+
+@torch.no_grad()
+def evaluate_rankings(reward_model, tokenizer, rows: list[dict[str, Any]], batch_prompts: int = 64) -> dict[str, float]:
+    """Held-out pairwise accuracy and mean margin of the reward model against the labelers' pairs,
+    and against the gold labeler's order where the prompts are the synthetic task's."""
+    correct = total = gold_correct = gold_total = 0
+    margin_sum = 0.0
+    for start in range(0, len(rows), batch_prompts):
+        chunk = rows[start: start + batch_prompts]
+        prompts, responses, winners, losers, _ = ranking_batch(chunk)
+        rewards = score_texts(reward_model, tokenizer, prompts, responses)
+        margin = rewards[winners] - rewards[losers]
+        correct += int((margin > 0).sum())
+        total += len(margin)
+        margin_sum += float(margin.sum())
+        try:
+            gold = [task.gold_score(p, r) for p, r in zip(prompts, responses)]
+        except ValueError:  # not the synthetic task: there is no gold labeler
+            continue
+        offset = 0
+        for row in chunk:
+            for i, j in itertools.combinations(range(offset, offset + len(row["responses"])), 2):
+                if gold[i] != gold[j]:
+                    gold_total += 1
+                    gold_correct += int((rewards[i] > rewards[j]) == (gold[i] > gold[j]))
+            offset += len(row["responses"])
+    result = {"accuracy": correct / max(total, 1), "margin": margin_sum / max(total, 1), "pairs": total}
+    if gold_total:
+        result["gold_accuracy"] = gold_correct / gold_total
+    return result
+
+
+# -- stages -------------------------------------------------------------------------------------
+def run_compare(config: CompareConfig, model_path: Path, data_dir: Path, run_dir: Path) -> dict[str, Any]:
+    """Stage 2: K samples per prompt from the policy at model_path, ranked by the simulated labelers."""
+    config.validate()
+    started = time.perf_counter()
+    all_prompts = [r["prompt"] for r in data.read_jsonl(Path(data_dir) / data.PROMPTS, ("prompt",))]
+    setup_torch(config.seed, config.torch_threads)
+    model, tokenizer = load_causal_lm(model_path)
+    model.eval()
+    rng = random.Random(f"{config.seed}:compare")
+    prompts = [rng.choice(all_prompts) for _ in range(config.prompts)]
+    generator = torch.Generator().manual_seed(config.seed)
+    panel = task.LabelerPanel(noise=config.labeler_noise, tie_margin=config.tie_margin)
+    rankings, comparisons = [], []
+    for start in range(0, len(prompts), config.batch_size):
+        chunk = prompts[start: start + config.batch_size]
+        repeated = [p for p in chunk for _ in range(config.k)]
+        query, query_mask = encode_prompts(tokenizer, repeated)
+        response, response_mask = generate(model, query, query_mask, config.max_new_tokens, tokenizer.eos_token_id,
+                                           tokenizer.pad_token_id, generator, config.temperature)
+        texts = decode_responses(tokenizer, response, response_mask)
+        for i, prompt in enumerate(chunk):
+            responses = texts[i * config.k: (i + 1) * config.k]
+            ranks = panel.rank(prompt, responses, rng)
+            rankings.append({"prompt": prompt, "responses": responses, "ranks": ranks})
+            comparisons += [{"prompt": prompt, "chosen": responses[w], "rejected": responses[lo]}
+                            for w, lo in task.comparisons(ranks)]
+    data.write_jsonl(Path(run_dir) / data.RANKINGS, rankings)
+    data.write_jsonl(Path(run_dir) / data.COMPARISONS, comparisons)
+    possible = len(rankings) * config.k * (config.k - 1) // 2
+    report = {"stage": "compare", "prompts": len(rankings), "k": config.k, "comparisons": len(comparisons),
+              "tied_pairs": possible - len(comparisons), "seconds": time.perf_counter() - started}
+    data.write_report(run_dir, report)
+    return report
+
+
+def run_reward(config: RewardConfig, model_path: Path, comparisons_dir: Path, run_dir: Path) -> dict[str, Any]:
+    """Stage 3: the reward model, initialized from the (SFT) model at model_path."""
+    config.validate()
+    started = time.perf_counter()
+    rows = [r for r in data.read_rankings(comparisons_dir) if task.comparisons(r["ranks"])]
+    if len(rows) < 2:
+        from bellmax.errors import BellmaxError
+
+        raise BellmaxError(f"{comparisons_dir} has {len(rows)} ranked prompt(s) with a preference; need at least 2")
+    setup_torch(config.seed, config.torch_threads)
+    reward_model, tokenizer = load_reward_model(model_path, "--model")
+    rng = random.Random(f"{config.seed}:reward")
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    n_held_out = max(1, int(len(rows) * config.held_out_fraction))
+    held_out = [rows[i] for i in order[:n_held_out]]
+    train = [rows[i] for i in order[n_held_out:]]
+    run = Run(run_dir, "rlhf-reward", {"config": data.config_dict(config), "model": str(model_path),
+                                       "comparisons": str(comparisons_dir)}, tensorboard=False)
+    optimizer = Adam(reward_model.parameters(), lr=config.learning_rate)
+    step = 0
+    for _ in range(config.epochs):
+        rng.shuffle(train)
+        for start in range(0, len(train), config.prompts_per_batch):
+            chunk = train[start: start + config.prompts_per_batch]
+            prompts, responses, winners, losers, pair_k = ranking_batch(chunk)
+            reward_model.train()
+            terms = reward_loss(score_texts(reward_model, tokenizer, prompts, responses), winners, losers, pair_k,
+                                len(chunk))
+            optimizer.zero_grad()
+            terms["loss"].backward()
+            clip_grad_norm(reward_model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            step += 1
+            if step % config.log_every == 0:
+                reward_model.eval()
+                held = evaluate_rankings(reward_model, tokenizer, held_out)
+                run.log(step, {"losses/reward": float(terms["loss"]), "train/accuracy": float(terms["accuracy"]),
+                               "eval/accuracy": held["accuracy"], "eval/margin": held["margin"],
+                               **({"eval/gold_accuracy": held["gold_accuracy"]} if "gold_accuracy" in held else {})})
+    reward_model.eval()
+    held = evaluate_rankings(reward_model, tokenizer, held_out)
+    with torch.no_grad():
+        train_rewards = torch.cat([score_texts(reward_model, tokenizer, *ranking_batch(train[s: s + 64])[:2])
+                                   for s in range(0, len(train), 64)])
+    reward_model.config.bellmax_reward_mean = float(train_rewards.mean())
+    reward_model.config.bellmax_reward_std = float(train_rewards.std())
+    save_pretrained(Path(run_dir) / MODEL_DIR, reward_model, tokenizer)
+    report = {"stage": "reward", "train_prompts": len(train), "held_out_prompts": len(held_out), "steps": step,
+              "held_out_accuracy": held["accuracy"], "held_out_margin": held["margin"],
+              "held_out_pairs": held["pairs"], "gold_accuracy": held.get("gold_accuracy"),
+              "reward_mean": reward_model.config.bellmax_reward_mean,
+              "reward_std": reward_model.config.bellmax_reward_std, "seconds": time.perf_counter() - started}
+    data.write_report(run_dir, report)
+    run.close()
+    return report

@@ -1,0 +1,364 @@
+"""RLHF pieces against their equations, on tiny GPT-2s made in the test (no downloads)."""
+
+import math
+import random
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from bellmax.rlhf import data, task  # noqa: E402
+from bellmax.rlhf.model import (  # noqa: E402
+    ModelConfig,
+    PolicyWithValue,
+    encode_prompts,
+    encode_responses,
+    frozen,
+    generate,
+    load_causal_lm,
+    load_reward_model,
+    new_causal_lm,
+    response_logits,
+    reward_scores,
+    save_pretrained,
+    token_log_probs,
+)
+from bellmax.rlhf.ppo import (  # noqa: E402
+    KLController,
+    RLHFPPOConfig,
+    kl_penalized_rewards,
+    per_token_kl,
+    ppo_update,
+    rollout,
+    score,
+    token_advantages,
+)
+from bellmax.rlhf.reward import ranking_batch, reward_loss  # noqa: E402
+from bellmax.rlhf.sft import demonstration_tensors, lm_loss  # noqa: E402
+
+TINY = ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=40)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from bellmax.rlhf.model import build_tokenizer
+
+    return build_tokenizer(task.vocabulary())
+
+
+def tiny_lm(tokenizer, seed=0, **overrides):
+    torch.manual_seed(seed)
+    model = new_causal_lm(tokenizer, TINY)
+    for key, value in overrides.items():
+        setattr(model.config, key, value)
+    return model.eval()
+
+
+# -- the task and its simulated labelers ---------------------------------------------------------
+def test_gold_labeler_gives_full_credit_only_to_the_exact_answer_with_eos():
+    prompt = "sort : 3 1 2 ="
+    assert task.answer(prompt) == ["1", "2", "3"]
+    assert task.gold_score(prompt, "1 2 3 <eos>") == 1.0
+    assert task.gold_score(prompt, "1 2 3") == 0.5  # never stopped: halved
+    assert task.gold_score(prompt, "1 2 9 <eos>") == pytest.approx(2 / 3)  # partial credit per token in place
+    assert task.gold_score(prompt, "1 2 <eos>") == pytest.approx(2 / 3)  # stopping early costs
+    assert task.gold_score(prompt, "1 2 3 3 3 <eos>") == pytest.approx(3 / 5)  # padding with extra tokens costs
+    assert task.gold_score(prompt, "1 2 3 <eos> <pad> <pad>") == 1.0
+    assert task.gold_score("count : cat dog cat =", "3 <eos>") == 1.0
+    assert task.gold_score("count : cat dog cat =", "4 <eos>") == pytest.approx(2 / 3)  # close counts earn some
+    assert task.gold_score("repeat : red fish =", "red fish red fish <eos>") == 1.0
+    assert task.gold_score("reverse : cat dog sun =", "sun dog cat <eos>") == 1.0
+
+
+def test_poor_responses_score_below_good_ones():
+    rng = random.Random(0)
+    for _ in range(200):
+        prompt = task.make_prompt(rng)
+        assert task.gold_score(prompt, f"{task.good_response(prompt)} {task.EOS}") == 1.0
+        assert task.gold_score(prompt, task.poor_response(prompt, rng)) <= 1.0
+
+
+def test_labelers_rank_with_ties_and_a_ranking_of_k_gives_its_untied_pairs():
+    prompt = "sort : 3 1 2 ="
+    responses = ["1 2 <eos>", "1 2 <eos>", "1 2 3", "1 2 3 <eos>"]  # A = B < C < D in gold: 2/3, 2/3, ... 1
+    gold = [task.gold_score(prompt, r) for r in responses]
+    assert gold[0] == gold[1] and gold[3] == 1.0
+    ranks = task.LabelerPanel(noise=0.0, tie_margin=0.05).rank(prompt, responses, random.Random(0))
+    assert ranks[3] == 0 and ranks[0] == ranks[1]
+    pairs = task.comparisons(ranks)
+    assert len(pairs) == math.comb(4, 2) - 1  # the tied pair A = B carries no preference
+    assert all(ranks[w] < ranks[lo] for w, lo in pairs)
+    # noisy labelers disagree with the gold order sometimes, but mostly agree
+    panel, rng = task.LabelerPanel(noise=0.1), random.Random(1)
+    ranks = [panel.rank(prompt, ["1 2 3 <eos>", "1 2 3 3 <eos>"], rng) for _ in range(1000)]  # gold 1 vs 0.75
+    agree = sum(r[0] < r[1] for r in ranks) / len(ranks)
+    assert 0.85 < agree < 0.99
+
+
+def test_win_rate_counts_ties_as_half():
+    assert task.win_rate([1.0, 0.5, 0.2, 0.7], [0.5, 0.5, 0.9, 0.7]) == pytest.approx((1 + 0.5 + 0 + 0.5) / 4)
+
+
+def test_jsonl_round_trip_and_clear_errors(tmp_path):
+    from bellmax.errors import BellmaxError
+
+    rows = [{"prompt": "sort : 2 1 =", "completion": "1 2"}]
+    data.write_jsonl(tmp_path / "sft.jsonl", rows)
+    assert data.read_jsonl(tmp_path / "sft.jsonl", ("prompt", "completion")) == rows
+    with pytest.raises(BellmaxError, match="lacks field"):
+        data.read_jsonl(tmp_path / "sft.jsonl", ("prompt", "chosen"))
+    with pytest.raises(BellmaxError, match="does not exist"):
+        data.read_jsonl(tmp_path / "missing.jsonl", ("prompt",))
+    data.write_jsonl(tmp_path / "comparisons.jsonl", [{"prompt": "p =", "chosen": "a", "rejected": "b"}])
+    assert data.read_rankings(tmp_path) == [{"prompt": "p =", "responses": ["a", "b"], "ranks": [0, 1]}]
+
+
+# -- the reward model's loss ---------------------------------------------------------------------
+def test_reward_loss_equals_the_lecture_formula_on_hand_computed_values():
+    # one prompt, K = 3, ranking y0 > y1 > y2; rewards 1, 0, -1: margins 1, 2, 1 over the C(3,2) = 3 pairs
+    rewards = torch.tensor([1.0, 0.0, -1.0])
+    _, _, winners, losers, pair_k = ranking_batch([{"prompt": "p", "responses": ["a", "b", "c"], "ranks": [0, 1, 2]}])
+    terms = reward_loss(rewards, winners, losers, pair_k, num_prompts=1)
+    sigma = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    expected = -(math.log(sigma(1)) + math.log(sigma(2)) + math.log(sigma(1))) / 3
+    assert float(terms["loss"]) == pytest.approx(expected, rel=1e-6)
+    assert float(terms["accuracy"]) == 1.0 and float(terms["margin"]) == pytest.approx(4 / 3)
+    # two prompts (K = 3 and K = 2): the mean over prompts of each prompt's 1/C(K,2)-weighted sum
+    rows = [{"prompt": "p", "responses": ["a", "b", "c"], "ranks": [0, 1, 2]},
+            {"prompt": "q", "responses": ["d", "e"], "ranks": [1, 0]}]
+    rewards = torch.tensor([1.0, 0.0, -1.0, 0.5, 2.0])
+    _, _, winners, losers, pair_k = ranking_batch(rows)
+    second = -math.log(sigma(2.0 - 0.5))
+    assert float(reward_loss(rewards, winners, losers, pair_k, 2)["loss"]) == pytest.approx((expected + second) / 2)
+
+
+def test_reward_loss_is_invariant_to_adding_a_constant_to_all_rewards():
+    rows = [{"prompt": "p", "responses": list("abcd"), "ranks": [2, 0, 2, 1]}]
+    _, _, winners, losers, pair_k = ranking_batch(rows)
+    rewards = torch.randn(4, generator=torch.Generator().manual_seed(0))
+    base = reward_loss(rewards, winners, losers, pair_k, 1)["loss"]
+    for constant in (-3.0, 0.5, 100.0):
+        assert float(reward_loss(rewards + constant, winners, losers, pair_k, 1)["loss"]) == pytest.approx(
+            float(base), abs=1e-5)
+
+
+def test_reward_model_reads_the_last_non_pad_token(tokenizer, tmp_path):
+    save_dir = save_pretrained(tmp_path / "sft", tiny_lm(tokenizer), tokenizer)
+    reward_model = frozen(load_reward_model(save_dir)[0])
+    prompts = ["sort : 3 1 2 =", "reverse : cat dog sun moon tree fish ="]
+    responses = ["1 2 3 <eos>", "fish <eos>"]
+    query, query_mask = encode_prompts(tokenizer, prompts)
+    response, response_mask = encode_responses(tokenizer, responses)
+    together = reward_scores(reward_model, query, query_mask, response, response_mask)
+    for i in range(2):  # each alone, without any padding
+        q, qm = encode_prompts(tokenizer, prompts[i: i + 1])
+        r, rm = encode_responses(tokenizer, responses[i: i + 1])
+        assert float(reward_scores(reward_model, q, qm, r, rm)[0]) == pytest.approx(float(together[i]), abs=1e-5)
+    # the head reads the final token: changing an earlier token changes the score, trailing padding does not
+    padded = torch.cat([response, torch.full((2, 3), tokenizer.pad_token_id)], 1)
+    padded_mask = torch.cat([response_mask, torch.zeros((2, 3), dtype=torch.long)], 1)
+    assert torch.allclose(reward_scores(reward_model, query, query_mask, padded, padded_mask), together, atol=1e-5)
+
+
+# -- generation -----------------------------------------------------------------------------------
+def test_generation_masks_left_padding(tokenizer):
+    lm = tiny_lm(tokenizer)
+    prompts = ["count : cat =", "reverse : cat dog sun moon tree fish ="]
+    query, query_mask = encode_prompts(tokenizer, prompts)
+    assert query_mask[0, 0] == 0 and query[0, 0] == tokenizer.pad_token_id  # the short prompt is left-padded
+    response, response_mask = generate(lm, query, query_mask, 8, tokenizer.eos_token_id, tokenizer.pad_token_id,
+                                       greedy=True)
+    logits = response_logits(lm, query, query_mask, response, response_mask)
+    q, qm = encode_prompts(tokenizer, prompts[:1])
+    alone, alone_mask = generate(lm, q, qm, 8, tokenizer.eos_token_id, tokenizer.pad_token_id, greedy=True)
+    n = int(alone_mask.sum())
+    assert torch.equal(alone[0, :n], response[0, :n])
+    alone_logits = response_logits(lm, q, qm, alone, alone_mask)
+    assert torch.allclose(alone_logits[0, :n], logits[0, :n], atol=1e-4)
+
+
+def test_generation_stops_at_eos_and_pads_after_it(tokenizer):
+    lm = tiny_lm(tokenizer)
+    lm.lm_head = torch.nn.Linear(TINY.n_embd, len(tokenizer), bias=False)  # untied from the input embeddings
+    with torch.no_grad():
+        lm.lm_head.weight.zero_()  # uniform next-token distribution: EOS comes at random steps
+    query, query_mask = encode_prompts(tokenizer, ["sort : 3 1 2 ="] * 64)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    response, mask = generate(lm, query, query_mask, 30, eos, pad, torch.Generator().manual_seed(0))
+    lengths = mask.sum(1)
+    assert lengths.min() < lengths.max()  # rows stopped at different steps
+    for row, row_mask in zip(response, mask):
+        n = int(row_mask.sum())
+        assert row_mask[:n].all() and not row_mask[n:].any()
+        if (row == eos).any():
+            first = int((row == eos).nonzero()[0])
+            assert n == first + 1  # the mask keeps EOS itself
+            assert (row[first + 1:] == pad).all()  # nothing but padding after EOS
+    with torch.no_grad():
+        lm.transformer.ln_f.weight.zero_()
+        lm.transformer.ln_f.bias.fill_(1.0)  # every final hidden state is all ones
+        lm.lm_head.weight[eos] = 1.0  # so EOS's logit is n_embd = 32, the others 0: EOS first, for every row
+    response, mask = generate(lm, query, query_mask, 30, eos, pad, torch.Generator().manual_seed(0))
+    assert response.shape[1] == 1 and (response == eos).all() and mask.sum() == 64
+
+
+# -- KL, rewards, advantages, ptx -----------------------------------------------------------------
+def _manual_log_prob(model, tokenizer, prompt: str, tokens: list[int], t: int) -> float:
+    """log pi(tokens[t] | prompt, tokens[:t]) from an unpadded forward pass of that prefix alone."""
+    ids = [tokenizer.bos_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"] + tokens[:t]
+    logits = model(torch.tensor([ids])).logits[0, -1]
+    return float(torch.log_softmax(logits, -1)[tokens[t]])
+
+
+def test_per_token_kl_is_the_log_ratio_of_policy_and_reference_on_each_response_token(tokenizer):
+    policy, reference = tiny_lm(tokenizer, seed=1), tiny_lm(tokenizer, seed=2)
+    prompts = ["sort : 3 1 2 =", "repeat : red ="]
+    responses = ["1 2 3 <eos>", "red <eos>"]
+    query, query_mask = encode_prompts(tokenizer, prompts)
+    response, response_mask = encode_responses(tokenizer, responses)
+    with torch.no_grad():
+        log_p = token_log_probs(response_logits(policy, query, query_mask, response, response_mask), response)
+        log_ref = token_log_probs(response_logits(reference, query, query_mask, response, response_mask), response)
+        kl = per_token_kl(log_p, log_ref, response_mask)
+        for i, (prompt, text) in enumerate(zip(prompts, responses)):
+            tokens = tokenizer(text, add_special_tokens=False)["input_ids"]
+            for t in range(len(tokens)):
+                expected = (_manual_log_prob(policy, tokenizer, prompt, tokens, t)
+                            - _manual_log_prob(reference, tokenizer, prompt, tokens, t))
+                assert float(kl[i, t]) == pytest.approx(expected, abs=1e-4)
+            assert (kl[i, len(tokens):] == 0).all()  # padding carries no KL
+    # r_t = -beta kl_t, plus r_theta(x, y) on the last token only
+    scores = torch.tensor([2.0, -1.0])
+    rewards = kl_penalized_rewards(scores, kl, response_mask, kl_coef=0.1)
+    expected = -0.1 * kl
+    expected[0, 3] += 2.0
+    expected[1, 1] += -1.0
+    assert torch.allclose(rewards, expected)
+
+
+def test_gae_over_tokens_with_gamma_and_lambda_one_is_reward_to_go_minus_value():
+    rewards = torch.tensor([[0.1, -0.2, 1.0, 0.0], [0.5, 0.0, 0.0, 0.0]])
+    values = torch.tensor([[0.3, 0.2, 0.1, 9.0], [0.4, 9.0, 9.0, 9.0]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
+    advantages, returns = token_advantages(rewards, values, mask, gamma=1.0, lam=1.0)
+    assert torch.allclose(advantages[0, :3], torch.tensor([0.9 - 0.3, 0.8 - 0.2, 1.0 - 0.1]))
+    assert torch.allclose(advantages[1, :1], torch.tensor([0.5 - 0.4]))
+    assert (advantages[mask == 0] == 0).all()
+    assert torch.allclose(returns[0, :3], torch.tensor([0.9, 0.8, 1.0]))
+    # lambda = 0: the one-step TD residual r_t + V(s_{t+1}) - V(s_t), with no bootstrap past the last token
+    advantages, _ = token_advantages(rewards, values, mask, gamma=1.0, lam=0.0)
+    assert torch.allclose(advantages[0, :3], torch.tensor([0.1 + 0.2 - 0.3, -0.2 + 0.1 - 0.2, 1.0 - 0.1]))
+
+
+def test_ptx_term_is_the_mean_negative_log_likelihood_of_the_pretraining_tokens(tokenizer):
+    from bellmax.rlhf.sft import corpus_tensors
+
+    lm = tiny_lm(tokenizer)
+    rows = [{"text": "sort : 3 1 2 = 1 2 3 <eos>"}, {"text": "count : cat = 1 <eos>"}]
+    ids, attention_mask, loss_mask = corpus_tensors(tokenizer, rows)
+    with torch.no_grad():
+        ours = float(lm_loss(lm(ids, attention_mask=attention_mask).logits, ids, loss_mask))
+        by_hand, count = 0.0, 0
+        for row in rows:
+            tokens = tokenizer(row["text"], add_special_tokens=False)["input_ids"]
+            for t in range(len(tokens)):
+                by_hand -= _manual_log_prob(lm, tokenizer, "", tokens, t)
+                count += 1
+        labels = ids.masked_fill(loss_mask == 0, -100)  # Hugging Face's own causal-LM loss agrees
+        theirs = float(lm(ids, attention_mask=attention_mask, labels=labels).loss)
+    assert ours == pytest.approx(by_hand / count, abs=1e-4)
+    assert ours == pytest.approx(theirs, abs=1e-5)
+
+
+def test_sft_loss_counts_only_the_completion_and_eos(tokenizer):
+    ids, _, loss_mask = demonstration_tensors(tokenizer, [{"prompt": "sort : 3 1 2 =", "completion": "1 2 3"}])
+    targets = [tokenizer.convert_ids_to_tokens(int(i)) for i, m in zip(ids[0], loss_mask[0]) if m]
+    assert targets == ["1", "2", "3", "<eos>"]
+
+
+def test_adaptive_kl_controller_moves_beta_towards_the_target():
+    fixed = KLController(0.1)
+    fixed.update(kl=10.0, n_responses=64)
+    assert fixed.value == 0.1
+    high, low = KLController(0.1, True, target=2.0, horizon=640), KLController(0.1, True, target=2.0, horizon=640)
+    high.update(kl=10.0, n_responses=64)  # error clipped to +0.2: beta * (1 + 0.2 * 64 / 640)
+    low.update(kl=1.8, n_responses=64)  # error -0.1
+    assert high.value == pytest.approx(0.1 * 1.02) and low.value == pytest.approx(0.1 * 0.99)
+
+
+# -- the PPO step ---------------------------------------------------------------------------------
+def test_reference_and_reward_model_keep_no_gradients_and_ppo_updates_every_policy_tensor(tokenizer, tmp_path):
+    from bellmax.rlhf.sft import corpus_tensors
+
+    directory = tmp_path
+    save_pretrained(directory / "sft", tiny_lm(tokenizer, seed=4), tokenizer)
+    lm, _ = load_causal_lm(directory / "sft")
+    reference = frozen(load_causal_lm(directory / "sft")[0])
+    reward_model = frozen(load_reward_model(directory / "sft")[0])
+    assert not any(p.requires_grad for p in [*reference.parameters(), *reward_model.parameters()])
+    policy = PolicyWithValue(lm)
+    config = RLHFPPOConfig(batch_size=8, minibatch_size=4, n_epochs=1, ptx_coef=0.5, ptx_batch_size=2,
+                           max_new_tokens=6)
+    generator = torch.Generator().manual_seed(0)
+    batch = rollout(policy, tokenizer, ["sort : 3 1 2 =", "count : cat cat ="] * 4, config, generator)
+    score(batch, policy, reference, reward_model, (0.0, 1.0))
+    for tensor in (batch.old_log_probs, batch.ref_log_probs, batch.values, batch.scores):
+        assert tensor.grad_fn is None and not tensor.requires_grad
+    kl = per_token_kl(batch.old_log_probs, batch.ref_log_probs, batch.response_mask)
+    assert torch.allclose(kl, torch.zeros_like(kl), atol=1e-5)  # policy == reference before any update
+    rewards = kl_penalized_rewards(batch.scores, kl, batch.response_mask, 0.05)
+    advantages, returns = token_advantages(rewards, batch.values, batch.response_mask, 1.0, 0.95)
+    before = {name: p.detach().clone() for name, p in policy.named_parameters()}
+    ref_before = [p.detach().clone() for p in reference.parameters()]
+    ptx = corpus_tensors(tokenizer, [{"text": "sort : 3 1 2 = 1 2 3 <eos>"}, {"text": "count : cat = 1 <eos>"}])
+    metrics = ppo_update(policy, optimizer_for(policy), batch, advantages, returns, config, generator, ptx)
+    assert {"losses/loss_policy", "losses/loss_value", "losses/loss_ptx", "losses/clip_fraction",
+            "losses/approx_kl"} <= set(metrics)
+    unchanged = [name for name, p in policy.named_parameters() if torch.equal(p.detach(), before[name])]
+    assert unchanged == []
+    assert all(torch.equal(a, b) for a, b in zip(ref_before, reference.parameters()))
+
+
+def optimizer_for(module):
+    from bellmax.core.optim import Adam
+
+    return Adam(module.parameters(), lr=1e-3)
+
+
+# -- Hugging Face save / load ---------------------------------------------------------------------
+def test_save_pretrained_and_from_pretrained_round_trip(tokenizer, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    lm = tiny_lm(tokenizer, seed=5)
+    save_pretrained(tmp_path / "model", lm, tokenizer)
+    save_pretrained(tmp_path / "model", lm, tokenizer)  # overwriting is atomic too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    loaded, loaded_tokenizer = load_causal_lm(tmp_path)  # a stage's run dir holds model/
+    plain = AutoModelForCausalLM.from_pretrained(str(tmp_path / "model"))  # and plain transformers reads it
+    assert AutoTokenizer.from_pretrained(str(tmp_path / "model"))("sort : 1 =")["input_ids"] == \
+        tokenizer("sort : 1 =")["input_ids"]
+    assert loaded_tokenizer.eos_token_id == tokenizer.eos_token_id and loaded.config.eos_token_id == \
+        tokenizer.eos_token_id and loaded.config.pad_token_id == tokenizer.pad_token_id
+    ids = torch.tensor([[tokenizer.bos_token_id] + tokenizer("sort : 3 1 =")["input_ids"]])
+    with torch.no_grad():
+        assert torch.equal(lm(ids).logits, loaded(ids).logits) and torch.equal(lm(ids).logits, plain(ids).logits)
+    reward_model, _ = load_reward_model(tmp_path / "model")
+    reward_model.config.bellmax_reward_mean = 0.25
+    save_pretrained(tmp_path / "reward", reward_model, tokenizer)
+    again, _ = load_reward_model(tmp_path / "reward")
+    assert again.config.bellmax_reward_mean == 0.25
+    query, query_mask = encode_prompts(tokenizer, ["sort : 3 1 ="])
+    response, response_mask = encode_responses(tokenizer, ["1 3 <eos>"])
+    with torch.no_grad():
+        assert torch.equal(reward_scores(reward_model.eval(), query, query_mask, response, response_mask),
+                           reward_scores(again.eval(), query, query_mask, response, response_mask))
+
+
+def test_every_token_of_the_task_is_in_the_tokenizer(tokenizer):
+    rng = random.Random(0)
+    for prompt in (task.make_prompt(rng) for _ in range(50)):
+        text = f"{prompt} {task.poor_response(prompt, rng)}"
+        assert tokenizer.unk_token_id not in tokenizer(text)["input_ids"]
+    assert len({tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id}) == 3
+    assert all(tokenizer.convert_tokens_to_ids(t) != tokenizer.unk_token_id for t in task.vocabulary())

@@ -1,0 +1,110 @@
+"""The RLHF workflow end to end with the `test` preset (tiny models, well under a minute), through
+the command line: every stage writes its report, PPO raises the reward model's score, the same seed
+gives the same numbers, and user mistakes are one readable line with exit status 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from bellmax.cli import main  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("rlhf") / "run"
+    assert main(["rlhf", "run", "--preset", "test", "--run-dir", str(run_dir), "--seed", "3"]) == 0
+    return run_dir
+
+
+def test_run_writes_every_stage_and_the_summary(pipeline):
+    report = json.loads((pipeline / "report.json").read_text())
+    assert {"pretrained_vs_sft", "sft_vs_pretrained", "rl_vs_sft"} <= set(report["win_rates"])
+    assert report["win_rates"]["sft_vs_pretrained"] == pytest.approx(1 - report["win_rates"]["pretrained_vs_sft"])
+    assert 0 <= report["reward_model_accuracy"] <= 1 and report["kl_to_sft"] is not None
+    assert report["seconds"] > 0 and report["seed"] == 3
+    for stage in ("data", "pretrain", "sft", "compare", "reward", "ppo", "evaluate"):
+        assert json.loads((pipeline / stage / "report.json").read_text())["stage"] == stage
+    for stage in ("pretrain", "sft", "reward", "ppo"):  # Hugging Face model directories
+        assert (pipeline / stage / "model" / "config.json").is_file()
+    assert (pipeline / "evaluate" / "win_rates.png").stat().st_size > 1000
+    assert (pipeline / "evaluate" / "training_curves.png").stat().st_size > 1000
+    rankings = [json.loads(line) for line in (pipeline / "compare" / "rankings.jsonl").read_text().splitlines()]
+    assert all(len(r["responses"]) == len(r["ranks"]) == 4 for r in rankings)
+    comparisons = (pipeline / "compare" / "comparisons.jsonl").read_text().splitlines()
+    assert set(json.loads(comparisons[0])) == {"prompt", "chosen", "rejected"}
+    metrics = [json.loads(line) for line in (pipeline / "ppo" / "metrics.jsonl").read_text().splitlines()]
+    assert {"objective/kl", "objective/scores", "rollout/response_length", "policy/entropy", "losses/clip_fraction",
+            "losses/explained_variance", "losses/loss_ptx", "gold/score"} <= set(metrics[-1])
+    reward_metrics = (pipeline / "reward" / "metrics.jsonl").read_text().splitlines()
+    assert {"eval/accuracy", "eval/margin"} <= set(json.loads(reward_metrics[-1]))
+
+
+def test_ppo_raises_the_reward_model_score(pipeline):
+    from bellmax.rlhf import data
+    from bellmax.rlhf.evaluate import sample_answers
+    from bellmax.rlhf.model import frozen, load_causal_lm, load_reward_model
+    from bellmax.rlhf.reward import score_texts
+
+    prompts = [r["prompt"] for r in data.read_jsonl(pipeline / "data" / data.EVAL_PROMPTS, ("prompt",))]
+    reward_model, tokenizer = load_reward_model(pipeline / "reward")
+    frozen(reward_model)
+    means = {}
+    for name in ("sft", "ppo"):
+        model, _ = load_causal_lm(pipeline / name)
+        texts = sample_answers(model.eval(), tokenizer, prompts, seed=0, max_new_tokens=10)["texts"]
+        with torch.no_grad():
+            means[name] = float(score_texts(reward_model, tokenizer, prompts, texts).mean())
+    std = reward_model.config.bellmax_reward_std
+    assert means["ppo"] > means["sft"] + 0.25 * std, means
+
+
+def test_same_seed_same_numbers(pipeline, tmp_path):
+    args = ["rlhf", "ppo", "--preset", "test", "--model", str(pipeline / "sft"), "--reward-model",
+            str(pipeline / "reward"), "--data", str(pipeline / "data"), "--seed", "3", "--iterations", "3"]
+    assert main([*args, "--run-dir", str(tmp_path / "a")]) == 0
+    assert main([*args, "--run-dir", str(tmp_path / "b")]) == 0
+    rows = [[{k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
+             for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()] for name in "ab"]
+    assert rows[0] == rows[1] and len(rows[0]) == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--preset", "tinny", "--run-dir", "{tmp}/x"], "unknown RLHF preset 'tinny' (did you mean tiny?)"),
+    (["sft", "--model", "{tmp}/nowhere", "--data", "{tmp}", "--run-dir", "{tmp}/x"], "--model {tmp}/nowhere does not"),
+    (["ppo", "--kl-coef", "-1", "--model", "{tmp}", "--reward-model", "{tmp}", "--data", "{tmp}",
+      "--run-dir", "{tmp}/x"], "invalid kl_coef=-1.0: must be >= 0 (set --kl-coef)"),
+    (["run", "--ppo.clip-range", "2", "--run-dir", "{tmp}/x"], "invalid clip_range=2.0"),
+    (["pretrain", "--data", "{tmp}", "--run-dir", "{tmp}/x"], "corpus.jsonl does not exist"),
+    (["reward", "--model", "{tmp}", "--run-dir", "{tmp}/x"], "--comparisons DIR is required"),
+    (["distill"], "unknown rlhf stage 'distill'"),
+])
+def test_user_mistakes_are_one_line_and_exit_status_2(args, message, tmp_path, capsys):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert main(["rlhf", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message.replace("{tmp}", str(tmp_path)) in err
+    assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+def test_a_finished_run_dir_is_not_overwritten(pipeline, capsys):
+    assert main(["rlhf", "run", "--preset", "test", "--run-dir", str(pipeline)]) == 2
+    assert "already holds" in capsys.readouterr().err
+
+
+def test_classic_commands_do_not_import_transformers():
+    code = ("import sys; from bellmax.cli import main; main(['solve', 'gridworld']); "
+            "assert 'transformers' not in sys.modules and 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
