@@ -25,6 +25,7 @@ the stages, each writing DIR/report.json:
   pretrain  GPT-2 from scratch:          bellmax rlhf pretrain --data DATA --run-dir DIR
   sft       fine-tune on demonstrations: bellmax rlhf sft --model PRETRAINED --data DATA --run-dir DIR
   compare   K samples, ranked:           bellmax rlhf compare --model SFT --data DATA --run-dir DIR
+                                           [--extra-model PRETRAINED --k-extra 2]
   reward    reward model:                bellmax rlhf reward --model SFT --comparisons COMPARE --run-dir DIR
   ppo       PPO(-ptx) with KL penalty:   bellmax rlhf ppo --model SFT --reward-model REWARD --data DATA --run-dir DIR
   evaluate  gold win rates vs SFT:       bellmax rlhf evaluate --sft SFT --data DATA --run-dir DIR
@@ -43,7 +44,7 @@ INPUTS = {
     "ppo": ("model", "reward_model", "data"),
     "evaluate": ("sft", "data"),
 }
-MODEL_INPUTS = {"model", "reward_model", "sft", "pretrained", "rl", "rl_no_kl"}
+MODEL_INPUTS = {"model", "reward_model", "sft", "pretrained", "rl", "rl_no_kl", "extra_model"}
 
 
 def main(args: list[str]) -> int:
@@ -108,7 +109,7 @@ def run_stage(stage: str, args: list[str]) -> int:
 
     from bellmax.rlhf.pipeline import preset
 
-    extra = ("pretrained", "rl", "rl_no_kl") if stage == "evaluate" else ()
+    extra = {"evaluate": ("pretrained", "rl", "rl_no_kl"), "compare": ("extra_model",)}.get(stage, ())
     parser = _meta_parser(f"bellmax rlhf {stage}", INPUTS[stage], extra)
     parser.add_argument("--ppo-run", nargs="+", default=[])  # evaluate: PPO runs whose curves to plot
     meta, rest = parser.parse_known_args(args)
@@ -148,7 +149,7 @@ def _dispatch(stage: str, config, paths: dict[str, Path], ppo_runs: list[Path], 
     if stage == "compare":
         from bellmax.rlhf.reward import run_compare
 
-        return run_compare(config, paths["model"], paths["data"], run_dir)
+        return run_compare(config, paths["model"], paths["data"], run_dir, paths.get("extra_model"))
     if stage == "reward":
         from bellmax.rlhf.reward import run_reward
 

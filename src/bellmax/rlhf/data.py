@@ -104,7 +104,10 @@ class DataConfig:
     good_fraction: float = 0.3
     """Share of correct responses in the pretraining corpus (the rest are typical mistakes)."""
     sft_size: int = 1_000
-    """Demonstrations (prompt + correct completion): few, as demonstrations are expensive."""
+    """Demonstrations (prompt + completion): few, as demonstrations are expensive."""
+    sloppy_demo_fraction: float = 0.5
+    """Share of demonstrations whose writer padded the correct answer with filler words: SFT imitates
+    the demonstrators, flaws included; the rankings reveal that the padding is not wanted."""
     rl_prompts: int = 4_000
     """Prompts for comparisons and PPO."""
     eval_prompts: int = 500
@@ -119,6 +122,8 @@ class DataConfig:
         for name in ("corpus_size", "sft_size", "rl_prompts", "eval_prompts"):
             require(getattr(self, name) >= 1, name, getattr(self, name), "at least 1")
         require(0.0 <= self.good_fraction <= 1.0, "good_fraction", self.good_fraction, "in [0, 1]")
+        require(0.0 <= self.sloppy_demo_fraction <= 1.0, "sloppy_demo_fraction", self.sloppy_demo_fraction,
+                "in [0, 1]")
         require(1 <= self.min_items <= self.max_items <= 12, "max_items", (self.min_items, self.max_items),
                 "1 <= min_items <= max_items <= 12")
 
@@ -147,7 +152,10 @@ def make_task_data(config: DataConfig) -> dict[str, list[dict[str, Any]]]:
     sft = []
     for _ in range(config.sft_size):
         prompt = task.make_prompt(rng, sizes)
-        sft.append({"prompt": prompt, "completion": task.good_response(prompt)})
+        completion = task.good_response(prompt)
+        if rng.random() < config.sloppy_demo_fraction:
+            completion = task.padded_response(prompt, rng)
+        sft.append({"prompt": prompt, "completion": completion})
     rng = stream("prompts")
     prompts = [{"prompt": task.make_prompt(rng, sizes)} for _ in range(config.rl_prompts)]
     rng = stream("eval")

@@ -147,7 +147,7 @@ def run_pipeline(config: PipelineConfig, run_dir: Path, log=print) -> dict[str, 
     stage("data", data.run_data, config.data, d)
     stage("pretrain", run_pretrain, config.pretrain, d, run_dir / "pretrain")
     sft = stage("sft", run_sft, config.sft, run_dir / "pretrain", d, run_dir / "sft")
-    stage("compare", run_compare, config.compare, run_dir / "sft", d, run_dir / "compare")
+    stage("compare", run_compare, config.compare, run_dir / "sft", d, run_dir / "compare", run_dir / "pretrain")
     reward = stage("reward", run_reward, config.reward, run_dir / "sft", run_dir / "compare", run_dir / "reward")
     ppo = stage("ppo", run_ppo, config.ppo, run_dir / "sft", run_dir / "reward", d, run_dir / "ppo", log)
     policies = {"pretrained": run_dir / "pretrain", "rl": run_dir / "ppo"}

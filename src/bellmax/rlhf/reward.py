@@ -55,7 +55,11 @@ class CompareConfig:
     prompts: int = 800
     """Prompts to rank responses for."""
     k: int = 4
-    """Responses per prompt (a ranking of K gives C(K, 2) comparisons)."""
+    """Responses per prompt from the policy (a ranking of K gives C(K, 2) comparisons)."""
+    k_extra: int = 0
+    """More responses per prompt from a second policy (--extra-model, e.g. the pretrained model), ranked
+    together with the K: comparisons from several policies, as in InstructGPT, show the reward
+    model mistakes the first policy rarely makes (answers cut short, for one)."""
     temperature: float = 1.0
     """Sampling temperature."""
     max_new_tokens: int = 16
@@ -72,7 +76,8 @@ class CompareConfig:
     def validate(self) -> None:
         require(self.seed >= 0, "seed", self.seed, "a non-negative integer")
         require(self.prompts >= 1, "prompts", self.prompts, "at least 1")
-        require(self.k >= 2, "k", self.k, "at least 2 (a ranking needs two responses)")
+        require(self.k >= 1 and self.k_extra >= 0 and self.k + self.k_extra >= 2, "k", self.k,
+                "at least 1, with k + k_extra >= 2 (a ranking needs two responses)")
         require(self.temperature > 0, "temperature", self.temperature, "positive")
         require(self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "at least 1")
         require(self.labeler_noise >= 0, "labeler_noise", self.labeler_noise, ">= 0")
@@ -186,13 +191,30 @@ def evaluate_rankings(reward_model, tokenizer, rows: list[dict[str, Any]], batch
 
 
 # -- stages -------------------------------------------------------------------------------------
-def run_compare(config: CompareConfig, model_path: Path, data_dir: Path, run_dir: Path) -> dict[str, Any]:
-    """Stage 2: K samples per prompt from the policy at model_path, ranked by the simulated labelers."""
+def _sample(model, tokenizer, prompts: list[str], k: int, config: CompareConfig,
+            generator: torch.Generator) -> list[list[str]]:
+    """k sampled responses for each prompt."""
+    query, query_mask = encode_prompts(tokenizer, [p for p in prompts for _ in range(k)])
+    response, response_mask = generate(model, query, query_mask, config.max_new_tokens, tokenizer.eos_token_id,
+                                       tokenizer.pad_token_id, generator, config.temperature)
+    texts = decode_responses(tokenizer, response, response_mask)
+    return [texts[i * k: (i + 1) * k] for i in range(len(prompts))]
+
+
+def run_compare(config: CompareConfig, model_path: Path, data_dir: Path, run_dir: Path,
+                extra_model_path: Path | None = None) -> dict[str, Any]:
+    """Stage 2: K samples per prompt from the policy at model_path (plus k_extra from the one at
+    extra_model_path), ranked together by the simulated labelers."""
     config.validate()
+    if config.k_extra and extra_model_path is None:
+        from bellmax.errors import ConfigError
+
+        raise ConfigError(f"k_extra={config.k_extra} needs --extra-model DIR (the second policy to sample from)")
     started = time.perf_counter()
     all_prompts = [r["prompt"] for r in data.read_jsonl(Path(data_dir) / data.PROMPTS, ("prompt",))]
     setup_torch(config.seed, config.torch_threads)
     model, tokenizer = load_causal_lm(model_path)
+    extra = load_causal_lm(extra_model_path, "--extra-model")[0].eval() if config.k_extra else None
     model.eval()
     rng = random.Random(f"{config.seed}:compare")
     prompts = [rng.choice(all_prompts) for _ in range(config.prompts)]
@@ -201,21 +223,20 @@ def run_compare(config: CompareConfig, model_path: Path, data_dir: Path, run_dir
     rankings, comparisons = [], []
     for start in range(0, len(prompts), config.batch_size):
         chunk = prompts[start: start + config.batch_size]
-        repeated = [p for p in chunk for _ in range(config.k)]
-        query, query_mask = encode_prompts(tokenizer, repeated)
-        response, response_mask = generate(model, query, query_mask, config.max_new_tokens, tokenizer.eos_token_id,
-                                           tokenizer.pad_token_id, generator, config.temperature)
-        texts = decode_responses(tokenizer, response, response_mask)
-        for i, prompt in enumerate(chunk):
-            responses = texts[i * config.k: (i + 1) * config.k]
+        samples = _sample(model, tokenizer, chunk, config.k, config, generator)
+        if extra is not None:
+            samples = [a + b for a, b in zip(samples, _sample(extra, tokenizer, chunk, config.k_extra, config,
+                                                              generator))]
+        for prompt, responses in zip(chunk, samples):
             ranks = panel.rank(prompt, responses, rng)
             rankings.append({"prompt": prompt, "responses": responses, "ranks": ranks})
             comparisons += [{"prompt": prompt, "chosen": responses[w], "rejected": responses[lo]}
                             for w, lo in task.comparisons(ranks)]
     data.write_jsonl(Path(run_dir) / data.RANKINGS, rankings)
     data.write_jsonl(Path(run_dir) / data.COMPARISONS, comparisons)
-    possible = len(rankings) * config.k * (config.k - 1) // 2
-    report = {"stage": "compare", "prompts": len(rankings), "k": config.k, "comparisons": len(comparisons),
+    k = config.k + config.k_extra
+    possible = len(rankings) * k * (k - 1) // 2
+    report = {"stage": "compare", "prompts": len(rankings), "k": k, "comparisons": len(comparisons),
               "tied_pairs": possible - len(comparisons), "seconds": time.perf_counter() - started}
     data.write_report(run_dir, report)
     return report
@@ -258,7 +279,8 @@ def run_reward(config: RewardConfig, model_path: Path, comparisons_dir: Path, ru
             if step % config.log_every == 0:
                 reward_model.eval()
                 held = evaluate_rankings(reward_model, tokenizer, held_out)
-                run.log(step, {"losses/reward": float(terms["loss"]), "train/accuracy": float(terms["accuracy"]),
+                run.log(step, {"losses/reward": float(terms["loss"].detach()),
+                               "train/accuracy": float(terms["accuracy"]),
                                "eval/accuracy": held["accuracy"], "eval/margin": held["margin"],
                                **({"eval/gold_accuracy": held["gold_accuracy"]} if "gold_accuracy" in held else {})})
     reward_model.eval()

@@ -10,7 +10,8 @@ ending in "=" (the response follows it):
 
 `good_response` writes the correct answer; `poor_response` writes the kinds of mistakes a weak
 model makes (copying the input, shuffling, dropping or changing a token, rambling on, never
-stopping), so a corpus can mix both.
+stopping), so a corpus can mix both; `padded_response` is a sloppy demonstration (the right answer
+padded with filler words), as imperfect demonstrators write some of the time.
 
 The hidden **gold labeler** `gold_score` plays the human rater whose judgement RLHF tries to
 optimize; it is used only to evaluate. It gives partial credit per correct token in place,
@@ -91,6 +92,11 @@ def answer(prompt: str) -> list[str]:
 def good_response(prompt: str) -> str:
     """The correct answer, as a demonstration's completion (no EOS: the trainer appends it)."""
     return " ".join(answer(prompt))
+
+
+def padded_response(prompt: str, rng: random.Random) -> str:
+    """The correct answer followed by 1-3 filler words (a sloppy demonstration; no EOS, like a completion)."""
+    return " ".join(answer(prompt) + [rng.choice(WORDS) for _ in range(rng.randint(1, 3))])
 
 
 def poor_response(prompt: str, rng: random.Random) -> str:
