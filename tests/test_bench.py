@@ -121,10 +121,10 @@ def test_td3_noise_is_rl_zoo_normal_action_noise():
     assert action_noise(zoo_entry("sac", "HalfCheetah-v5")[0], 6) is None
 
 
-def write_bench_json(path, algo="ppo", env="HalfCheetah-v5", steps=200_000, seeds=3, **extra):
+def write_bench_json(path, algo="ppo", env="HalfCheetah-v5", steps=200_000, seeds=3, groups=("sb3",), **extra):
     runs = [{"library": "sb3", "algo": algo, "env": env, "total_steps": steps, "seed": seed} for seed in range(seeds)]
     path.write_text(json.dumps({"command": "bellmax bench mujoco ...", "machine": {"date": "2026-11-26 00:33"},
-                                "imports": {"import_sb3": 2.0}, "results": {"sb3": runs}, **extra}))
+                                "imports": {"import_sb3": 2.0}, "results": {g: runs for g in groups}, **extra}))
     return str(path)
 
 
@@ -132,6 +132,18 @@ def test_reuse_sb3_plans_only_bellmax_runs(tmp_path, capsys):
     earlier = write_bench_json(tmp_path / "earlier.json")
     lines = dry_run(["mujoco", "--env", "HalfCheetah-v5", "--seeds", "2", "--reuse-sb3", earlier], capsys)
     assert len(lines) == 2 and all("train ppo --env HalfCheetah-v5" in line for line in lines)
+
+
+def test_off_policy_reuse_takes_both_sb3_groups_and_plans_only_bellmax(tmp_path, capsys):
+    earlier = write_bench_json(tmp_path / "sac.json", algo="sac", env="Pendulum-v1", steps=20_000,
+                               groups=("sb3_zoo", "sb3_stop"))
+    lines = dry_run(["sac-pendulum", "--reuse-sb3", earlier], capsys)
+    assert len(lines) == 3 and all("train sac --env Pendulum-v1" in line for line in lines)
+    only_zoo = write_bench_json(tmp_path / "zoo.json", algo="sac", env="Pendulum-v1", steps=20_000,
+                                groups=("sb3_zoo",))
+    with pytest.raises(BellmaxError, match="0 'sb3_stop' runs"):
+        main(["sac-pendulum", "--reuse-sb3", only_zoo, "--dry-run"])
+    assert len(dry_run(["sac-pendulum", "--without-stop-rule", "--reuse-sb3", only_zoo], capsys)) == 3
 
 
 def test_reuse_sb3_refuses_another_comparison_and_keeps_the_first_provenance(tmp_path):

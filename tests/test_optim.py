@@ -1,6 +1,7 @@
 """Our Adam does exactly what torch.optim.Adam does (it exists only to skip torch._dynamo's
 import cost), and gradient clipping matches torch's."""
 
+import pytest
 import torch
 
 from bellmax.core.optim import Adam, clip_grad_norm
@@ -11,10 +12,11 @@ def make_model(seed):
     return torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
 
 
-def test_adam_matches_torch_adam_exactly_over_many_steps():
+@pytest.mark.parametrize("foreach", [False, True])
+def test_adam_matches_torch_adam_exactly_over_many_steps(foreach):
     ours, theirs = make_model(0), make_model(0)
     opt_ours = Adam(ours.parameters(), lr=3e-3, eps=1e-5)
-    opt_theirs = torch.optim.Adam(theirs.parameters(), lr=3e-3, eps=1e-5)
+    opt_theirs = torch.optim.Adam(theirs.parameters(), lr=3e-3, eps=1e-5, foreach=foreach)
     torch.manual_seed(1)
     for step in range(50):
         x = torch.randn(32, 5)

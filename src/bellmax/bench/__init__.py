@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out-dir", default=None, help="write bench_NAME.json, .md and .png here")
         p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
 
+    def reuse(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--reuse-sb3", default=None, metavar="FILE",
+                       help="do not re-run SB3: take its runs from an earlier bench_*.json of the same comparison "
+                            "(algo, env, steps, seeds; the report says when and where each side was measured)")
+
     cart = sub.add_parser("ppo-cartpole", help="PPO on CartPole-v1: whole-process time, steps to solve",
                           description="bellmax's PPO CartPole preset (8 envs, deterministic eval every 2048 steps "
                                       "x 10 episodes, stop at 475) vs SB3 PPO with rl-zoo3's CartPole-v1 "
@@ -96,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "eval, (b) the same stop rule as bellmax's.")
         off.add_argument("--without-stop-rule", action="store_true",
                          help="skip SB3 (b), the runs with bellmax's stop rule (saves time)")
+        reuse(off)
         common(off)
 
     mujoco = sub.add_parser("mujoco", help="MuJoCo: final eval return and training steps/s",
@@ -105,9 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     mujoco.add_argument("--algo", choices=["ppo", "a2c", "trpo"], default="ppo")
     mujoco.add_argument("--env", default="HalfCheetah-v5")
     mujoco.add_argument("--steps", type=_positive, default=200_000, help="training steps per run (default 200000)")
-    mujoco.add_argument("--reuse-sb3", default=None, metavar="FILE",
-                        help="do not re-run SB3: take its runs from an earlier bench_mujoco_*.json with the same "
-                             "algo, env, steps and seeds (the report says when and where each side was measured)")
+    reuse(mujoco)
     common(mujoco)
 
     rollout = sub.add_parser("rollout", help="steps/s of the rollout phase alone (no updates)",
@@ -183,6 +187,21 @@ def load_reused_runs(path: str, group: str, algo: str, env: str, steps: int, see
             "imports": data.get("imports") or {}, "runs": runs[:seeds]}
 
 
+def reuse_sb3_runs(opts: argparse.Namespace, plan: Plan, groups: list[str], algo: str, env: str, steps: int) -> None:
+    """Take the SB3 `groups` of the plan from the earlier benchmark JSON `--reuse-sb3 FILE` instead
+    of re-running them, and say so (where and when they were measured) in the report's notes."""
+    for group in groups:
+        reused = load_reused_runs(opts.reuse_sb3, group, algo, env, steps, opts.seeds)
+        plan.reused[group] = reused.pop("runs")
+        plan.reused_from = reused
+    machine = plan.reused_from["machine"]
+    plan.notes.append(f"**SB3 side not re-run**: its runs ({', '.join(groups)}; {opts.seeds} seeds) are reused from "
+                      f"{opts.reuse_sb3}, measured {machine.get('date', '?')} (bellmax commit "
+                      f"{machine.get('bellmax_commit', '?')}, {machine.get('cpu_count', '?')} CPU cores "
+                      f"{machine.get('cpu', '?')}, SB3 {machine.get('versions', {}).get('stable_baselines3', '?')}) "
+                      f"by `{plan.reused_from['command']}`; the bellmax side was measured now (date below)")
+
+
 def preset_stop_rule(algo: str, env: str) -> tuple[int, float, int]:
     """(eval_every, stop_at_return, eval_episodes) of bellmax's preset for algo on env, which
     SB3 (b) copies."""
@@ -255,13 +274,15 @@ def offpolicy_plan(opts: argparse.Namespace, root: Path) -> Plan:
                                                          else "; SB3 (b) skipped")
                        + f"): {eval_episodes} deterministic episodes every {eval_every} steps, "
                          f"stop at mean >= {stop_at_return}"])
+    if opts.reuse_sb3:
+        reuse_sb3_runs(opts, plan, ["sb3_zoo"] + ([] if opts.without_stop_rule else ["sb3_stop"]), algo, env, steps)
     for seed in range(opts.seeds):
-        plan.jobs += [
-            Job("bellmax", seed, bellmax_train_command(algo, env, seed, root / f"bellmax-s{seed}"),
-                root / f"bellmax-s{seed}"),
-            Job("sb3_zoo", seed, sb3_command(algo, env, seed, root / f"sb3-zoo-s{seed}", steps,
-                                             threads=opts.sb3_threads), root / f"sb3-zoo-s{seed}", "sb3"),
-        ]
+        plan.jobs.append(Job("bellmax", seed, bellmax_train_command(algo, env, seed, root / f"bellmax-s{seed}"),
+                             root / f"bellmax-s{seed}"))
+        if opts.reuse_sb3:
+            continue
+        plan.jobs.append(Job("sb3_zoo", seed, sb3_command(algo, env, seed, root / f"sb3-zoo-s{seed}", steps,
+                                                          threads=opts.sb3_threads), root / f"sb3-zoo-s{seed}", "sb3"))
         if not opts.without_stop_rule:
             plan.jobs.append(Job("sb3_stop", seed, sb3_command(algo, env, seed, root / f"sb3-stop-s{seed}", steps,
                                                                eval_every=eval_every, stop_at_return=stop_at_return,
@@ -283,15 +304,7 @@ def mujoco_plan(opts: argparse.Namespace, root: Path) -> Plan:
     plan = Plan(f"mujoco_{opts.algo}_{opts.env}",
                 notes=[f"bellmax preset: {preset[0]} ({preset[1]['source']})", f"SB3 hyperparameters: {provenance}"])
     if opts.reuse_sb3:
-        reused = load_reused_runs(opts.reuse_sb3, "sb3", opts.algo, opts.env, opts.steps, opts.seeds)
-        plan.reused["sb3"] = reused.pop("runs")
-        plan.reused_from = reused
-        machine = reused["machine"]
-        plan.notes.append(f"**SB3 side not re-run**: its {opts.seeds} runs are reused from {opts.reuse_sb3}, measured "
-                          f"{machine.get('date', '?')} (bellmax commit {machine.get('bellmax_commit', '?')}, "
-                          f"{machine.get('cpu_count', '?')} CPU cores {machine.get('cpu', '?')}, "
-                          f"SB3 {machine.get('versions', {}).get('stable_baselines3', '?')}) by `{reused['command']}`; "
-                          "the bellmax side was measured now (date below)")
+        reuse_sb3_runs(opts, plan, ["sb3"], opts.algo, opts.env, opts.steps)
     flags = ["--total-steps", str(opts.steps), "--eval-episodes", "10"]
     for seed in range(opts.seeds):
         plan.jobs.append(Job("bellmax", seed, bellmax_train_command(opts.algo, opts.env, seed,
@@ -464,14 +477,20 @@ def report_offpolicy(opts: argparse.Namespace, plan: Plan, root: Path, results: 
     ]
     if stop:
         parts.append(report.cartpole_sample_table(seeds, results["bellmax"], stop, threshold=threshold))
+    sb3_imports, reused_note = imports, ""
+    if plan.reused_from is not None:
+        sb3_imports = {**(imports or {}), **plan.reused_from["imports"]}
+        reused_note = f"; runs and import probe reused from {plan.reused_from['machine'].get('date', '?')}"
     parts += [
         report.updates_table(seeds, results["bellmax"], results["sb3_zoo"], stop),
         report.breakdown_table("bellmax time by phase (seconds):", seeds, results["bellmax"], imports),
-        report.breakdown_table("SB3 (a) time by phase (seconds):", seeds, results["sb3_zoo"], imports),
+        report.breakdown_table(f"SB3 (a) time by phase (seconds{reused_note}):", seeds, results["sb3_zoo"],
+                               sb3_imports),
     ]
     if stop:
-        parts.append(report.breakdown_table("SB3 (b) time by phase (seconds):", seeds, stop, imports))
-    dirs = {group: [job.run_dir for job in plan.jobs if job.group == group] for group in results}
+        parts.append(report.breakdown_table(f"SB3 (b) time by phase (seconds{reused_note}):", seeds, stop,
+                                            sb3_imports))
+    dirs = {group: group_dirs(plan, group) for group in results}
     eval_every, _, eval_episodes = preset_stop_rule(algo, env)
     eval_groups = [(f"bellmax {algo.upper()} preset", dirs["bellmax"])]
     if stop:
@@ -492,6 +511,13 @@ def _run_dir_of(run: dict[str, Any]) -> Path | None:
     return Path(command[command.index("--run-dir") + 1]) if "--run-dir" in command[:-1] else None
 
 
+def group_dirs(plan: Plan, group: str) -> list[Path]:
+    """Run directories of a group: those of its jobs, or of its reused runs while still on disk."""
+    dirs = [job.run_dir for job in plan.jobs if job.group == group and job.run_dir is not None]
+    reused = [_run_dir_of(run) for run in plan.reused.get(group, [])]
+    return dirs + [d for d in reused if d is not None and (d / "metrics.jsonl").exists()]
+
+
 def report_mujoco(opts: argparse.Namespace, plan: Plan, root: Path, results: dict, imports: dict | None,
                   header: str) -> tuple[str, Path | None]:
     from bellmax.bench import report
@@ -509,9 +535,7 @@ def report_mujoco(opts: argparse.Namespace, plan: Plan, root: Path, results: dic
         report.breakdown_table("bellmax time by phase (seconds):", seeds, results["bellmax"], imports),
         report.breakdown_table(sb3_label, seeds, results["sb3"], sb3_imports),
     ])
-    dirs = [job.run_dir for group in ("bellmax", "sb3") for job in plan.jobs if job.group == group]
-    reused_dirs = [_run_dir_of(run) for run in plan.reused.get("sb3", [])]
-    dirs += [d for d in reused_dirs if d is not None and (d / "metrics.jsonl").exists()]  # if still on disk
+    dirs = group_dirs(plan, "bellmax") + group_dirs(plan, "sb3")
     labels = [f"bellmax {opts.algo} (preset)"] * len(seeds) + [f"SB3 {opts.algo} (rl-zoo3)"] * (len(dirs) - len(seeds))
     figure = _plot(plot_runs, dirs, _figure_path(opts, plan, root), key="rollout/ep_return", labels=labels,
                    title=f"{opts.algo.upper()} on {opts.env}: training return, {opts.steps:,} steps")

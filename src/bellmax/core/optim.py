@@ -2,9 +2,11 @@
 
 Every `torch.optim.Optimizer.step()` imports `torch._dynamo` (and with it sympy and the FX
 tracer): about 1.1 s on this project's machine, a quarter of the time PPO needs to solve
-CartPole. This Adam performs exactly the arithmetic of `torch.optim.Adam` on the CPU (the
-single-tensor path; `tests/test_optim.py` checks equality), keeps `param_groups[0]["lr"]` for
-schedules, and has `state_dict` / `load_state_dict` for checkpoints.
+CartPole. This Adam performs exactly the arithmetic of `torch.optim.Adam` (`tests/test_optim.py`
+checks equality with both of its code paths), keeps `param_groups[0]["lr"]` for schedules, and has
+`state_dict` / `load_state_dict` for checkpoints. Each line below is one `torch._foreach_*` call
+over all parameters (as torch's `foreach=True` path does), not one call per parameter tensor:
+small networks step in a third of the time.
 
     m_t = beta1 m_{t-1} + (1 - beta1) g_t
     v_t = beta2 v_{t-1} + (1 - beta2) g_t^2
@@ -43,14 +45,18 @@ class Adam:
         bias_correction1 = 1 - beta1**self.step_count
         bias_correction2_sqrt = math.sqrt(1 - beta2**self.step_count)
         step_size = lr / bias_correction1
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
-            if p.grad is None:
-                continue
-            g = p.grad
-            m.lerp_(g, 1 - beta1)
-            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            denom = (v.sqrt() / bias_correction2_sqrt).add_(eps)
-            p.addcdiv_(m, denom, value=-step_size)
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        params = [self.params[i] for i in live]
+        grads = [p.grad for p in params]
+        m = [self.exp_avg[i] for i in live]
+        v = [self.exp_avg_sq[i] for i in live]
+        torch._foreach_lerp_(m, grads, 1 - beta1)
+        torch._foreach_mul_(v, beta2)
+        torch._foreach_addcmul_(v, grads, grads, 1 - beta2)
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_div_(denom, bias_correction2_sqrt)
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(params, m, denom, -step_size)
 
     def state_dict(self) -> dict[str, Any]:
         return {"param_groups": [dict(g) for g in self.param_groups], "step": self.step_count,
@@ -66,8 +72,7 @@ class Adam:
 def clip_grad_norm(params: Iterable[torch.nn.Parameter], max_norm: float) -> float:
     """Scale gradients so their global L2 norm is at most max_norm; return the norm before."""
     grads = [p.grad for p in params if p.grad is not None]
-    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
     scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-    for g in grads:
-        g.mul_(scale)
+    torch._foreach_mul_(grads, scale)
     return float(total)
