@@ -72,3 +72,19 @@ def test_dqn_on_atari_uses_the_frame_replay_buffer_and_a_nature_cnn():
     batch = agent.replay.sample(8, agent.rng)
     assert batch["obs"].shape == (8, 4, 84, 84) and batch["obs"].dtype == torch.uint8
     assert agent.iteration == 0 and len(agent.replay) == 200
+
+
+def test_dqn_n_step_on_atari_reads_n_step_transitions_from_the_frame_buffer():
+    pytest.importorskip("ale_py")
+    from bellmax.algos import DQN, DQNConfig
+
+    agent = DQN(DQNConfig(env="ALE/Pong-v5", num_envs=1, buffer_size=2000, learning_starts=100, batch_size=8,
+                          train_freq=4, log_every=200, n_step=3, gamma=0.9, seed=0, eval_episodes=0))
+    assert agent.n_step is None and agent.replay.n_step == 3  # no accumulator: the ring holds the steps
+    metrics = agent.train_iteration(200)
+    assert metrics["losses/gradient_steps"] == 26  # every 4th step from step 100 to 200
+    batch = agent.replay.sample(64, agent.rng)
+    # Pong's first 200 steps never end an episode: transitions span 3 steps, fewer only at the newest
+    full = torch.isclose(batch["discounts"], torch.tensor(0.9**3))
+    assert full.float().mean() > 0.9
+    assert all(any(abs(d - 0.9**m) < 1e-6 for m in (1, 2, 3)) for d in batch["discounts"].tolist())

@@ -40,10 +40,12 @@ class Frames(gym.Env):
 gym.register("bellmax-test/Frames-v0", entry_point=Frames, max_episode_steps=15)
 
 
-def fill(capacity: int, steps: int, num_envs: int = 2):
+def fill(capacity: int, steps: int, num_envs: int = 2, n_step: int = 1, gamma: float = 0.99, log: dict | None = None):
+    """A buffer filled from `steps` vector steps, and the set of real (obs, action, next_obs);
+    `log`, if given, gets (episode, t) -> (reward, terminated) of every transition taken."""
     env = gym.vector.SyncVectorEnv([lambda: gym.make("bellmax-test/Frames-v0") for _ in range(num_envs)])
     obs, _ = env.reset(seed=0)
-    buffer = FrameStackReplayBuffer(capacity, num_envs, (STACK, 2, 2), ())
+    buffer = FrameStackReplayBuffer(capacity, num_envs, (STACK, 2, 2), (), gamma=gamma, n_step=n_step)
     prev_done = np.zeros(num_envs, bool)
     rng = np.random.default_rng(0)
     real_pairs = set()
@@ -54,6 +56,8 @@ def fill(capacity: int, steps: int, num_envs: int = 2):
         buffer.add(obs, actions, rewards, next_obs, terminated, ~prev_done, done)
         for i in np.flatnonzero(~prev_done):
             real_pairs.add((obs[i].tobytes(), int(actions[i]), next_obs[i].tobytes()))
+            if log is not None:
+                log[int(obs[i][-1, 0, 0]), int(obs[i][-1, 0, 1])] = (float(rewards[i]), bool(terminated[i]))
         obs, prev_done = next_obs, done
     return buffer, real_pairs
 
@@ -80,3 +84,40 @@ def test_a_million_atari_transitions_fit_well_under_8_gb():
                                    buffer.has_next, buffer.stamp))
     assert total < 7.5e9
     assert buffer.frames.nbytes < 4 * 84 * 84 * 1_000_000 / 3.9  # each frame once, not once per stack slot
+
+
+def test_n_step_transitions_are_read_off_the_ring_and_stop_where_the_episode_does():
+    n, gamma, log = 3, 0.9, {}
+    buffer, real_pairs = fill(capacity=60, steps=400, n_step=n, gamma=gamma, log=log)
+    batch = buffer.sample(512, np.random.default_rng(3))
+    lengths = set()
+    for obs, action, ret, next_obs, term, discount in zip(*(batch[k].numpy() for k in (
+            "obs", "actions", "rewards", "next_obs", "terminated", "discounts"))):
+        episode, t = int(obs[-1, 0, 0]), int(obs[-1, 0, 1])
+        assert log[episode, t][0] == float(action)  # the env rewards the action taken
+        expected, m = 0.0, 0
+        while True:  # r_t + gamma r_{t+1} + ... until n steps, a termination, or no further step
+            reward, terminated = log[episode, t + m]
+            expected += gamma**m * reward
+            m += 1
+            if m == n or terminated or (episode, t + m) not in log:
+                break
+        lengths.add(m)
+        assert np.isclose(ret, expected, rtol=1e-6)
+        assert (int(next_obs[-1, 0, 0]), int(next_obs[-1, 0, 1])) == (episode, t + m)
+        assert {int(f[0, 0]) for f in next_obs if f[0, 0] != 0} == {episode}, "next stack leaves the episode"
+        assert term == float(log[episode, t + m - 1][1])
+        assert np.isclose(discount, gamma**m)
+    assert lengths == {1, 2, 3}  # full n-step transitions and ones cut short by episode ends
+
+
+def test_one_step_sampling_is_unchanged_by_the_n_step_code():
+    one, _ = fill(capacity=60, steps=200, n_step=1)
+    batch = one.sample(256, np.random.default_rng(4))
+    assert np.allclose(batch["discounts"].numpy(), 0.99)
+    env, index = np.arange(256) % 2, np.random.default_rng(5).integers(0, one.ring, 256)
+    keep = one._sampleable(env, index)
+    one.n_step = 1
+    rewards, last, terminated, discounts = FrameStackReplayBuffer.n_step_transitions(one, env[keep], index[keep])
+    assert np.array_equal(rewards, one.rewards[env[keep], index[keep]])
+    assert np.array_equal(last, (index[keep] + 1) % one.ring) and np.allclose(discounts, 0.99)

@@ -268,11 +268,17 @@ class FrameStackReplayBuffer:
     starts, the whole reset stack is written first, so every stack is rebuilt exactly and never
     reaches into the previous episode. Each entry keeps a write stamp: an entry is sampled only if
     its stack and its successor were written contiguously and are not overwritten yet.
+
+    With n_step > 1 the n-step transition is read off the ring when sampled, since the entries
+    k, k + 1, ... of an episode lie next to each other: R = r_k + gamma r_{k+1} + ... +
+    gamma^(m-1) r_{k+m-1} with next observation the stack ending at k + m and discount gamma^m,
+    where m = n, or fewer when the episode terminates or was truncated at step k + m (or its next
+    step has not happened yet). No frame is stored twice for it.
     """
 
     def __init__(self, capacity: int, num_envs: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
-                 action_dtype: type = np.int64, gamma: float = 0.99):
-        self.gamma = gamma  # one-step transitions only: every target bootstraps with gamma
+                 action_dtype: type = np.int64, gamma: float = 0.99, n_step: int = 1):
+        self.gamma, self.n_step = gamma, n_step
         self.stack = obs_shape[0]
         self.num_envs = num_envs
         self.ring = max(capacity // num_envs, 1) + self.stack + 1
@@ -336,14 +342,37 @@ class FrameStackReplayBuffer:
             envs.append(env[keep])
             indices.append(index[keep])
         env, index = np.concatenate(envs)[:batch_size], np.concatenate(indices)[:batch_size]
+        if self.n_step == 1:
+            rewards, last, terminated = self.rewards[env, index], (index + 1) % self.ring, self.terminated[env, index]
+            discounts = np.full(batch_size, self.gamma, dtype=np.float32)
+        else:
+            rewards, last, terminated, discounts = self.n_step_transitions(env, index)
         return {
             "obs": torch.as_tensor(self.stacks(env, index)),
             "actions": torch.as_tensor(self.actions[env, index]),
-            "rewards": torch.as_tensor(self.rewards[env, index]),
-            "next_obs": torch.as_tensor(self.stacks(env, (index + 1) % self.ring)),
-            "terminated": torch.as_tensor(self.terminated[env, index]),
-            "discounts": torch.full((batch_size,), self.gamma, dtype=torch.float32),
+            "rewards": torch.as_tensor(rewards),
+            "next_obs": torch.as_tensor(self.stacks(env, last)),
+            "terminated": torch.as_tensor(terminated),
+            "discounts": torch.as_tensor(discounts),
         }
+
+    def n_step_transitions(self, env: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(n-step return, entry of the next observation, terminated, gamma^m) for entries k."""
+        returns = np.zeros(len(env), dtype=np.float32)
+        discounts = np.ones(len(env), dtype=np.float32)
+        last, terminated = (index + 1) % self.ring, np.zeros(len(env), dtype=np.float32)
+        going = np.ones(len(env), dtype=bool)  # still adding rewards
+        for j in range(self.n_step):
+            at = (index + j) % self.ring
+            after = (at + 1) % self.ring
+            returns += np.where(going, discounts * self.rewards[env, at], 0.0).astype(np.float32)
+            terminated = np.where(going, self.terminated[env, at], terminated)
+            last = np.where(going, after, last)
+            discounts = np.where(going, discounts * self.gamma, discounts).astype(np.float32)
+            # the episode goes on from `after` only if it did not terminate and `after` has a transition
+            going &= (self.terminated[env, at] == 0) & self.has_next[env, after] & (
+                self.stamp[env, after] == self.stamp[env, at] + 1)
+        return returns, last, terminated, discounts
 
 
 class PrioritizedReplayBuffer(ReplayBuffer):

@@ -22,7 +22,6 @@ from bellmax.config import Config, require
 from bellmax.core.algorithm import Algorithm, EnvStep
 from bellmax.core.buffers import FrameStackReplayBuffer, NStepAccumulator, ReplayBuffer
 from bellmax.core.nets import is_image_space
-from bellmax.errors import BellmaxError
 
 
 @dataclass
@@ -70,7 +69,9 @@ class OffPolicyAlgorithm(Algorithm):
     def __init__(self, config: OffPolicyConfig, env: gym.vector.VectorEnv | None = None):
         super().__init__(config, env)
         self.replay = self.make_replay()
-        self.n_step = NStepAccumulator(self.env.num_envs, config.n_step, config.gamma) if config.n_step > 1 else None
+        # n-step transitions are built as they arrive, except by the frame buffer (when sampled)
+        self.n_step = (NStepAccumulator(self.env.num_envs, config.n_step, config.gamma)
+                       if config.n_step > 1 and not isinstance(self.replay, FrameStackReplayBuffer) else None)
         self.rng = np.random.default_rng(config.seed)  # replay sampling and exploration noise
         self.vector_steps = 0
 
@@ -79,10 +80,8 @@ class OffPolicyAlgorithm(Algorithm):
         obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
         action_dtype = np.int64 if isinstance(action_space, gym.spaces.Discrete) else np.float32
         if is_image_space(obs_space):  # stacked Atari frames: store each frame once
-            if cfg.n_step > 1:
-                raise BellmaxError("n_step > 1 is not supported with image observations yet (set --n-step 1)")
             return FrameStackReplayBuffer(cfg.buffer_size, self.env.num_envs, obs_space.shape,
-                                          action_space.shape, action_dtype, gamma=cfg.gamma)
+                                          action_space.shape, action_dtype, gamma=cfg.gamma, n_step=cfg.n_step)
         return ReplayBuffer(cfg.buffer_size, obs_space.shape, action_space.shape,
                             obs_dtype=obs_space.dtype, action_dtype=action_dtype)
 
