@@ -107,6 +107,18 @@ def test_mujoco_off_policy_entries_and_td3_exploration_noise():
     assert kwargs["policy_kwargs"] == {"net_arch": [400, 300]}
 
 
+def test_atari_games_use_rl_zoo_atari_entry_and_rollout_skips_the_mlp_matched_mode(capsys):
+    ppo, note = zoo_entry("ppo", "ALE/Pong-v5")
+    assert "ppo.yml atari" in note
+    assert (ppo["policy"], ppo["n_envs"], ppo["n_steps"], ppo["frame_stack"]) == ("CnnPolicy", 8, 128, 4)
+    from bellmax.bench.sb3_runner import model_kwargs
+
+    assert not {"env_wrapper", "frame_stack", "n_envs"} & set(model_kwargs(ppo))
+    lines = dry_run(["rollout", "--env", "ALE/Pong-v5", "--repeats", "1"], capsys)
+    modes = [line.split("--mode ")[1].split()[0] for line in lines]
+    assert modes == ["bellmax", "sb3-zoo", "env-gymnasium", "env-sb3"]
+
+
 def test_td3_noise_is_rl_zoo_normal_action_noise():
     pytest.importorskip("stable_baselines3")
     import numpy as np

@@ -320,7 +320,8 @@ def rollout_plan(opts: argparse.Namespace, root: Path) -> Plan:
     from bellmax.bench.harness import rollout_command
     from bellmax.bench.rollout_runner import MODES
 
-    modes = MODES if opts.modes is None else [m.strip() for m in opts.modes.split(",") if m.strip()]
+    default = [m for m in MODES if not (opts.env.startswith("ALE/") and m == "sb3-matched")]  # same shape on Atari
+    modes = default if opts.modes is None else [m.strip() for m in opts.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise BellmaxError(f"--modes {opts.modes!r}: unknown mode(s) {', '.join(unknown) or '(none given)'}; "

@@ -53,7 +53,8 @@ def measure_bellmax(env_id: str, steps: int, seed: int) -> dict[str, Any]:
         gae += time.perf_counter() - middle
         collect += middle - start
     done = rollouts * per_rollout
-    return {"num_envs": config.num_envs, "n_steps": config.n_steps, "hidden_sizes": list(config.hidden_sizes),
+    hidden = ["NatureCNN"] if env_id.startswith("ALE/") else list(config.hidden_sizes)
+    return {"num_envs": config.num_envs, "n_steps": config.n_steps, "hidden_sizes": hidden,
             "steps": done, "seconds": collect + gae, "sps": done / (collect + gae),
             "collect_seconds": collect, "gae_seconds": gae, "collect_sps": done / collect}
 
@@ -62,6 +63,9 @@ def _sb3_model(env_id: str, seed: int, matched: bool):
     from bellmax.bench.sb3_runner import make_envs, model_kwargs
     from bellmax.bench.zoo import zoo_entry
 
+    if matched and env_id.startswith("ALE/"):
+        raise SystemExit("sb3-matched is for MLP presets; on Atari sb3-zoo has bellmax's shape already "
+                         "(8 envs x 128 steps, Nature CNN)")
     if matched:
         _, config = _bellmax_config(env_id, seed)
         hyperparams: dict[str, Any] = {
@@ -78,7 +82,8 @@ def _sb3_model(env_id: str, seed: int, matched: bool):
     from stable_baselines3 import PPO
 
     env, _ = make_envs(env_id, hyperparams, seed, seed + 10**6)
-    model = PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **model_kwargs(hyperparams))
+    model = PPO(hyperparams.get("policy", "MlpPolicy"), env, seed=seed, device="cpu", verbose=0,
+                **model_kwargs(hyperparams))
     return model, hyperparams
 
 
@@ -95,7 +100,8 @@ def measure_sb3(env_id: str, steps: int, seed: int, matched: bool) -> dict[str, 
     seconds = time.perf_counter() - start
     done = rollouts * per_rollout
     arch = hyperparams.get("policy_kwargs", {}).get("net_arch", {"pi": [64, 64]})
-    return {"num_envs": model.n_envs, "n_steps": model.n_steps, "hidden_sizes": arch["pi"], "steps": done,
+    hidden = ["NatureCNN"] if hyperparams.get("policy") == "CnnPolicy" else arch["pi"]
+    return {"num_envs": model.n_envs, "n_steps": model.n_steps, "hidden_sizes": hidden, "steps": done,
             "seconds": seconds, "sps": done / seconds}
 
 
@@ -108,6 +114,8 @@ def measure_env(env_id: str, steps: int, seed: int, sb3: bool) -> dict[str, Any]
 
         hyperparams = {"n_envs": config.num_envs, "gamma": config.gamma,
                        "normalize": config.normalize_obs or config.normalize_reward}
+        if env_id.startswith("ALE/"):
+            hyperparams = {"n_envs": config.num_envs, "env_wrapper": "AtariWrapper", "frame_stack": 4}
         env, _ = make_envs(env_id, hyperparams, seed, seed + 10**6)
         env.reset()
         space = env.action_space

@@ -45,7 +45,8 @@ def model_kwargs(hyperparams: dict[str, Any]) -> dict[str, Any]:
     from bellmax.bench.zoo import schedule_start
 
     kwargs = {k: v for k, v in hyperparams.items()
-              if k not in ("n_envs", "n_timesteps", "normalize", "policy", "noise_type", "noise_std")}
+              if k not in ("n_envs", "n_timesteps", "normalize", "policy", "noise_type", "noise_std", "env_wrapper",
+                           "frame_stack")}
     for key in ("learning_rate", "clip_range"):
         if key in kwargs:
             start, linear = schedule_start(kwargs[key])
@@ -84,9 +85,20 @@ def algorithm_class(algo: str) -> type:
 
 def make_envs(env_id: str, hyperparams: dict[str, Any], seed: int, eval_seed: int):
     """(training VecEnv, evaluation VecEnv) the way rl-zoo3's ExperimentManager builds them."""
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+    from stable_baselines3.common.env_util import make_atari_env, make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecNormalize
 
+    if hyperparams.get("env_wrapper") == "AtariWrapper":  # rl-zoo3's Atari path: AtariWrapper + frame stack
+        import ale_py
+        import gymnasium
+
+        gymnasium.register_envs(ale_py)
+        stack = hyperparams.get("frame_stack", 4)
+        env = VecFrameStack(make_atari_env(env_id, n_envs=hyperparams.get("n_envs", 1), seed=seed,
+                                           vec_env_cls=DummyVecEnv), n_stack=stack)
+        eval_env = VecFrameStack(make_atari_env(env_id, n_envs=1, seed=eval_seed, vec_env_cls=DummyVecEnv),
+                                 n_stack=stack)
+        return env, eval_env
     env = make_vec_env(env_id, n_envs=hyperparams.get("n_envs", 1), seed=seed, vec_env_cls=DummyVecEnv)
     eval_env = make_vec_env(env_id, n_envs=1, seed=eval_seed, vec_env_cls=DummyVecEnv)
     if hyperparams.get("normalize"):

@@ -53,6 +53,11 @@ _TD3_MUJOCO = {"n_timesteps": 1_000_000, "policy": "MlpPolicy", "learning_starts
                "noise_std": 0.1, "train_freq": 1, "gradient_steps": 1, "learning_rate": 1e-3, "batch_size": 256,
                "policy_kwargs": {"net_arch": [400, 300]}}
 
+# ppo.yml `atari` (every ALE game without its own entry): AtariWrapper + a stack of 4 frames
+_PPO_ATARI = {"env_wrapper": "AtariWrapper", "frame_stack": 4, "policy": "CnnPolicy", "n_envs": 8, "n_steps": 128,
+              "n_epochs": 4, "batch_size": 256, "n_timesteps": 10_000_000, "learning_rate": "lin_2.5e-4",
+              "clip_range": "lin_0.1", "vf_coef": 0.5, "ent_coef": 0.01}
+
 # (algo, env id as rl-zoo3 spells it) -> the entry's keys and values
 ZOO_HYPERPARAMS: dict[tuple[str, str], dict[str, Any]] = {
     ("ppo", "CartPole-v1"): {  # "# Tuned"
@@ -87,6 +92,7 @@ ZOO_HYPERPARAMS: dict[tuple[str, str], dict[str, Any]] = {
     ("a2c", "Hopper-v4"): _A2C_MUJOCO,
     ("trpo", "HalfCheetah-v4"): {**_TRPO_MUJOCO, "target_kl": 0.04},  # "# Tuned"
     ("trpo", "Hopper-v4"): _TRPO_MUJOCO,  # "# Tuned"
+    ("ppo", "atari"): _PPO_ATARI,
     **{("sac", f"{env}-v4"): _SAC_MUJOCO for env in ("HalfCheetah", "Hopper", "Walker2d", "Ant")},
     **{("td3", f"{env}-v4"): _TD3_MUJOCO for env in ("HalfCheetah", "Hopper", "Walker2d", "Ant")},
 }
@@ -103,6 +109,9 @@ def zoo_entry(algo: str, env: str) -> tuple[dict[str, Any], str]:
             key = (algo.lower(), v4)
             note = (f"rl-zoo3 {ZOO_FILES[algo.lower()]} {v4} @ {ZOO_COMMIT[:8]} "
                     f"(rl-zoo3 has no {env} entry; its {v4} values used for {env})")
+    if key not in ZOO_HYPERPARAMS and env.startswith("ALE/") and (algo.lower(), "atari") in ZOO_HYPERPARAMS:
+        key = (algo.lower(), "atari")
+        note = f"rl-zoo3 {ZOO_FILES[algo.lower()]} atari @ {ZOO_COMMIT[:8]} (its entry for every Atari game)"
     if key not in ZOO_HYPERPARAMS:
         known = ", ".join(f"{a} {e}" for a, e in ZOO_HYPERPARAMS)
         raise BellmaxError(f"no rl-zoo3 hyperparameters recorded for {algo} on {env}; known: {known} "
