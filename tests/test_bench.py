@@ -35,7 +35,7 @@ def test_ppo_cartpole_plans_bellmax_then_both_sb3_variants_per_seed(capsys):
     assert lines[0].endswith("train ppo --env CartPole-v1 --seed 0 --no-progress --run-dir R/bellmax-s0")
     assert "sb3_runner --algo ppo --env CartPole-v1 --seed 0 --total-steps 100000" in lines[1]
     assert "--eval-every" not in lines[1]
-    assert "--eval-every 2048 --stop-at-return 475.0 --eval-episodes 10" in lines[2]
+    assert "--eval-every 1024 --stop-at-return 475.0 --eval-episodes 10" in lines[2]  # the preset's stop rule
     assert "--seed 1" in lines[3]
 
 
