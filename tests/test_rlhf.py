@@ -63,7 +63,8 @@ def test_gold_labeler_gives_full_credit_only_to_the_exact_answer_with_eos():
     assert task.gold_score(prompt, "1 2 3") == 0.5  # never stopped: halved
     assert task.gold_score(prompt, "1 2 9 <eos>") == pytest.approx(2 / 3)  # partial credit per token in place
     assert task.gold_score(prompt, "1 2 <eos>") == pytest.approx(2 / 3)  # stopping early costs
-    assert task.gold_score(prompt, "1 2 3 3 3 <eos>") == pytest.approx(3 / 5)  # padding with extra tokens costs
+    assert task.gold_score(prompt, "1 2 3 3 3 <eos>") == pytest.approx(0.8)  # padding costs 0.1 a token
+    assert task.gold_score(prompt, "1 2 3 3 <eos>") > task.gold_score(prompt, "1 2 9 <eos>")  # content first
     assert task.gold_score(prompt, "1 2 3 <eos> <pad> <pad>") == 1.0
     assert task.gold_score("count : cat dog cat =", "3 <eos>") == 1.0
     assert task.gold_score("count : cat dog cat =", "4 <eos>") == pytest.approx(2 / 3)  # close counts earn some
@@ -81,7 +82,7 @@ def test_poor_responses_score_below_good_ones():
 
 def test_labelers_rank_with_ties_and_a_ranking_of_k_gives_its_untied_pairs():
     prompt = "sort : 3 1 2 ="
-    responses = ["1 2 <eos>", "1 2 <eos>", "1 2 3", "1 2 3 <eos>"]  # A = B < C < D in gold: 2/3, 2/3, ... 1
+    responses = ["1 2 <eos>", "1 2 <eos>", "1 2 3", "1 2 3 <eos>"]  # A = B < C < D in gold: 2/3, 2/3, 0.5, 1
     gold = [task.gold_score(prompt, r) for r in responses]
     assert gold[0] == gold[1] and gold[3] == 1.0
     ranks = task.LabelerPanel(noise=0.0, tie_margin=0.05).rank(prompt, responses, random.Random(0))
@@ -91,7 +92,7 @@ def test_labelers_rank_with_ties_and_a_ranking_of_k_gives_its_untied_pairs():
     assert all(ranks[w] < ranks[lo] for w, lo in pairs)
     # noisy labelers disagree with the gold order sometimes, but mostly agree
     panel, rng = task.LabelerPanel(noise=0.1), random.Random(1)
-    ranks = [panel.rank(prompt, ["1 2 3 <eos>", "1 2 3 3 <eos>"], rng) for _ in range(1000)]  # gold 1 vs 0.75
+    ranks = [panel.rank(prompt, ["1 2 3 <eos>", "1 2 3 3 3 3 <eos>"], rng) for _ in range(1000)]  # gold 1 vs 0.7
     agree = sum(r[0] < r[1] for r in ranks) / len(ranks)
     assert 0.85 < agree < 0.99
 

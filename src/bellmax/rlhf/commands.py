@@ -79,12 +79,13 @@ def _check_inputs(values: dict[str, str | None], required: tuple[str, ...]) -> d
     """Every input is given and exists (models must be Hugging Face directories) before any work."""
     from bellmax.rlhf.model import model_dir
 
+    missing = [f"--{name.replace('_', '-')} DIR" for name in required if values.get(name) is None]
+    if missing:
+        raise BellmaxError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
     paths = {}
     for name, value in values.items():
         flag = f"--{name.replace('_', '-')}"
         if value is None:
-            if name in required:
-                raise BellmaxError(f"{flag} DIR is required")
             continue
         path = Path(value)
         if name in MODEL_INPUTS:

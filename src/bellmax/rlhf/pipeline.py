@@ -69,16 +69,16 @@ class PipelineConfig:
 # Presets: plain data, each with where its numbers came from.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
-        "provenance": "our own tuning on this repo's 2-core CPU box, seed 0 (docs/BENCHMARKS.md, RLHF section): "
-                      "about 10 minutes end to end",
+        "provenance": "our own tuning on this repo's 2-core CPU box, seed 0 (docs/BENCHMARKS.md, RLHF section)",
         "config": {
-            "pretrain": {"steps": 1200, "batch_size": 64, "learning_rate": 1e-3,
+            "data": {"good_fraction": 0.1, "max_items": 4, "sloppy_demo_fraction": 0.6},
+            "pretrain": {"steps": 1000, "batch_size": 64, "learning_rate": 1e-3,
                          "model": {"n_layer": 4, "n_embd": 128, "n_head": 4, "n_positions": 48}},
-            "sft": {"steps": 150, "batch_size": 32, "learning_rate": 3e-4},
-            "compare": {"prompts": 800, "k": 4},
+            "sft": {"steps": 40, "batch_size": 32, "learning_rate": 3e-4},
+            "compare": {"prompts": 1000, "k": 4, "k_extra": 2},
             "reward": {"epochs": 2, "prompts_per_batch": 16, "learning_rate": 2e-4},
-            "ppo": {"iterations": 100, "batch_size": 64, "minibatch_size": 32, "n_epochs": 4, "learning_rate": 1e-4,
-                    "kl_coef": 0.05},
+            "ppo": {"iterations": 100, "batch_size": 64, "minibatch_size": 32, "n_epochs": 4, "learning_rate": 5e-5,
+                    "kl_coef": 0.2},
             "evaluate": {"prompts": 500},
         },
     },

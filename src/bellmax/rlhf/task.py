@@ -15,9 +15,9 @@ padded with filler words), as imperfect demonstrators write some of the time.
 
 The hidden **gold labeler** `gold_score` plays the human rater whose judgement RLHF tries to
 optimize; it is used only to evaluate. It gives partial credit per correct token in place,
-divides by the longer of answer and response (so padding a correct answer with extra tokens and
-stopping early both cost), and halves the score of a response that never emits the end-of-sequence
-token. A reward model that learned "longer is better" is therefore caught by the gold score.
+subtracts 0.1 per token of padding beyond the answer (rambling), loses the credit of tokens cut
+off (stopping early), and halves the score of a response that never emits the end-of-sequence
+token. A policy that learned "longer is better" (or "shorter") is therefore caught by the gold score.
 
 Training never sees the gold score: `LabelerPanel.rank` returns only a noisy ranking of K responses
 with ties (as in the lecture's "D > C > A = B"), from which `comparisons` derives the C(K, 2) pairs.
@@ -128,11 +128,17 @@ def _split_response(response: str) -> tuple[list[str], bool]:
     return tokens, False
 
 
+PADDING_PENALTY = 0.1  # per token beyond the answer's length
+
+
 def gold_score(prompt: str, response: str) -> float:
     """The hidden human judgement of `response`, in [0, 1]; 1 only for the exact answer plus EOS.
 
-    score = sum_i credit_i / max(len(answer), len(response)), halved without EOS, where credit_i
-    is 1 for a token equal to the answer's token at position i (for counts: 1 - |error| / 3).
+    score = max(0, sum_i credit_i / len(answer) - 0.1 * extra_tokens), halved without EOS, where
+    credit_i is 1 for a token equal to the answer's token at position i (for counts: 1 - |error| / 3)
+    and extra_tokens counts the tokens beyond the answer's length. Content comes first (a right
+    answer with a word of padding, 0.9, beats an answer with one of three tokens wrong, 0.67), but
+    every token of padding costs, and stopping early loses the missing tokens' credit.
     """
     correct = answer(prompt)
     tokens, finished = _split_response(response)
@@ -140,7 +146,8 @@ def gold_score(prompt: str, response: str) -> float:
         credit = [max(0.0, 1.0 - abs(int(t) - int(correct[0])) / 3) if t.isdigit() else 0.0 for t in tokens[:1]]
     else:
         credit = [1.0 if t == c else 0.0 for t, c in zip(tokens, correct)]
-    score = sum(credit) / max(len(correct), len(tokens))
+    extra = max(0, len(tokens) - len(correct))
+    score = max(0.0, sum(credit) / len(correct) - PADDING_PENALTY * extra)
     return score if finished else 0.5 * score
 
 
