@@ -38,6 +38,16 @@ def test_train_writes_config_metrics_tensorboard_and_checkpoint(trained):
     assert any(p.name.startswith("events.out.tfevents") for p in (trained / "tb").iterdir())
 
 
+def test_tensorboard_holds_every_logged_scalar_once_the_run_is_closed(trained):
+    # events are queued and written by TensorBoard's thread: closing the run must flush them all
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rows = [json.loads(line) for line in (trained / "metrics.jsonl").open()]
+    logged = [r["step"] for r in rows if r.get("losses/loss_policy") is not None]
+    events = EventAccumulator(str(trained / "tb")).Reload()
+    assert [e.step for e in events.Scalars("losses/loss_policy")] == logged and len(logged) > 1
+
+
 def test_eval_json_schema_and_determinism(trained, capsys):
     code, out, _ = run_cli(["eval", str(trained), "--episodes", "3", "--json"], capsys)
     assert code == 0
