@@ -203,9 +203,8 @@ class Algorithm:
             obs = self.normalize_obs(self.obs, update=True)
             obs_t = torch.as_tensor(obs)
             with torch.inference_mode():
-                dist = self.policy.distribution(obs_t)
-                actions = dist.sample()
-                store["log_probs"][t] = self.policy.log_prob(dist, actions).numpy()
+                actions, log_probs = self.policy.sample(obs_t)
+                store["log_probs"][t] = log_probs.numpy()
                 store["values"][t] = value_fn(obs_t).numpy()
             step = self.step_envs(self.env_actions(actions))
             store["obs"][t] = obs

@@ -142,6 +142,20 @@ class Policy(nn.Module):
         kl = kl_divergence(old, new)
         return kl.sum(-1) if self.kind == "box" else kl
 
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a ~ pi(.|s), log pi(a|s)) for acting in rollouts. For the Gaussian this is written out,
+        a = mu + sigma eps and log N(a; mu, sigma) = sum_i -eps_i^2 / 2 - log sigma_i - log(2 pi) / 2,
+        because building a torch `Normal` for every vector step costs a fifth of the policy's time;
+        the update still uses `distribution` (tests check the two agree)."""
+        if self.kind != "box":
+            dist = self.distribution(obs)
+            actions = dist.sample()
+            return actions, self.log_prob(dist, actions)
+        mean = self.net(self.encoder(obs))
+        eps = torch.randn_like(mean)
+        log_prob = (-0.5 * eps.square() - self.log_std - _HALF_LOG_2PI).sum(-1)
+        return mean + self.log_std.exp() * eps, log_prob
+
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         dist = self.distribution(obs)
@@ -150,6 +164,9 @@ class Policy(nn.Module):
                 return dist.mean
             return dist.mode if self.kind == "multi_discrete" else dist.probs.argmax(-1)
         return dist.sample()
+
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def _action_kind(space: gym.Space) -> str:
