@@ -2,7 +2,7 @@
 
 Both start from the SFT model and the reward model of one `bellmax rlhf run` directory, train for
 the same number of rollouts (batch_size responses each, the same PPO epochs, minibatch, learning
-rate, KL coefficient, clip range, max response length), then the gold labeler judges samples of
+rate, fixed KL coefficient, clip range, max response length), then the gold labeler judges samples of
 each on the same held-out prompts against SFT (win rate, ties = half). Wall-clock covers the PPO
 training only (model loading excluded).
 
@@ -32,6 +32,7 @@ def ours(run_dir: Path, args) -> tuple[float, Path]:
 
     config = preset(args.preset).with_seed().ppo
     config.seed, config.iterations, config.log_gold = args.seed, args.iterations, False
+    config.adaptive_kl = False  # TRL's PPOTrainer has a fixed KL coefficient: compare like with like
     out = Path(args.work) / "bellmax_ppo"
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
