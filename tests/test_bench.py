@@ -378,3 +378,14 @@ def test_sb3_runner_stops_at_the_return_threshold(tmp_path):
                            "--eval-episodes", "2"], capture_output=True, text=True, check=True)
     result = last_json_line(proc.stdout)
     assert result["solved_at"] == 256 and result["steps"] == 256 and result["periodic_eval_seconds"] > 0
+
+
+def test_outputs_of_an_atari_benchmark_are_files_in_the_out_dir(tmp_path, capsys):
+    import argparse
+
+    from bellmax.bench import Plan, _write_outputs
+
+    plan = Plan("rollout_ALE/Pong-v5")
+    _write_outputs(argparse.Namespace(out_dir=str(tmp_path)), plan, "bellmax bench rollout", "text", {"results": {}})
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["bench_rollout_ALE_Pong-v5.json", "bench_rollout_ALE_Pong-v5.md"]

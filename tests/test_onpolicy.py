@@ -214,7 +214,8 @@ def test_evaluation_reuses_its_envs_and_gives_the_same_returns_as_fresh_ones():
     assert np.array_equal(agent.evaluate(3), first)
 
 
-@pytest.mark.parametrize("space", [gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(4), gym.spaces.MultiDiscrete([2, 3])])
+@pytest.mark.parametrize("space", [gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(4),
+                                   gym.spaces.MultiDiscrete([2, 3])])
 def test_rollout_sampling_log_prob_is_the_distributions(space):
     from bellmax.core.nets import Policy
 

@@ -163,6 +163,11 @@ class Plan:
     reused: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # group -> runs not re-run
     reused_from: dict[str, Any] | None = None  # file, command, machine and imports of those runs
 
+    @property
+    def file_stem(self) -> str:
+        """The name as used in output file names (Atari ids such as ALE/Pong-v5 hold a slash)."""
+        return self.name.replace("/", "_")
+
 
 def load_reused_runs(path: str, group: str, algo: str, env: str, steps: int, seeds: int) -> dict[str, Any]:
     """The `group` runs of an earlier benchmark's JSON output, checked to be the same comparison
@@ -409,13 +414,13 @@ def _write_outputs(opts: argparse.Namespace, plan: Plan, invocation: str, text: 
     if opts.out_dir:
         out = Path(opts.out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"bench_{plan.name}.md").write_text(text + "\n")
-        (out / f"bench_{plan.name}.json").write_text(json.dumps({"command": invocation, **data}, indent=1) + "\n")
-        print(f"wrote {out / f'bench_{plan.name}.md'} and .json", file=sys.stderr)
+        (out / f"bench_{plan.file_stem}.md").write_text(text + "\n")
+        (out / f"bench_{plan.file_stem}.json").write_text(json.dumps({"command": invocation, **data}, indent=1) + "\n")
+        print(f"wrote {out / f'bench_{plan.file_stem}.md'} and .json", file=sys.stderr)
 
 
 def _figure_path(opts: argparse.Namespace, plan: Plan, root: Path) -> Path:
-    return (Path(opts.out_dir) if opts.out_dir else root) / f"bench_{plan.name}.png"
+    return (Path(opts.out_dir) if opts.out_dir else root) / f"bench_{plan.file_stem}.png"
 
 
 def _plot(draw: Any, *args: Any, **kwargs: Any) -> Path | None:
