@@ -289,7 +289,9 @@ def test_adaptive_kl_controller_moves_beta_towards_the_target():
 
 
 # -- the PPO step ---------------------------------------------------------------------------------
-def test_reference_and_reward_model_keep_no_gradients_and_ppo_updates_every_policy_tensor(tokenizer, tmp_path):
+@pytest.mark.parametrize("value_model", ["shared", "reward"])
+def test_reference_and_reward_model_keep_no_gradients_and_ppo_updates_every_policy_tensor(tokenizer, tmp_path,
+                                                                                           value_model):
     from bellmax.rlhf.sft import corpus_tensors
 
     directory = tmp_path
@@ -298,7 +300,8 @@ def test_reference_and_reward_model_keep_no_gradients_and_ppo_updates_every_poli
     reference = frozen(load_causal_lm(directory / "sft")[0])
     reward_model = frozen(load_reward_model(directory / "sft")[0])
     assert not any(p.requires_grad for p in [*reference.parameters(), *reward_model.parameters()])
-    policy = PolicyWithValue(lm)
+    critic = load_reward_model(directory / "sft")[0] if value_model == "reward" else None
+    policy = PolicyWithValue(lm, critic)
     config = RLHFPPOConfig(batch_size=8, minibatch_size=4, n_epochs=1, ptx_coef=0.5, ptx_batch_size=2,
                            max_new_tokens=6)
     generator = torch.Generator().manual_seed(0)

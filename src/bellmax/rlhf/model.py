@@ -157,22 +157,30 @@ def frozen(model: nn.Module) -> nn.Module:
 
 
 class PolicyWithValue(nn.Module):
-    """pi_phi(a_t | s_t) and V(s_t) from one pass: the LM head and a scalar value head share the trunk."""
+    """pi_phi(a_t | s_t) and V(s_t). Without a critic, a scalar value head shares the policy's trunk
+    (one pass, as TRL's value-head models); with one (a sequence-classification model, e.g. a copy of
+    the reward model, as in InstructGPT), V(s_t) is its scalar head at every position."""
 
-    def __init__(self, lm: nn.Module):
+    def __init__(self, lm: nn.Module, critic: nn.Module | None = None):
         super().__init__()
         self.lm = lm
-        self.value_head = nn.Linear(lm.config.hidden_size, 1)
-        nn.init.zeros_(self.value_head.weight)
-        nn.init.zeros_(self.value_head.bias)
+        self.critic = critic
+        if critic is None:
+            self.value_head = nn.Linear(lm.config.hidden_size, 1)
+            nn.init.zeros_(self.value_head.weight)
+            nn.init.zeros_(self.value_head.bias)
 
     def forward(self, query: torch.Tensor, query_mask: torch.Tensor, response: torch.Tensor,
                 response_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """logits: (B, R, V) of the distributions that chose each response token; values: (B, R), V(s_t)."""
         ids, mask = torch.cat([query, response], 1), torch.cat([query_mask, response_mask], 1)
+        before = slice(query.shape[1] - 1, -1)  # the state before each response token
         hidden = self.lm.base_model(ids, attention_mask=mask, position_ids=positions(mask)).last_hidden_state
-        hidden = hidden[:, query.shape[1] - 1: -1]  # the state before each response token
-        return self.lm.get_output_embeddings()(hidden), self.value_head(hidden).squeeze(-1)
+        logits = self.lm.get_output_embeddings()(hidden[:, before])
+        if self.critic is None:
+            return logits, self.value_head(hidden[:, before]).squeeze(-1)
+        critic_hidden = self.critic.base_model(ids, attention_mask=mask, position_ids=positions(mask)).last_hidden_state
+        return logits, self.critic.score(critic_hidden[:, before]).squeeze(-1)
 
 
 # -- sequences ----------------------------------------------------------------------------------

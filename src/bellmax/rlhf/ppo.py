@@ -31,7 +31,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -81,7 +81,10 @@ class RLHFPPOConfig:
     clip_range_vf: float | None = 0.2
     """Clip value predictions to within this of the rollout's (None: no value clipping)."""
     vf_coef: float = 0.1
-    """Weight of the value loss (the value head shares the policy's trunk)."""
+    """Weight of the value loss."""
+    value_model: Literal["reward", "shared"] = "reward"
+    """reward: a separate value model initialized from the reward model (InstructGPT, TRL); shared: a
+    value head on the policy's trunk (cheaper: one pass instead of two)."""
     gamma: float = 1.0
     """Discount over response tokens (1: the reward at EOS counts fully for every token)."""
     gae_lambda: float = 0.95
@@ -124,6 +127,7 @@ class RLHFPPOConfig:
         require(self.clip_range_vf is None or self.clip_range_vf > 0, "clip_range_vf", self.clip_range_vf,
                 "positive or None")
         require(self.vf_coef >= 0, "vf_coef", self.vf_coef, ">= 0")
+        require(self.value_model in ("reward", "shared"), "value_model", self.value_model, "reward or shared")
         require(0 < self.gamma <= 1, "gamma", self.gamma, "in (0, 1]")
         require(0 <= self.gae_lambda <= 1, "gae_lambda", self.gae_lambda, "in [0, 1]")
         require(self.kl_coef >= 0, "kl_coef", self.kl_coef, ">= 0")
@@ -292,7 +296,8 @@ def run_ppo(config: RLHFPPOConfig, model_path: Path, reward_path: Path, data_dir
     ptx_tensors = None
     if config.ptx_coef > 0:
         ptx_tensors = corpus_tensors(tokenizer, data.read_jsonl(Path(data_dir) / data.CORPUS, ("text",)))
-    policy = PolicyWithValue(lm).eval()
+    critic = load_reward_model(reward_path)[0] if config.value_model == "reward" else None
+    policy = PolicyWithValue(lm, critic).eval()
     optimizer = Adam(policy.parameters(), lr=config.learning_rate)
     controller = KLController(config.kl_coef, config.adaptive_kl, config.target_kl, config.kl_horizon)
     generator = torch.Generator().manual_seed(config.seed)
