@@ -88,3 +88,19 @@ def test_dqn_n_step_on_atari_reads_n_step_transitions_from_the_frame_buffer():
     full = torch.isclose(batch["discounts"], torch.tensor(0.9**3))
     assert full.float().mean() > 0.9
     assert all(any(abs(d - 0.9**m) < 1e-6 for m in (1, 2, 3)) for d in batch["discounts"].tolist())
+
+
+def test_dqn_prioritized_replay_on_atari_updates_priorities_of_the_frame_rings():
+    pytest.importorskip("ale_py")
+    import numpy as np
+
+    from bellmax.algos import DQN, DQNConfig
+    from bellmax.core.buffers import PrioritizedFrameStackReplayBuffer
+
+    agent = DQN(DQNConfig(env="ALE/Pong-v5", num_envs=1, buffer_size=2000, learning_starts=100, batch_size=8,
+                          train_freq=4, log_every=200, prioritized_replay=True, n_step=3, seed=0, eval_episodes=0))
+    assert isinstance(agent.replay, PrioritizedFrameStackReplayBuffer)
+    agent.train_iteration(200)
+    priorities = agent.replay.priorities.get(np.arange(agent.replay.ring))
+    assert len(np.unique(priorities[priorities > 0])) > 10  # sampled transitions got |delta| + eps
+    assert 0.4 < agent.replay.beta < 1.0

@@ -40,12 +40,13 @@ class Frames(gym.Env):
 gym.register("bellmax-test/Frames-v0", entry_point=Frames, max_episode_steps=15)
 
 
-def fill(capacity: int, steps: int, num_envs: int = 2, n_step: int = 1, gamma: float = 0.99, log: dict | None = None):
+def fill(capacity: int, steps: int, num_envs: int = 2, n_step: int = 1, gamma: float = 0.99, log: dict | None = None,
+         buffer_class: type = FrameStackReplayBuffer):
     """A buffer filled from `steps` vector steps, and the set of real (obs, action, next_obs);
     `log`, if given, gets (episode, t) -> (reward, terminated) of every transition taken."""
     env = gym.vector.SyncVectorEnv([lambda: gym.make("bellmax-test/Frames-v0") for _ in range(num_envs)])
     obs, _ = env.reset(seed=0)
-    buffer = FrameStackReplayBuffer(capacity, num_envs, (STACK, 2, 2), (), gamma=gamma, n_step=n_step)
+    buffer = buffer_class(capacity, num_envs, (STACK, 2, 2), (), gamma=gamma, n_step=n_step)
     prev_done = np.zeros(num_envs, bool)
     rng = np.random.default_rng(0)
     real_pairs = set()
@@ -121,3 +122,27 @@ def test_one_step_sampling_is_unchanged_by_the_n_step_code():
     rewards, last, terminated, discounts = FrameStackReplayBuffer.n_step_transitions(one, env[keep], index[keep])
     assert np.array_equal(rewards, one.rewards[env[keep], index[keep]])
     assert np.array_equal(last, (index[keep] + 1) % one.ring) and np.allclose(discounts, 0.99)
+
+
+def test_prioritized_frame_replay_samples_only_real_transitions_in_proportion_to_priority():
+    from bellmax.core.buffers import PrioritizedFrameStackReplayBuffer
+
+    buffer, real_pairs = fill(capacity=60, steps=400, buffer_class=PrioritizedFrameStackReplayBuffer)
+    buffer.alpha = 1.0
+    batch = buffer.sample(512, np.random.default_rng(6))  # stale entries of earlier laps are dropped on the way
+    for obs, action, next_obs in zip(batch["obs"].numpy(), batch["actions"].numpy(), batch["next_obs"].numpy()):
+        assert (obs.tobytes(), int(action), next_obs.tobytes()) in real_pairs
+    leaves = np.unique(batch["indices"].numpy())
+    live = np.flatnonzero(buffer.priorities.get(np.arange(buffer.num_envs * buffer.ring)) > 0)
+    assert set(leaves) <= set(live)
+    # give one transition 50 times the priority of every other: it fills about 50 / (49 + n) of the draws
+    others = np.setdiff1d(live, leaves[:1])
+    buffer.update_priorities(others, np.ones(len(others)) - buffer.eps)
+    buffer.update_priorities(leaves[:1], np.array([50.0 - buffer.eps]))
+    draws = np.concatenate([buffer.sample(256, np.random.default_rng(k))["indices"].numpy() for k in range(20)])
+    share = np.mean(draws == leaves[0])
+    expected = 50 / (50 + len(others))
+    assert abs(share - expected) < 0.35 * expected
+    weights = buffer.sample(256, np.random.default_rng(99))
+    w = weights["weights"].numpy()[weights["indices"].numpy() == leaves[0]]
+    assert len(w) and np.allclose(w, w.min()) and w.max() < 1  # the favoured one is down-weighted

@@ -187,6 +187,6 @@ def test_prioritized_replay_samples_in_proportion_to_priority_and_weights_undo_t
 def test_dqn_with_prioritized_replay_updates_priorities_from_td_errors():
     agent = DQN(DQNConfig(seed=0, prioritized_replay=True, total_steps=2000, **TINY))
     agent.train_iteration(300)
-    leaves = agent.replay.tree[agent.replay.leaves: agent.replay.leaves + len(agent.replay)]
+    leaves = agent.replay.priorities.get(np.arange(len(agent.replay)))
     assert len(np.unique(leaves)) > 10  # no longer all max-priority: sampled ones got |delta|
     assert 0.4 < agent.replay.beta < 1.0

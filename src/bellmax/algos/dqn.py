@@ -22,11 +22,10 @@ import torch
 from torch import nn
 
 from bellmax.config import require
-from bellmax.core.buffers import PrioritizedReplayBuffer
+from bellmax.core.buffers import PrioritizedFrameStackReplayBuffer, PrioritizedReplayBuffer
 from bellmax.core.nets import NatureCNN, QHead, is_image_space, polyak_update
 from bellmax.core.offpolicy import OffPolicyAlgorithm, OffPolicyConfig
 from bellmax.core.optim import Adam, clip_grad_norm
-from bellmax.errors import BellmaxError
 
 
 @dataclass
@@ -110,9 +109,10 @@ class DQN(OffPolicyAlgorithm):
         cfg = self.config
         if not cfg.prioritized_replay:
             return super().make_replay()
-        if is_image_space(self.env.single_observation_space):
-            raise BellmaxError("prioritized replay is not supported with image observations yet")
         space = self.env.single_observation_space
+        if is_image_space(space):  # Atari: priorities over the frame rings
+            return PrioritizedFrameStackReplayBuffer(cfg.buffer_size, self.env.num_envs, space.shape, (),
+                                                     gamma=cfg.gamma, n_step=cfg.n_step, alpha=cfg.priority_alpha)
         return PrioritizedReplayBuffer(cfg.buffer_size, space.shape, (), obs_dtype=space.dtype,
                                        action_dtype=np.int64, alpha=cfg.priority_alpha)
 

@@ -342,6 +342,11 @@ class FrameStackReplayBuffer:
             envs.append(env[keep])
             indices.append(index[keep])
         env, index = np.concatenate(envs)[:batch_size], np.concatenate(indices)[:batch_size]
+        return self.transitions_at(env, index)
+
+    def transitions_at(self, env: np.ndarray, index: np.ndarray) -> dict[str, torch.Tensor]:
+        """The (n-step) transitions starting at entries `index` of envs `env`, as a batch."""
+        batch_size = len(env)
         if self.n_step == 1:
             rewards, last, terminated = self.rewards[env, index], (index + 1) % self.ring, self.terminated[env, index]
             discounts = np.full(batch_size, self.gamma, dtype=np.float32)
@@ -375,6 +380,83 @@ class FrameStackReplayBuffer:
         return returns, last, terminated, discounts
 
 
+class PrioritizedFrameStackReplayBuffer(FrameStackReplayBuffer):
+    """Prioritized replay (as `PrioritizedReplayBuffer`) over the Atari frame rings: one
+    priority per ring entry. A new transition gets the largest priority so far; an entry that
+    stopped being a transition (overwritten, or its stack reaches into overwritten frames) keeps
+    its stale priority until it is drawn, then gets priority 0 and the draw is repeated, so every
+    sampled transition is a real one."""
+
+    def __init__(self, capacity: int, num_envs: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
+                 action_dtype: type = np.int64, gamma: float = 0.99, n_step: int = 1, alpha: float = 0.6,
+                 eps: float = 1e-6):
+        super().__init__(capacity, num_envs, obs_shape, action_shape, action_dtype, gamma, n_step)
+        self.alpha, self.eps, self.beta = alpha, eps, 0.4
+        self.priorities = SumTree(num_envs * self.ring)  # leaf = env * ring + entry
+        self.max_priority = 1.0
+
+    def add(self, obs, actions, rewards, next_obs, terminated, valid, done=None, discounts=None) -> None:
+        before = self.has_next.copy()
+        super().add(obs, actions, rewards, next_obs, terminated, valid, done, discounts)
+        new = np.flatnonzero((self.has_next & ~before).ravel())  # entries that just became transitions
+        if len(new):
+            self.priorities.set(new, np.full(len(new), self.max_priority**self.alpha))
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        leaves = self.priorities.stratified(batch_size, rng)
+        while True:
+            stale = ~self._sampleable(leaves // self.ring, leaves % self.ring)
+            if not stale.any():
+                break
+            self.priorities.set(np.unique(leaves[stale]), np.zeros(len(np.unique(leaves[stale]))))
+            leaves[stale] = self.priorities.stratified(int(stale.sum()), rng)
+        env, index = leaves // self.ring, leaves % self.ring
+        return {**self.transitions_at(env, index), **importance(self.priorities, leaves, len(self), self.beta)}
+
+    def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
+        priorities = np.abs(td_errors) + self.eps
+        self.max_priority = max(self.max_priority, float(priorities.max()))
+        self.priorities.set(np.asarray(indices), priorities**self.alpha)
+
+
+class SumTree:
+    """Non-negative weights on `size` leaves in a binary tree whose every node holds the sum of
+    its two children: setting weights and drawing a leaf with probability weight / total both
+    take O(log size)."""
+
+    def __init__(self, size: int):
+        self.leaves = 1 << max(size - 1, 1).bit_length()
+        self.tree = np.zeros(2 * self.leaves)  # tree[1] is the total; leaves at [leaves, 2 leaves)
+
+    @property
+    def total(self) -> float:
+        return float(self.tree[1])
+
+    def get(self, leaves: np.ndarray) -> np.ndarray:
+        return self.tree[np.asarray(leaves) + self.leaves]
+
+    def set(self, leaves: np.ndarray, weights: np.ndarray) -> None:
+        nodes = np.asarray(leaves) + self.leaves
+        self.tree[nodes] = weights
+        nodes = np.unique(nodes // 2)
+        while nodes[0] >= 1:
+            self.tree[nodes] = self.tree[2 * nodes] + self.tree[2 * nodes + 1]
+            if nodes[0] == 1:
+                break
+            nodes = np.unique(nodes // 2)
+
+    def stratified(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        """`count` leaves, one drawn from each of `count` equal slices of the total weight."""
+        targets = (np.arange(count) + rng.random(count)) * (self.total / count)
+        nodes = np.ones(count, dtype=np.int64)
+        while nodes[0] < self.leaves:
+            left = 2 * nodes
+            go_right = targets > self.tree[left]
+            targets = np.where(go_right, targets - self.tree[left], targets)
+            nodes = np.where(go_right, left + 1, left)
+        return nodes - self.leaves
+
+
 class PrioritizedReplayBuffer(ReplayBuffer):
     """Proportional prioritized replay (Schaul et al., 2016): transition i is drawn with
     probability P(i) = p_i^alpha / sum_j p_j^alpha, p_i = |delta_i| + eps from its last TD error
@@ -386,49 +468,35 @@ class PrioritizedReplayBuffer(ReplayBuffer):
                  obs_dtype: type = np.float32, action_dtype: type = np.float32, alpha: float = 0.6, eps: float = 1e-6):
         super().__init__(capacity, obs_shape, action_shape, obs_dtype, action_dtype)
         self.alpha, self.eps, self.beta = alpha, eps, 0.4
-        self.leaves = 1 << max(capacity - 1, 1).bit_length()
-        self.tree = np.zeros(2 * self.leaves)  # tree[1] is the total; leaves at [leaves, 2 leaves)
+        self.priorities = SumTree(capacity)
         self.max_priority = 1.0
-
-    def _set(self, rows: np.ndarray, priorities: np.ndarray) -> None:
-        nodes = rows + self.leaves
-        self.tree[nodes] = priorities**self.alpha
-        nodes = np.unique(nodes // 2)
-        while nodes[0] >= 1:
-            self.tree[nodes] = self.tree[2 * nodes] + self.tree[2 * nodes + 1]
-            if nodes[0] == 1:
-                break
-            nodes = np.unique(nodes // 2)
 
     def add(self, obs, actions, rewards, next_obs, terminated, valid, done=None, discounts=0.99) -> None:
         start, count = self.pos, int(np.count_nonzero(valid))
         super().add(obs, actions, rewards, next_obs, terminated, valid, done, discounts)
         if count:
-            self._set((start + np.arange(count)) % self.capacity, np.full(count, self.max_priority))
+            rows = (start + np.arange(count)) % self.capacity
+            self.priorities.set(rows, np.full(count, self.max_priority**self.alpha))
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        # stratified: one draw from each of batch_size equal slices of the total priority mass
-        total = self.tree[1]
-        targets = (np.arange(batch_size) + rng.random(batch_size)) * (total / batch_size)
-        nodes = np.ones(batch_size, dtype=np.int64)
-        while nodes[0] < self.leaves:
-            left = 2 * nodes
-            go_right = targets > self.tree[left]
-            targets = np.where(go_right, targets - self.tree[left], targets)
-            nodes = np.where(go_right, left + 1, left)
-        idx = np.minimum(nodes - self.leaves, self.size - 1)
-        probabilities = self.tree[idx + self.leaves] / total
-        weights = (self.size * probabilities) ** -self.beta
+        idx = np.minimum(self.priorities.stratified(batch_size, rng), self.size - 1)
         batch = {
             "obs": torch.as_tensor(self.obs[idx]), "actions": torch.as_tensor(self.actions[idx]),
             "rewards": torch.as_tensor(self.rewards[idx]), "next_obs": torch.as_tensor(self.next_obs[idx]),
             "terminated": torch.as_tensor(self.terminated[idx]), "discounts": torch.as_tensor(self.discounts[idx]),
-            "weights": torch.as_tensor(weights / weights.max(), dtype=torch.float32),
-            "indices": torch.as_tensor(idx),
         }
-        return batch
+        return {**batch, **importance(self.priorities, idx, self.size, self.beta)}
 
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
         priorities = np.abs(td_errors) + self.eps
         self.max_priority = max(self.max_priority, float(priorities.max()))
-        self._set(np.asarray(indices), priorities)
+        self.priorities.set(np.asarray(indices), priorities**self.alpha)
+
+
+def importance(priorities: SumTree, leaves: np.ndarray, n: int, beta: float) -> dict[str, torch.Tensor]:
+    """The importance weights w_i = (N P(i))^-beta / max w of sampled leaves, and the leaves
+    themselves (for the priority update after the TD errors are known)."""
+    probabilities = priorities.get(leaves) / priorities.total
+    weights = (n * probabilities) ** -beta
+    return {"weights": torch.as_tensor(weights / weights.max(), dtype=torch.float32),
+            "indices": torch.as_tensor(leaves)}
