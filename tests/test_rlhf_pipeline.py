@@ -108,3 +108,13 @@ def test_classic_commands_do_not_import_transformers():
     code = ("import sys; from bellmax.cli import main; main(['solve', 'gridworld']); "
             "assert 'transformers' not in sys.modules and 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_a_policys_win_rate_does_not_depend_on_which_others_are_evaluated(pipeline, tmp_path):
+    # each policy samples with a seed from its own name: evaluating the RL policy alone gives the
+    # same win rate as in the full run, where the pretrained model was evaluated before it
+    full = json.loads((pipeline / "evaluate" / "report.json").read_text())["win_rates"]
+    alone = tmp_path / "alone"
+    assert main(["rlhf", "evaluate", "--preset", "test", "--seed", "3", "--sft", str(pipeline / "sft"),
+                 "--data", str(pipeline / "data"), "--rl", str(pipeline / "ppo"), "--run-dir", str(alone)]) == 0
+    assert json.loads((alone / "report.json").read_text())["win_rates"]["rl_vs_sft"] == full["rl_vs_sft"]

@@ -16,6 +16,7 @@ length form of reward hacking; with the KL penalty and without it.
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,15 @@ def plot_training_curves(curves: dict[str, list[dict[str, Any]]], output: Path) 
 
 
 # -- the stage ----------------------------------------------------------------------------------
+SEED_OFFSETS = {"pretrained": 2, "rl": 3, "rl_no_kl": 4}  # 0 and 1: the two SFT samples
+
+
+def policy_seed_offset(name: str) -> int:
+    """Each policy's sampling seed depends on its name only, so a policy's answers (and its win
+    rate) are the same whichever other policies are evaluated with it."""
+    return SEED_OFFSETS.get(name, 5 + zlib.crc32(name.encode()) % 10_000)
+
+
 def run_evaluate(config: EvaluateConfig, sft_path: Path, policies: dict[str, Path], data_dir: Path, run_dir: Path,
                  ppo_runs: dict[str, Path] | None = None) -> dict[str, Any]:
     """Stage 5: win rates against SFT (gold labeler) of `policies` (name -> model dir, e.g. pretrained,
@@ -168,9 +178,9 @@ def run_evaluate(config: EvaluateConfig, sft_path: Path, policies: dict[str, Pat
     second = answers(sft, 1)  # an independent SFT sample: the 50% reference bar
     results: dict[str, dict[str, Any]] = {"sft": {"gold": gold_scores(prompts, second["texts"]),
                                                   "lengths": second["lengths"], "kl": [0.0]}}
-    for offset, (name, path) in enumerate(policies.items(), start=2):
+    for name, path in policies.items():
         model = load_causal_lm(path, f"--{name.replace('_', '-')}")[0].eval()
-        sampled = answers(model, offset, reference=sft)
+        sampled = answers(model, policy_seed_offset(name), reference=sft)
         results[name] = {"gold": gold_scores(prompts, sampled["texts"]), "lengths": sampled["lengths"],
                          "kl": sampled["kl"], "example": sampled["texts"][:3]}
     win_rates = {f"{name}_vs_sft": task.win_rate(r["gold"], baseline_gold) for name, r in results.items()}
