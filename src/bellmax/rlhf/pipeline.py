@@ -75,7 +75,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "data": {"good_fraction": 0.05, "max_items": 4, "sloppy_demo_fraction": 0.7, "eval_prompts": 2000},
             "pretrain": {"steps": 1000, "batch_size": 64, "learning_rate": 1e-3,
                          "model": {"n_layer": 4, "n_embd": 128, "n_head": 4, "n_positions": 48}},
-            "sft": {"steps": 150, "batch_size": 32, "learning_rate": 3e-4},
+            "sft": {"steps": 300, "batch_size": 32, "learning_rate": 3e-4},
             "compare": {"prompts": 3000, "k": 4, "k_extra": 2},
             "reward": {"epochs": 2, "prompts_per_batch": 16, "learning_rate": 2e-4},
             "ppo": {"iterations": 60, "batch_size": 64, "minibatch_size": 32, "n_epochs": 4, "learning_rate": 5e-5,
