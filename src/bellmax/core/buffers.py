@@ -305,8 +305,10 @@ class FrameStackReplayBuffer:
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
             terminated: np.ndarray, valid: np.ndarray, done: np.ndarray | None = None,
-            discounts: np.ndarray | float | None = None) -> None:
-        """Add one vector step. `done` marks true episode ends (the env resets before the next step)."""
+            discounts: np.ndarray | float | None = None) -> np.ndarray:
+        """Add one vector step. `done` marks true episode ends (the env resets before the next step).
+        Returns the entries (env * ring + index) that now hold the step's transitions."""
+        added = []
         for i in np.flatnonzero(valid):
             if self.episode_start[i]:
                 for frame in obs[i]:
@@ -318,9 +320,11 @@ class FrameStackReplayBuffer:
             self.terminated[i, current] = terminated[i]
             self._write(i, next_obs[i][-1])
             self.has_next[i, current] = True
+            added.append(i * self.ring + current)
             self.transitions += 1
             if done is not None and done[i]:
                 self.episode_start[i] = True
+        return np.asarray(added, dtype=np.int64)
 
     def _sampleable(self, env: np.ndarray, index: np.ndarray) -> np.ndarray:
         offsets = np.arange(-(self.stack - 1), 2)  # the stack ending at k, and k + 1
@@ -380,9 +384,30 @@ class FrameStackReplayBuffer:
         return returns, last, terminated, discounts
 
 
-class PrioritizedFrameStackReplayBuffer(FrameStackReplayBuffer):
-    """Prioritized replay (as `PrioritizedReplayBuffer`) over the Atari frame rings: one
-    priority per ring entry. A new transition gets the largest priority so far; an entry that
+class PrioritySampling:
+    """What proportional prioritized replay (Schaul et al., 2016) adds to a buffer: transition i
+    is drawn with probability P(i) = p_i^alpha / sum_j p_j^alpha, p_i = |delta_i| + eps from its
+    last TD error (new transitions get the largest priority so far), and its loss is weighted by
+    w_i = (N P(i))^-beta / max_j w_j, which undoes the bias. A sum tree over `size` slots keeps
+    sampling and updates O(log N)."""
+
+    def init_priorities(self, size: int, alpha: float, eps: float) -> None:
+        self.alpha, self.eps, self.beta = alpha, eps, 0.4
+        self.priorities = SumTree(size)
+        self.max_priority = 1.0
+
+    def prioritize_new(self, slots: np.ndarray) -> None:
+        if len(slots):
+            self.priorities.set(slots, np.full(len(slots), self.max_priority**self.alpha))
+
+    def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
+        priorities = np.abs(td_errors) + self.eps
+        self.max_priority = max(self.max_priority, float(priorities.max()))
+        self.priorities.set(np.asarray(indices), priorities**self.alpha)
+
+
+class PrioritizedFrameStackReplayBuffer(PrioritySampling, FrameStackReplayBuffer):
+    """Prioritized replay over the Atari frame rings: one priority per ring entry. An entry that
     stopped being a transition (overwritten, or its stack reaches into overwritten frames) keeps
     its stale priority until it is drawn, then gets priority 0 and the draw is repeated, so every
     sampled transition is a real one."""
@@ -391,16 +416,12 @@ class PrioritizedFrameStackReplayBuffer(FrameStackReplayBuffer):
                  action_dtype: type = np.int64, gamma: float = 0.99, n_step: int = 1, alpha: float = 0.6,
                  eps: float = 1e-6):
         super().__init__(capacity, num_envs, obs_shape, action_shape, action_dtype, gamma, n_step)
-        self.alpha, self.eps, self.beta = alpha, eps, 0.4
-        self.priorities = SumTree(num_envs * self.ring)  # leaf = env * ring + entry
-        self.max_priority = 1.0
+        self.init_priorities(num_envs * self.ring, alpha, eps)  # slot = env * ring + entry
 
-    def add(self, obs, actions, rewards, next_obs, terminated, valid, done=None, discounts=None) -> None:
-        before = self.has_next.copy()
-        super().add(obs, actions, rewards, next_obs, terminated, valid, done, discounts)
-        new = np.flatnonzero((self.has_next & ~before).ravel())  # entries that just became transitions
-        if len(new):
-            self.priorities.set(new, np.full(len(new), self.max_priority**self.alpha))
+    def add(self, obs, actions, rewards, next_obs, terminated, valid, done=None, discounts=None) -> np.ndarray:
+        added = super().add(obs, actions, rewards, next_obs, terminated, valid, done, discounts)
+        self.prioritize_new(added)
+        return added
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         leaves = self.priorities.stratified(batch_size, rng)
@@ -408,15 +429,11 @@ class PrioritizedFrameStackReplayBuffer(FrameStackReplayBuffer):
             stale = ~self._sampleable(leaves // self.ring, leaves % self.ring)
             if not stale.any():
                 break
-            self.priorities.set(np.unique(leaves[stale]), np.zeros(len(np.unique(leaves[stale]))))
+            dropped = np.unique(leaves[stale])
+            self.priorities.set(dropped, np.zeros(len(dropped)))
             leaves[stale] = self.priorities.stratified(int(stale.sum()), rng)
         env, index = leaves // self.ring, leaves % self.ring
         return {**self.transitions_at(env, index), **importance(self.priorities, leaves, len(self), self.beta)}
-
-    def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
-        priorities = np.abs(td_errors) + self.eps
-        self.max_priority = max(self.max_priority, float(priorities.max()))
-        self.priorities.set(np.asarray(indices), priorities**self.alpha)
 
 
 class SumTree:
@@ -457,26 +474,18 @@ class SumTree:
         return nodes - self.leaves
 
 
-class PrioritizedReplayBuffer(ReplayBuffer):
-    """Proportional prioritized replay (Schaul et al., 2016): transition i is drawn with
-    probability P(i) = p_i^alpha / sum_j p_j^alpha, p_i = |delta_i| + eps from its last TD error
-    (new transitions get the largest priority so far), and its loss is weighted by the importance
-    weight w_i = (N P(i))^-beta / max_j w_j that undoes the bias. A sum tree makes sampling and
-    updates O(log N)."""
+class PrioritizedReplayBuffer(PrioritySampling, ReplayBuffer):
+    """Prioritized replay (`PrioritySampling`) over a flat buffer: one priority per row."""
 
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
                  obs_dtype: type = np.float32, action_dtype: type = np.float32, alpha: float = 0.6, eps: float = 1e-6):
         super().__init__(capacity, obs_shape, action_shape, obs_dtype, action_dtype)
-        self.alpha, self.eps, self.beta = alpha, eps, 0.4
-        self.priorities = SumTree(capacity)
-        self.max_priority = 1.0
+        self.init_priorities(capacity, alpha, eps)
 
     def add(self, obs, actions, rewards, next_obs, terminated, valid, done=None, discounts=0.99) -> None:
         start, count = self.pos, int(np.count_nonzero(valid))
         super().add(obs, actions, rewards, next_obs, terminated, valid, done, discounts)
-        if count:
-            rows = (start + np.arange(count)) % self.capacity
-            self.priorities.set(rows, np.full(count, self.max_priority**self.alpha))
+        self.prioritize_new((start + np.arange(count)) % self.capacity)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         idx = np.minimum(self.priorities.stratified(batch_size, rng), self.size - 1)
@@ -486,11 +495,6 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             "terminated": torch.as_tensor(self.terminated[idx]), "discounts": torch.as_tensor(self.discounts[idx]),
         }
         return {**batch, **importance(self.priorities, idx, self.size, self.beta)}
-
-    def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
-        priorities = np.abs(td_errors) + self.eps
-        self.max_priority = max(self.max_priority, float(priorities.max()))
-        self.priorities.set(np.asarray(indices), priorities**self.alpha)
 
 
 def importance(priorities: SumTree, leaves: np.ndarray, n: int, beta: float) -> dict[str, torch.Tensor]:
