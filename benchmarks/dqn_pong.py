@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,8 +114,6 @@ def replay_memory(capacity: int = 1_000_000, built: int = 10_000) -> dict:
     sizes = {"bellmax FrameStackReplayBuffer": sum(a.nbytes for a in vars(ours).values()
                                                     if isinstance(a, np.ndarray))}
     for optimize in (False, True):
-        import warnings
-
         with warnings.catch_warnings():  # SB3 warns that the machine lacks that much memory
             warnings.simplefilter("ignore")
             theirs = ReplayBuffer(built, obs_space, spaces.Discrete(6), device="cpu",
