@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -39,6 +40,10 @@ CARTPOLE_STEPS = 100_000  # rl-zoo3's n_timesteps for PPO CartPole-v1 (and the p
 # off-policy time-to-solve benchmarks: name -> (algorithm, environment); SB3's budget is the
 # rl-zoo3 entry's n_timesteps (DQN CartPole 50k, SAC Pendulum 20k)
 OFF_POLICY_BENCHMARKS = {"dqn-cartpole": ("dqn", CARTPOLE), "sac-pendulum": ("sac", "Pendulum-v1")}
+
+# `bench mujoco` step budgets: the issues' minimums (on-policy 200k, SAC/TD3 100k)
+ON_POLICY_MUJOCO_STEPS = 200_000
+OFF_POLICY_MUJOCO_STEPS = 100_000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,7 +65,7 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bellmax bench", description="bellmax against Stable-Baselines3, side by side.",
-                     epilog="Each benchmark runs one process per library and seed, one after the other.")
+                     epilog="Each benchmark runs one process per library and seed, one after the other (--jobs N: N at a time).")
     sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", parser_class=_Parser)
 
     def common(p: argparse.ArgumentParser, seeds: bool = True) -> None:
@@ -72,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--sb3-threads", type=int, default=1,
                            help="torch threads of the SB3 processes (default 1, as bellmax's torch_threads; "
                                 "0: torch's default)")
+            p.add_argument("--jobs", type=_positive, default=1,
+                           help="processes at a time (default 1: one after the other, each on a quiet "
+                                "machine); more only with at least that many idle cores, said in the report")
         p.add_argument("--keep-runs", default=None, help="put the run directories here (default: a temporary dir)")
         p.add_argument("--out-dir", default=None, help="write bench_NAME.json, .md and .png here")
         p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
@@ -107,10 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     mujoco = sub.add_parser("mujoco", help="MuJoCo: final eval return and training steps/s",
                             description="bellmax `train ALGO --env ENV --total-steps N` with its preset vs SB3 "
                                         "(sb3-contrib for TRPO) with rl-zoo3's hyperparameters for the env "
-                                        "(v4 entries used for v5 ids).")
-    mujoco.add_argument("--algo", choices=["ppo", "a2c", "trpo"], default="ppo")
+                                        "(v4 entries used for v5 ids); for SAC and TD3 also gradient updates "
+                                        "per second of update time.")
+    mujoco.add_argument("--algo", choices=["ppo", "a2c", "trpo", "sac", "td3"], default="ppo")
     mujoco.add_argument("--env", default="HalfCheetah-v5")
-    mujoco.add_argument("--steps", type=_positive, default=200_000, help="training steps per run (default 200000)")
+    mujoco.add_argument("--steps", type=_positive, default=None,
+                        help="training steps per run (default 200000 on-policy, 100000 for sac and td3)")
     reuse(mujoco)
     common(mujoco)
 
@@ -306,6 +316,8 @@ def mujoco_plan(opts: argparse.Namespace, root: Path) -> Plan:
     if preset is None:
         raise BellmaxError(f"bellmax has no {opts.algo} preset for {opts.env}; the benchmark compares presets "
                            f"(see src/bellmax/presets/{opts.algo}.json)")
+    if opts.steps is None:
+        opts.steps = OFF_POLICY_MUJOCO_STEPS if opts.algo in ("sac", "td3") else ON_POLICY_MUJOCO_STEPS
     plan = Plan(f"mujoco_{opts.algo}_{opts.env}",
                 notes=[f"bellmax preset: {preset[0]} ({preset[1]['source']})", f"SB3 hyperparameters: {provenance}"])
     if opts.reuse_sb3:
@@ -363,10 +375,12 @@ def _runs_root(opts: argparse.Namespace, benchmark: str) -> Path:
 
 
 def execute(plan: Plan, root: Path, import_samples: list[dict[str, float]] | None = None,
-            algo: str = "ppo") -> dict[str, list[dict[str, Any]]]:
-    """Run the plan's processes in order; results grouped by job group, in seed order. With
-    `import_samples`, the import probes run once after every bellmax run (next to it in time,
-    so both see the same load) and their times are appended there."""
+            algo: str = "ppo", jobs: int = 1) -> dict[str, list[dict[str, Any]]]:
+    """Run the plan's processes in order, `jobs` at a time; results grouped by job group, in seed
+    order. With `import_samples` and one job at a time, the import probes run once after every
+    bellmax run (next to it in time, so both see the same load) and their times are appended
+    there; with several at a time they would time the neighbours' load, so main() takes them
+    all afterwards."""
     from bellmax.bench.harness import (
         last_json_line,
         run_process,
@@ -379,8 +393,8 @@ def execute(plan: Plan, root: Path, import_samples: list[dict[str, float]] | Non
     if taken:
         raise BellmaxError(f"run directories already exist: {', '.join(taken)}; pass another --keep-runs DIR")
     results: dict[str, list[dict[str, Any]]] = {}
-    for number, job in enumerate(plan.jobs, 1):
-        finished = run_process(job.command, log_dir=root / "logs", name=f"{job.group}-{job.seed}")
+
+    def summarize_job(job: Job, finished: Any, number: int) -> None:
         if job.library == "bellmax":
             summary = summarize_bellmax_run(job.run_dir, finished.seconds, plan.stop_at_return)
         elif job.library == "sb3":
@@ -389,13 +403,32 @@ def execute(plan: Plan, root: Path, import_samples: list[dict[str, float]] | Non
             summary = {**last_json_line(finished.stdout), "whole_seconds": finished.seconds}
         summary["command"] = finished.command
         results.setdefault(job.group, []).append(summary)
-        if import_samples is not None and job.library == "bellmax":
+        if import_samples is not None and job.library == "bellmax" and jobs == 1:
             import_samples.append(time_imports(algo))
         shown = {k: summary.get(k) for k in ("whole_seconds", "steps", "eval_return", "solved_at", "sps")
                  if summary.get(k) is not None}
         print(f"  [{number}/{len(plan.jobs)}] {job.group} seed {job.seed}: "
               + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()),
               file=sys.stderr, flush=True)
+
+    def run(job: Job) -> Any:
+        return run_process(job.command, log_dir=root / "logs", name=f"{job.group}-{job.seed}")
+
+    pool = None
+    if jobs > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        futures = [pool.submit(run, job) for job in plan.jobs]
+        outcomes = (future.result() for future in futures)  # in plan order
+    else:
+        outcomes = (run(job) for job in plan.jobs)
+    try:
+        for number, (job, finished) in enumerate(zip(plan.jobs, outcomes), 1):
+            summarize_job(job, finished, number)
+    finally:
+        if pool is not None:  # after a failure, start nothing more (runs under way finish)
+            pool.shutdown(wait=False, cancel_futures=True)
     return results
 
 
@@ -538,6 +571,8 @@ def report_mujoco(opts: argparse.Namespace, plan: Plan, root: Path, results: dic
     text = "\n\n".join([
         header,
         report.mujoco_table(seeds, results["bellmax"], results["sb3"]),
+        *([report.updates_table(seeds, results["bellmax"], results["sb3"], None, zoo_label="SB3")]
+          if opts.algo in ("sac", "td3") else []),
         report.breakdown_table("bellmax time by phase (seconds):", seeds, results["bellmax"], imports),
         report.breakdown_table(sb3_label, seeds, results["sb3"], sb3_imports),
     ])
@@ -577,7 +612,11 @@ def main(argv: list[str]) -> int:
     start = time.perf_counter()
     algo = getattr(opts, "algo", None) or OFF_POLICY_BENCHMARKS.get(opts.benchmark, ("ppo",))[0]
     samples: list[dict[str, float]] | None = None if opts.benchmark == "rollout" else []
-    results = execute(plan, root, samples, algo)
+    jobs = getattr(opts, "jobs", 1)
+    if jobs > 1:
+        plan.notes.append(f"**{jobs} processes at a time** (`--jobs {jobs}`) on {os.cpu_count()} CPU cores: "
+                          "runs shared the machine with each other, each library alike")
+    results = execute(plan, root, samples, algo, jobs=jobs)
     for group, runs in plan.reused.items():
         results[group] = runs
     imports = None

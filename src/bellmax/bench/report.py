@@ -104,12 +104,12 @@ def cartpole_sample_table(seeds: Sequence[int], bellmax: Sequence[dict], stop: S
 
 
 def updates_table(seeds: Sequence[int], bellmax: Sequence[dict], zoo: Sequence[dict],
-                  stop: Sequence[dict] | None = None) -> str:
+                  stop: Sequence[dict] | None = None, zoo_label: str = "SB3 (a)") -> str:
     """Gradient updates per run and per second of update time (bellmax: sum of
     losses/gradient_steps; SB3: train/n_updates), for off-policy runs."""
-    groups = [("bellmax", bellmax), ("SB3 (a)", zoo)] + ([("SB3 (b)", stop)] if stop else [])
+    groups = [("bellmax", bellmax), (zoo_label, zoo)] + ([("SB3 (b)", stop)] if stop else [])
     header = ["seed", *[f"{label}: updates / updates per s" for label, _ in groups],
-              "updates/s bellmax / SB3 (a)"]
+              f"updates/s bellmax / {zoo_label}"]
 
     def cell(run: dict) -> str:
         return f"{fmt(run.get('gradient_steps'), 0)} / {fmt(run.get('updates_per_second'), 0)}"
