@@ -603,7 +603,8 @@ def main(argv: list[str]) -> int:
         for job in plan.jobs:
             print(display(job.command))
         return 0
-    print(f"{invocation}: {len(plan.jobs)} processes, one at a time; runs and logs in {root}", file=sys.stderr)
+    pace = "one at a time" if getattr(opts, "jobs", 1) == 1 else f"{opts.jobs} at a time"
+    print(f"{invocation}: {len(plan.jobs)} processes, {pace}; runs and logs in {root}", file=sys.stderr)
 
     from bellmax.bench import report
     from bellmax.bench.harness import machine_info, median_imports, source_commit, time_imports
