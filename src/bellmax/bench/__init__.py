@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     mujoco.add_argument("--env", default="HalfCheetah-v5")
     mujoco.add_argument("--steps", type=_positive, default=None,
                         help="training steps per run (default 200000 on-policy, 100000 for sac and td3)")
+    mujoco.add_argument("--bellmax-flags", default="",
+                        help="extra `bellmax train` flags on top of the preset, one string with =, e.g. "
+                             "--bellmax-flags=\"--normalize-reward --value-epochs 20\" (the report lists them)")
+    mujoco.add_argument("--tag", default=None,
+                        help="appended to the output file names (bench_mujoco_ALGO_ENV_TAG.*), e.g. for a variant")
     reuse(mujoco)
     common(mujoco)
 
@@ -318,11 +323,14 @@ def mujoco_plan(opts: argparse.Namespace, root: Path) -> Plan:
                            f"(see src/bellmax/presets/{opts.algo}.json)")
     if opts.steps is None:
         opts.steps = OFF_POLICY_MUJOCO_STEPS if opts.algo in ("sac", "td3") else ON_POLICY_MUJOCO_STEPS
-    plan = Plan(f"mujoco_{opts.algo}_{opts.env}",
+    extra = shlex.split(opts.bellmax_flags)
+    plan = Plan(f"mujoco_{opts.algo}_{opts.env}" + (f"_{opts.tag}" if opts.tag else ""),
                 notes=[f"bellmax preset: {preset[0]} ({preset[1]['source']})", f"SB3 hyperparameters: {provenance}"])
+    if extra:
+        plan.notes.append(f"**bellmax flags on top of the preset**: `{shlex.join(extra)}`")
     if opts.reuse_sb3:
         reuse_sb3_runs(opts, plan, ["sb3"], opts.algo, opts.env, opts.steps)
-    flags = ["--total-steps", str(opts.steps), "--eval-episodes", "10"]
+    flags = ["--total-steps", str(opts.steps), "--eval-episodes", "10", *extra]
     for seed in range(opts.seeds):
         plan.jobs.append(Job("bellmax", seed, bellmax_train_command(opts.algo, opts.env, seed,
                                                                     root / f"bellmax-s{seed}", flags),
