@@ -102,6 +102,33 @@ def test_updates_change_every_trainable_parameter(algo):
     assert [n for n in trainable if torch.equal(before[n], trainable[n])] == []
 
 
+@pytest.mark.parametrize("algo", [DDPG, TD3, SAC])
+def test_actor_step_goes_through_the_critic_without_touching_its_gradients(algo):
+    """The actor loss backpropagates through Q(s, mu(s)) into the actor only: the critics' gradients
+    after the update are exactly those their own optimizer stepped with (the actor loss adds none,
+    and its critic weight gradients are not even computed), the actor gets a nonzero gradient,
+    and the critics are trainable again afterwards."""
+    agent = algo(algo.config_class(env="Pendulum-v1", seed=0, **TINY))
+    agent.train_iteration(100)
+    if algo is not SAC:
+        agent.updates = agent.config.policy_delay - 1  # the next update also steps the actor
+    critic_params = list(agent.critics.parameters())
+    stepped_with: list[torch.Tensor] = []
+    critic_step = agent.critic_optimizer.step
+
+    def step_and_record() -> None:
+        stepped_with.extend(p.grad.clone() for p in critic_params)
+        critic_step()
+
+    agent.critic_optimizer.step = step_and_record
+    agent.actor_optimizer.zero_grad()
+    agent.gradient_step(agent.replay.sample(32, np.random.default_rng(1)))
+    assert len(stepped_with) == len(critic_params)
+    assert all(torch.equal(p.grad, g) for p, g in zip(critic_params, stepped_with))
+    assert all(p.requires_grad for p in critic_params)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.actor.parameters())
+
+
 def test_wrong_action_space_is_a_clear_error():
     with pytest.raises(BellmaxError, match="dqn needs discrete actions, but Pendulum-v1 has Box"):
         DQN(DQNConfig(env="Pendulum-v1"))

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from bellmax.config import require
-from bellmax.core.nets import BoundedActor, QNet, polyak_update
+from bellmax.core.nets import BoundedActor, QNet, frozen, polyak_update
 from bellmax.core.offpolicy import OffPolicyAlgorithm, OffPolicyConfig
 from bellmax.core.optim import Adam
 
@@ -119,9 +119,10 @@ class DDPG(OffPolicyAlgorithm):
 
         if self.updates % cfg.policy_delay == 0:
             # maximize Q(s, mu(s)): gradient ascent through the critic into the actor
-            loss_actor = -self.critics[0](batch["obs"], self.actor(batch["obs"])).mean()
-            self.actor_optimizer.zero_grad()
-            loss_actor.backward()
+            with frozen(self.critics):
+                loss_actor = -self.critics[0](batch["obs"], self.actor(batch["obs"])).mean()
+                self.actor_optimizer.zero_grad()
+                loss_actor.backward()
             self.actor_optimizer.step()
             polyak_update(self.actor_target, self.actor, cfg.tau)
             polyak_update(self.critics_target, self.critics, cfg.tau)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from bellmax.config import require
-from bellmax.core.nets import QNet, SquashedGaussianActor, polyak_update
+from bellmax.core.nets import QNet, SquashedGaussianActor, frozen, polyak_update
 from bellmax.core.offpolicy import OffPolicyAlgorithm, OffPolicyConfig
 from bellmax.core.optim import Adam
 
@@ -99,10 +99,11 @@ class SAC(OffPolicyAlgorithm):
         self.critic_optimizer.step()
 
         new_actions, log_prob = self.actor.sample(obs)
-        q_new = torch.stack([q(obs, new_actions) for q in self.critics]).min(0).values
-        loss_actor = (alpha * log_prob - q_new).mean()
-        self.actor_optimizer.zero_grad()
-        loss_actor.backward()
+        with frozen(self.critics):  # the gradient goes through Q into the action, not into phi
+            q_new = torch.stack([q(obs, new_actions) for q in self.critics]).min(0).values
+            loss_actor = (alpha * log_prob - q_new).mean()
+            self.actor_optimizer.zero_grad()
+            loss_actor.backward()
         self.actor_optimizer.step()
         metrics = {"losses/loss_q": loss_q.item(), "losses/loss_actor": loss_actor.item(),
                    "losses/q_values": q_values[0].mean().item(), "losses/entropy": -log_prob.mean().item()}
