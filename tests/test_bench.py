@@ -389,3 +389,33 @@ def test_outputs_of_an_atari_benchmark_are_files_in_the_out_dir(tmp_path, capsys
     _write_outputs(argparse.Namespace(out_dir=str(tmp_path)), plan, "bellmax bench rollout", "text", {"results": {}})
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["bench_rollout_ALE_Pong-v5.json", "bench_rollout_ALE_Pong-v5.md"]
+
+
+def test_parallel_jobs_keep_plan_order_and_leave_partial_results(tmp_path):
+    """--jobs N runs N processes at a time; results come back grouped in plan (seed) order even
+    when later jobs finish first, and every finished run is in results.partial.json at once."""
+    from bellmax.bench import Job, Plan, execute
+
+    def job(group, seed, delay):
+        code = f"import time, json; time.sleep({delay}); print(json.dumps({{'seed': {seed}, 'group': '{group}'}}))"
+        return Job(group, seed, [sys.executable, "-c", code], None, "rollout")
+
+    plan = Plan("toy", jobs=[job("a", 0, 0.6), job("b", 0, 0.0), job("a", 1, 0.0), job("b", 1, 0.3)])
+    results = execute(plan, tmp_path, None, jobs=4)
+    assert [r["seed"] for r in results["a"]] == [0, 1] and [r["seed"] for r in results["b"]] == [0, 1]
+    partial = json.loads((tmp_path / "results.partial.json").read_text())
+    assert {g: [r["seed"] for r in runs] for g, runs in partial.items()} == {"a": [0, 1], "b": [0, 1]}
+
+
+def test_mujoco_variant_flags_and_tag_reach_the_bellmax_command_and_file_name(capsys):
+    lines = dry_run(["mujoco", "--algo", "trpo", "--seeds", "1", "--bellmax-flags=--normalize-reward --value-epochs 20",
+                     "--tag", "variant"], capsys)
+    assert lines[0].endswith("--total-steps 200000 --eval-episodes 10 --normalize-reward --value-epochs 20")
+    assert "--normalize-reward" not in lines[1]  # SB3's side keeps rl-zoo3's values
+    from pathlib import Path
+
+    from bellmax.bench import mujoco_plan
+
+    opts = parse_args(["mujoco", "--algo", "sac", "--tag", "variant"])
+    plan = mujoco_plan(opts, Path("RUNS"))
+    assert plan.file_stem == "mujoco_sac_HalfCheetah-v5_variant" and opts.steps == 100_000  # off-policy budget

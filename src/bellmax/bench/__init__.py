@@ -400,9 +400,16 @@ def execute(plan: Plan, root: Path, import_samples: list[dict[str, float]] | Non
     taken = [str(job.run_dir) for job in plan.jobs if job.run_dir is not None and job.run_dir.exists()]
     if taken:
         raise BellmaxError(f"run directories already exist: {', '.join(taken)}; pass another --keep-runs DIR")
-    results: dict[str, list[dict[str, Any]]] = {}
+    summaries: dict[int, dict[str, Any]] = {}  # plan index -> summary, filled as runs finish
 
-    def summarize_job(job: Job, finished: Any, number: int) -> None:
+    def grouped() -> dict[str, list[dict[str, Any]]]:
+        results: dict[str, list[dict[str, Any]]] = {}
+        for index in sorted(summaries):
+            results.setdefault(plan.jobs[index].group, []).append(summaries[index])
+        return results
+
+    def summarize_job(index: int, finished: Any) -> None:
+        job = plan.jobs[index]
         if job.library == "bellmax":
             summary = summarize_bellmax_run(job.run_dir, finished.seconds, plan.stop_at_return)
         elif job.library == "sb3":
@@ -410,34 +417,34 @@ def execute(plan: Plan, root: Path, import_samples: list[dict[str, float]] | Non
         else:
             summary = {**last_json_line(finished.stdout), "whole_seconds": finished.seconds}
         summary["command"] = finished.command
-        results.setdefault(job.group, []).append(summary)
+        summaries[index] = summary
+        # a bench cut short (a time limit, a kill) still leaves every finished run's summary here
+        (root / "results.partial.json").write_text(json.dumps(grouped(), indent=1, default=str) + "\n")
         if import_samples is not None and job.library == "bellmax" and jobs == 1:
             import_samples.append(time_imports(algo))
         shown = {k: summary.get(k) for k in ("whole_seconds", "steps", "eval_return", "solved_at", "sps")
                  if summary.get(k) is not None}
-        print(f"  [{number}/{len(plan.jobs)}] {job.group} seed {job.seed}: "
+        print(f"  [{len(summaries)}/{len(plan.jobs)}] {job.group} seed {job.seed}: "
               + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()),
               file=sys.stderr, flush=True)
 
     def run(job: Job) -> Any:
         return run_process(job.command, log_dir=root / "logs", name=f"{job.group}-{job.seed}")
 
-    pool = None
-    if jobs > 1:
-        from concurrent.futures import ThreadPoolExecutor
+    if jobs == 1:
+        for index, job in enumerate(plan.jobs):
+            summarize_job(index, run(job))
+        return grouped()
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
-        pool = ThreadPoolExecutor(max_workers=jobs)
-        futures = [pool.submit(run, job) for job in plan.jobs]
-        outcomes = (future.result() for future in futures)  # in plan order
-    else:
-        outcomes = (run(job) for job in plan.jobs)
+    pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        for number, (job, finished) in enumerate(zip(plan.jobs, outcomes), 1):
-            summarize_job(job, finished, number)
+        futures = {pool.submit(run, job): index for index, job in enumerate(plan.jobs)}
+        for future in as_completed(futures):  # summarized as they finish; a failure stops the rest
+            summarize_job(futures[future], future.result())
     finally:
-        if pool is not None:  # after a failure, start nothing more (runs under way finish)
-            pool.shutdown(wait=False, cancel_futures=True)
-    return results
+        pool.shutdown(wait=False, cancel_futures=True)  # after a failure start nothing more
+    return grouped()
 
 
 def _header(invocation: str, machine: dict[str, Any], notes: list[str]) -> str:
