@@ -65,7 +65,8 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bellmax bench", description="bellmax against Stable-Baselines3, side by side.",
-                     epilog="Each benchmark runs one process per library and seed, one after the other (--jobs N: N at a time).")
+                     epilog="Each benchmark runs one process per library and seed, one after the other "
+                            "(--jobs N: N at a time).")
     sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", parser_class=_Parser)
 
     def common(p: argparse.ArgumentParser, seeds: bool = True) -> None:
