@@ -35,8 +35,9 @@ test-fast: install
 
 # bellmax vs Stable-Baselines3 (docs/BENCHMARKS.md): needs the `bench` and `mujoco` extras, installed
 # here if missing. About 50 min (sac-pendulum alone about 20: SB3 SAC takes about 5 min a run);
-# `make bench MUJOCO=1` adds PPO, A2C and TRPO on HalfCheetah/Hopper (about 3 h). On a lent GPU
-# machine: benchmarks/gpu_machine.sh (see docs/BENCHMARKS.md).
+# `make bench MUJOCO=1` adds PPO, A2C and TRPO on HalfCheetah/Hopper (about 3 h) and SAC and TD3 on
+# HalfCheetah, two processes at a time (about 2.5 h more). On a lent machine with many cores:
+# benchmarks/gpu_machine*.sh (see docs/BENCHMARKS.md).
 bench: install
 	$(BIN)/python benchmarks/vpg_weightings.py
 	@$(BIN)/python -c "import stable_baselines3, sb3_contrib, mujoco" 2>/dev/null || \
@@ -48,9 +49,12 @@ bench: install
 	$(BIN)/bellmax bench rollout --env HalfCheetah-v5 --out-dir docs/images
 	$(BIN)/bellmax bench rollout --env ALE/Pong-v5 --steps 10000 --out-dir docs/images
 	$(BIN)/python benchmarks/dqn_pong.py --out docs/images/bench_dqn_pong.json
+	$(BIN)/python benchmarks/offpolicy_update_cost.py --out docs/images/bench_update_cost.json
 	@if [ -n "$(MUJOCO)" ]; then set -e; for algo in ppo a2c trpo; do for env in HalfCheetah-v5 Hopper-v5; do \
 		$(BIN)/bellmax bench mujoco --algo $$algo --env $$env --steps 200000 --seeds 3 --out-dir docs/images; \
-		done; done; fi
+		done; done; for algo in sac td3; do \
+		$(BIN)/bellmax bench mujoco --algo $$algo --env HalfCheetah-v5 --steps 100000 --seeds 3 --jobs 2 --out-dir docs/images; \
+		done; fi
 
 lint: install
 	$(BIN)/python -m ruff check src tests benchmarks
