@@ -104,3 +104,20 @@ def test_dqn_prioritized_replay_on_atari_updates_priorities_of_the_frame_rings()
     priorities = agent.replay.priorities.get(np.arange(agent.replay.ring))
     assert len(np.unique(priorities[priorities > 0])) > 10  # sampled transitions got |delta| + eps
     assert 0.4 < agent.replay.beta < 1.0
+
+
+def test_sac_stores_mujoco_float64_observations_as_the_float32_its_networks_use():
+    """MuJoCo observations come as float64; the replay keeps them as float32 (half the memory,
+    no conversion per forward pass) with exactly the values the networks would have seen."""
+    pytest.importorskip("mujoco")
+    from bellmax.algos import SAC, SACConfig
+
+    agent = SAC(SACConfig(env="HalfCheetah-v5", seed=0, hidden_sizes=(16, 16), learning_starts=64, batch_size=32,
+                          buffer_size=1000, log_every=100))
+    assert agent.env.single_observation_space.dtype == np.float64
+    first = agent.obs.copy()
+    agent.train_iteration(100)
+    assert agent.replay.obs.dtype == np.float32 and agent.replay.next_obs.dtype == np.float32
+    assert np.array_equal(agent.replay.obs[0], first[0].astype(np.float32))
+    batch = agent.replay.sample(32, np.random.default_rng(0))
+    assert batch["obs"].dtype == torch.float32
