@@ -1,12 +1,17 @@
-"""The raw cost of one off-policy gradient update, bellmax vs Stable-Baselines3, with identical
-hyperparameters (the off-policy issue's "once with identical hyperparameters for the raw per-step
-cost"): SAC and TD3 on HalfCheetah-v5 observations, 256x256 ReLU networks, batch 256, one torch
-thread each, replay sampling included (SB3's `train()` samples inside; bellmax's loop calls
-`replay.sample` then `gradient_step`).
+"""The raw cost of off-policy training per environment step, bellmax vs Stable-Baselines3, with
+identical hyperparameters (the off-policy issue's "once with identical hyperparameters for the raw
+per-step cost"): SAC and TD3 on HalfCheetah-v5, 256x256 ReLU networks, batch 256, one gradient
+update per environment step (train_freq 1, as both libraries' MuJoCo presets), one torch thread.
 
-Each library first fills its replay buffer with random-action steps, then times `--updates`
-updates; the measurement alternates between the libraries `--repeats` times so drifting machine
-load hits both alike, and the median per library is reported.
+Two measurements per library, each after a warm-up that fills the replay buffer with random-action
+steps and runs a few updates:
+- `loop`: the training loop itself, `learn()` continued for `--steps` more environment steps
+  (acting, storing, sampling, one update each, the library's own bookkeeping and logging);
+- `update`: `--steps` updates alone (SB3: `train(gradient_steps=N)`, which samples inside;
+  bellmax: `replay.sample` + `gradient_step`), which leaves out SB3's per-call overhead of
+  `train()`.
+Measurements alternate between the libraries `--repeats` times, so drifting machine load hits
+both alike; medians are reported.
 
     python benchmarks/offpolicy_update_cost.py --out docs/images/bench_update_cost.json
 """
@@ -30,79 +35,85 @@ BATCH = 256
 WARMUP_STEPS = 2000
 
 
-def bellmax_updater(algo: str, seed: int):
+def bellmax_side(algo: str, seed: int):
     from bellmax.algos import SAC, TD3
 
     cls = {"sac": SAC, "td3": TD3}[algo]
     extra = {"q_learning_rate": 3e-4} if algo == "sac" else {}  # SB3's single lr for both
     agent = cls(cls.config_class(env=ENV, seed=seed, hidden_sizes=tuple(HIDDEN), batch_size=BATCH,
-                                 learning_rate=3e-4, buffer_size=10_000, learning_starts=WARMUP_STEPS,
-                                 total_steps=WARMUP_STEPS, eval_every=0, eval_episodes=0, **extra))
-    agent.learn(total_steps=WARMUP_STEPS)  # random actions only: fills the replay buffer
+                                 learning_rate=3e-4, buffer_size=100_000, learning_starts=WARMUP_STEPS,
+                                 total_steps=10**9, eval_every=0, eval_episodes=0, log_every=1000, **extra))
+    agent.learn(total_steps=WARMUP_STEPS + 50)  # random actions fill the replay buffer, then 50 updates
+
+    def loop(n: int) -> None:
+        agent.learn(total_steps=agent.global_step + n)
 
     def update(n: int) -> None:
         for _ in range(n):
             agent.gradient_step(agent.replay.sample(BATCH, agent.rng))
-    return update
+    return loop, update
 
 
-def sb3_updater(algo: str, seed: int):
+def sb3_side(algo: str, seed: int):
     import gymnasium as gym
     from stable_baselines3 import SAC, TD3
 
     cls = {"sac": SAC, "td3": TD3}[algo]
-    model = cls("MlpPolicy", gym.make(ENV), learning_rate=3e-4, buffer_size=10_000, learning_starts=WARMUP_STEPS,
+    model = cls("MlpPolicy", gym.make(ENV), learning_rate=3e-4, buffer_size=100_000, learning_starts=WARMUP_STEPS,
                 batch_size=BATCH, policy_kwargs={"net_arch": HIDDEN}, device="cpu", seed=seed)
-    model.learn(WARMUP_STEPS + 1)  # random actions, then one update
+    model.learn(WARMUP_STEPS + 50)
+
+    def loop(n: int) -> None:
+        model.learn(n, reset_num_timesteps=False)
 
     def update(n: int) -> None:
         model.train(gradient_steps=n, batch_size=BATCH)
-    return update
+    return loop, update
 
 
-def measure(algo: str, updates: int, repeats: int, seed: int = 0) -> dict:
+def measure(algo: str, steps: int, repeats: int, seed: int = 0) -> dict:
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    makers = {"bellmax": bellmax_updater, "sb3": sb3_updater}
-    updaters = {lib: make(algo, seed) for lib, make in makers.items()}
-    for update in updaters.values():
-        update(20)  # warm-up
-    times: dict[str, list[float]] = {lib: [] for lib in updaters}
+    sides = {"bellmax": bellmax_side(algo, seed), "sb3": sb3_side(algo, seed)}
+    times: dict[str, list[float]] = {f"{lib}_{kind}": [] for lib in sides for kind in ("loop", "update")}
     for _ in range(repeats):
-        for lib, update in updaters.items():  # alternating, so load drift hits both
-            start = time.perf_counter()
-            update(updates)
-            times[lib].append((time.perf_counter() - start) / updates)
-    result = {"algo": algo, "env": ENV, "hidden": HIDDEN, "batch_size": BATCH, "updates": updates,
-              "repeats": repeats}
-    for lib, samples in times.items():
-        result[f"{lib}_ms"] = [1e3 * s for s in samples]
-        result[f"{lib}_median_ms"] = 1e3 * statistics.median(samples)
-    result["ratio_updates_per_s"] = result["sb3_median_ms"] / result["bellmax_median_ms"]
+        for kind, index in (("loop", 0), ("update", 1)):
+            for lib, functions in sides.items():  # alternating, so load drift hits both
+                start = time.perf_counter()
+                functions[index](steps)
+                times[f"{lib}_{kind}"].append((time.perf_counter() - start) / steps)
+    result = {"algo": algo, "env": ENV, "hidden": HIDDEN, "batch_size": BATCH, "steps": steps, "repeats": repeats}
+    for key, samples in times.items():
+        result[f"{key}_ms"] = [1e3 * t for t in samples]
+        result[f"{key}_median_ms"] = 1e3 * statistics.median(samples)
+    for kind in ("loop", "update"):
+        result[f"ratio_{kind}"] = result[f"sb3_{kind}_median_ms"] / result[f"bellmax_{kind}_median_ms"]
     return result
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--algos", default="sac,td3")
-    parser.add_argument("--updates", type=int, default=300, help="updates per timed measurement")
+    parser.add_argument("--steps", type=int, default=500, help="environment steps (or updates) per measurement")
     parser.add_argument("--repeats", type=int, default=5, help="alternating measurements per library")
     parser.add_argument("--out", default=None, help="write the results as JSON here (and .md next to it)")
     opts = parser.parse_args()
-    results = [measure(algo, opts.updates, opts.repeats) for algo in opts.algos.split(",")]
+    results = [measure(algo, opts.steps, opts.repeats) for algo in opts.algos.split(",")]
     import stable_baselines3
 
     from bellmax.bench.harness import machine_info
 
-    header = ("| algorithm | bellmax ms per update (median) | SB3 ms per update (median) | updates/s bellmax / SB3 |\n"
-              "|---|---|---|---|")
-    rows = [f"| {r['algo'].upper()} | {r['bellmax_median_ms']:.2f} | {r['sb3_median_ms']:.2f} | "
-            f"**{r['ratio_updates_per_s']:.2f}** |" for r in results]
+    header = ("| algorithm | training loop, ms per env step + update: bellmax / SB3 | speed bellmax / SB3 "
+              "| update alone, ms: bellmax / SB3 | speed bellmax / SB3 |\n|---|---|---|---|---|")
+    rows = [f"| {r['algo'].upper()} | {r['bellmax_loop_median_ms']:.2f} / {r['sb3_loop_median_ms']:.2f} | "
+            f"**{r['ratio_loop']:.2f}** | {r['bellmax_update_median_ms']:.2f} / {r['sb3_update_median_ms']:.2f} | "
+            f"{r['ratio_update']:.2f} |" for r in results]
     machine = machine_info()
     text = "\n".join([f"Command: `python {' '.join(sys.argv)}`", "",
                       f"Machine: {machine['cpu_count']} CPU cores ({machine['cpu']}), torch {torch.__version__}, "
                       f"SB3 {stable_baselines3.__version__}, bellmax commit {machine.get('bellmax_commit')}; "
-                      f"measured {machine['date']}.", "", header, *rows])
+                      f"measured {machine['date']}; medians of {opts.repeats} alternating measurements of "
+                      f"{opts.steps} steps.", "", header, *rows])
     print(text)
     if opts.out:
         out = Path(opts.out)
