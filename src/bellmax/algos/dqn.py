@@ -113,7 +113,7 @@ class DQN(OffPolicyAlgorithm):
         if is_image_space(space):  # Atari: priorities over the frame rings
             return PrioritizedFrameStackReplayBuffer(cfg.buffer_size, self.env.num_envs, space.shape, (),
                                                      gamma=cfg.gamma, n_step=cfg.n_step, alpha=cfg.priority_alpha)
-        return PrioritizedReplayBuffer(cfg.buffer_size, space.shape, (), obs_dtype=space.dtype,
+        return PrioritizedReplayBuffer(cfg.buffer_size, space.shape, (), obs_dtype=self.replay_obs_dtype(),
                                        action_dtype=np.int64, alpha=cfg.priority_alpha)
 
     def modules(self) -> dict[str, nn.Module]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -204,19 +205,23 @@ class ReplayBuffer:
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
             terminated: np.ndarray, valid: np.ndarray, done: np.ndarray | None = None,
-            discounts: np.ndarray | float = 0.99) -> None:
-        """Add the valid rows of one vector step (arrays with a leading num_envs axis).
+            discounts: np.ndarray | float = 0.99) -> np.ndarray:
+        """Add the valid rows of one vector step (arrays with a leading num_envs axis); returns
+        the rows that now hold them.
 
         `discounts` is what multiplies the bootstrap in the target: gamma for one-step
         transitions, gamma^k for k-step ones (see NStepAccumulator)."""
         discounts = np.broadcast_to(np.asarray(discounts, dtype=np.float32), (len(valid),))
+        added = []
         for i in np.flatnonzero(valid):
             row = self.pos
             self.obs[row], self.next_obs[row] = obs[i], next_obs[i]
             self.actions[row], self.rewards[row], self.terminated[row] = actions[i], rewards[i], terminated[i]
             self.discounts[row] = discounts[i]
+            added.append(row)
             self.pos = (self.pos + 1) % self.capacity
             self.size = min(self.size + 1, self.capacity)
+        return np.asarray(added, dtype=np.int64)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         """A uniform minibatch as tensors: obs, actions, rewards, next_obs, terminated."""
@@ -396,9 +401,12 @@ class PrioritySampling:
         self.priorities = SumTree(size)
         self.max_priority = 1.0
 
-    def prioritize_new(self, slots: np.ndarray) -> None:
-        if len(slots):
-            self.priorities.set(slots, np.full(len(slots), self.max_priority**self.alpha))
+    def add(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """The buffer's own add; the entries it filled get the largest priority so far."""
+        added = super().add(*args, **kwargs)
+        if len(added):
+            self.priorities.set(added, np.full(len(added), self.max_priority**self.alpha))
+        return added
 
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
         priorities = np.abs(td_errors) + self.eps
@@ -417,11 +425,6 @@ class PrioritizedFrameStackReplayBuffer(PrioritySampling, FrameStackReplayBuffer
                  eps: float = 1e-6):
         super().__init__(capacity, num_envs, obs_shape, action_shape, action_dtype, gamma, n_step)
         self.init_priorities(num_envs * self.ring, alpha, eps)  # slot = env * ring + entry
-
-    def add(self, obs, actions, rewards, next_obs, terminated, valid, done=None, discounts=None) -> np.ndarray:
-        added = super().add(obs, actions, rewards, next_obs, terminated, valid, done, discounts)
-        self.prioritize_new(added)
-        return added
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         leaves = self.priorities.stratified(batch_size, rng)
@@ -481,11 +484,6 @@ class PrioritizedReplayBuffer(PrioritySampling, ReplayBuffer):
                  obs_dtype: type = np.float32, action_dtype: type = np.float32, alpha: float = 0.6, eps: float = 1e-6):
         super().__init__(capacity, obs_shape, action_shape, obs_dtype, action_dtype)
         self.init_priorities(capacity, alpha, eps)
-
-    def add(self, obs, actions, rewards, next_obs, terminated, valid, done=None, discounts=0.99) -> None:
-        start, count = self.pos, int(np.count_nonzero(valid))
-        super().add(obs, actions, rewards, next_obs, terminated, valid, done, discounts)
-        self.prioritize_new((start + np.arange(count)) % self.capacity)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         idx = np.minimum(self.priorities.stratified(batch_size, rng), self.size - 1)

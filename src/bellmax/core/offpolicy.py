@@ -82,11 +82,14 @@ class OffPolicyAlgorithm(Algorithm):
         if is_image_space(obs_space):  # stacked Atari frames: store each frame once
             return FrameStackReplayBuffer(cfg.buffer_size, self.env.num_envs, obs_space.shape,
                                           action_space.shape, action_dtype, gamma=cfg.gamma, n_step=cfg.n_step)
-        # float64 observations (MuJoCo's) are stored as the float32 the networks compute in: half
-        # the memory, and no conversion in every forward pass; the values are the same either way
-        obs_dtype = np.float32 if obs_space.dtype == np.float64 else obs_space.dtype
         return ReplayBuffer(cfg.buffer_size, obs_space.shape, action_space.shape,
-                            obs_dtype=obs_dtype, action_dtype=action_dtype)
+                            obs_dtype=self.replay_obs_dtype(), action_dtype=action_dtype)
+
+    def replay_obs_dtype(self) -> np.dtype:
+        """How a flat replay buffer stores observations: float64 ones (MuJoCo's) as the float32 the
+        networks compute in (half the memory, no conversion in every forward pass, the same values)."""
+        dtype = self.env.single_observation_space.dtype
+        return np.dtype(np.float32) if dtype == np.float64 else dtype
 
     def before_sampling(self) -> None:
         """Hook before each round of gradient steps (e.g. annealing prioritized replay's beta)."""
