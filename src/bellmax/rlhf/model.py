@@ -175,11 +175,12 @@ class PolicyWithValue(nn.Module):
         """logits: (B, R, V) of the distributions that chose each response token; values: (B, R), V(s_t)."""
         ids, mask = torch.cat([query, response], 1), torch.cat([query_mask, response_mask], 1)
         before = slice(query.shape[1] - 1, -1)  # the state before each response token
-        hidden = self.lm.base_model(ids, attention_mask=mask, position_ids=positions(mask)).last_hidden_state
+        position_ids = positions(mask)
+        hidden = self.lm.base_model(ids, attention_mask=mask, position_ids=position_ids).last_hidden_state
         logits = self.lm.get_output_embeddings()(hidden[:, before])
         if self.critic is None:
             return logits, self.value_head(hidden[:, before]).squeeze(-1)
-        critic_hidden = self.critic.base_model(ids, attention_mask=mask, position_ids=positions(mask)).last_hidden_state
+        critic_hidden = self.critic.base_model(ids, attention_mask=mask, position_ids=position_ids).last_hidden_state
         return logits, self.critic.score(critic_hidden[:, before]).squeeze(-1)
 
 
