@@ -619,7 +619,8 @@ def main(argv: list[str]) -> int:
         for job in plan.jobs:
             print(display(job.command))
         return 0
-    pace = "one at a time" if getattr(opts, "jobs", 1) == 1 else f"{opts.jobs} at a time"
+    jobs = getattr(opts, "jobs", 1)  # the rollout benchmark has no --jobs
+    pace = "one at a time" if jobs == 1 else f"{jobs} at a time"
     print(f"{invocation}: {len(plan.jobs)} processes, {pace}; runs and logs in {root}", file=sys.stderr)
 
     from bellmax.bench import report
@@ -629,7 +630,6 @@ def main(argv: list[str]) -> int:
     start = time.perf_counter()
     algo = getattr(opts, "algo", None) or OFF_POLICY_BENCHMARKS.get(opts.benchmark, ("ppo",))[0]
     samples: list[dict[str, float]] | None = None if opts.benchmark == "rollout" else []
-    jobs = getattr(opts, "jobs", 1)
     if jobs > 1:
         plan.notes.append(f"**{jobs} processes at a time** (`--jobs {jobs}`) on {os.cpu_count()} CPU cores: "
                           "runs shared the machine with each other, each library alike")
