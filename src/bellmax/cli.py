@@ -14,8 +14,9 @@ from pathlib import Path
 
 from bellmax.errors import BellmaxError
 
-# what --resume may change: everything else must match the run for it to continue exactly
-RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "eval_episodes")
+# what --resume may change: everything else must match the run for it to continue exactly (a run
+# moved to another --device continues with the same state, but its numbers differ in the last bits)
+RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "eval_episodes", "device")
 
 STARTED = time.perf_counter()  # for the "took N s" line: counts imports, training and evaluation
 
@@ -129,8 +130,9 @@ def train(args: list[str]) -> int:
         if meta.env and meta.env != saved_config.env:
             changed.append("env")
         if changed:
-            raise BellmaxError(f"--resume continues a run exactly; only --total-steps, --checkpoint-every and "
-                               f"--eval-episodes may change (you changed {', '.join(changed)})")
+            allowed = ", ".join(f"--{k.replace('_', '-')}" for k in RESUMABLE_FIELDS)
+            raise BellmaxError(f"--resume continues a run exactly; only {allowed} may change "
+                               f"(you changed {', '.join(changed)})")
         config.validate()
         agent = algo_class.from_state(state, **{k: getattr(config, k) for k in RESUMABLE_FIELDS})
         if agent.global_step >= config.total_steps:
@@ -178,12 +180,15 @@ def train(args: list[str]) -> int:
 
 # ---------------------------------------------------------------------------------------------
 def evaluate(args: list[str]) -> int:
-    """bellmax eval RUN_DIR [--episodes K] [--seed S] [--json]."""
+    """bellmax eval RUN_DIR [--episodes K] [--seed S] [--device D] [--json]."""
     parser = argparse.ArgumentParser(prog="bellmax eval",
                                      description="Deterministic evaluation of a run's last checkpoint.")
     parser.add_argument("run_dir", help="a run directory written by `bellmax train`")
     parser.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
     parser.add_argument("--seed", type=int, default=None, help="first evaluation seed (default: the run's seed + 10^6)")
+    parser.add_argument("--device", default="auto",
+                        help="where the networks run (default auto: this machine's GPU for image observations, "
+                             "else the CPU; a run trained on a GPU evaluates on a machine without one)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     opts = parser.parse_args(args)
     if opts.episodes < 1:
@@ -193,7 +198,7 @@ def evaluate(args: list[str]) -> int:
     from bellmax.core.run import CHECKPOINT_FILE, read_run_config
 
     read_run_config(opts.run_dir)  # a clear error for a directory that is not a run
-    agent = Algorithm.load(Path(opts.run_dir) / CHECKPOINT_FILE)
+    agent = Algorithm.load(Path(opts.run_dir) / CHECKPOINT_FILE, device=opts.device)
     returns = agent.evaluate(opts.episodes, seed=opts.seed)
     result = {
         "mean_return": float(returns.mean()),

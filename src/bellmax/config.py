@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal, TypeVar
@@ -58,6 +59,9 @@ class Config:
     """Episodes of deterministic evaluation at the end of training."""
     torch_threads: int = 1
     """Threads torch may use; small MLPs run fastest on one."""
+    device: str = "auto"
+    """Where the networks run: auto (a CUDA GPU for image observations when one is present, else the
+    CPU: small MLPs wait on the environments, not on arithmetic), cpu, cuda, cuda:N or mps."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Widths of the hidden layers of the policy and value MLPs."""
     normalize_obs: bool = False
@@ -88,6 +92,8 @@ class Config:
         require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, ">= 0")
         require(self.eval_episodes >= 0, "eval_episodes", self.eval_episodes, ">= 0")
         require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "at least 1")
+        require(isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device) is not None,
+                "device", self.device, "auto, cpu, cuda, cuda:N or mps")
         require(self.eval_every >= 0, "eval_every", self.eval_every, ">= 0")
         require(self.stop_at_return is None or (self.eval_every > 0 and self.eval_episodes > 0),
                 "stop_at_return", self.stop_at_return, "used with --eval-every N > 0 and --eval-episodes K > 0")

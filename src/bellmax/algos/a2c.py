@@ -85,7 +85,7 @@ class A2C(Algorithm):
             self.optimizer.param_groups[0]["lr"] = cfg.learning_rate * max(0.0, 1 - self.global_step / cfg.total_steps)
         self.collect_rollout(self.buffer, self.rollout_length(max_steps), self.value)
         advantages, returns = advantages_and_returns(self.buffer, cfg.gamma, cfg.gae_lambda)
-        batch = valid_samples(self.buffer, advantages=advantages, returns=returns)
+        batch = self.to_device(valid_samples(self.buffer, advantages=advantages, returns=returns))
         advantages = standardize(batch["advantages"]) if cfg.normalize_advantages else batch["advantages"]
 
         dist = self.policy.distribution(batch["obs"])

@@ -82,8 +82,8 @@ class DDPG(OffPolicyAlgorithm):
     def explore(self, obs: torch.Tensor) -> np.ndarray:
         """a = clip(mu(s) + noise, low, high), noise scaled to half the action range."""
         cfg = self.config
-        mu = self.actor(obs).numpy()
-        scale = self.actor.scale.numpy()
+        mu = self.actor(obs).cpu().numpy()
+        scale = self.actor.scale.cpu().numpy()
         gaussian = self.rng.normal(0.0, cfg.exploration_noise, size=mu.shape).astype(np.float32)
         if cfg.noise_type == "ornstein_uhlenbeck":  # x <- x - theta x + sigma N(0, 1), reset per episode
             self.ou_noise[self.prev_done] = 0.0

@@ -135,7 +135,7 @@ class DQN(OffPolicyAlgorithm):
 
     def explore(self, obs: torch.Tensor) -> np.ndarray:
         """epsilon-greedy: a random action with probability epsilon, else argmax_a Q(s, a)."""
-        greedy = self.q(obs).argmax(-1).numpy()
+        greedy = self.q(obs).argmax(-1).cpu().numpy()
         random_actions = self.rng.integers(self.env.single_action_space.n, size=len(greedy))
         return np.where(self.rng.random(len(greedy)) < self.epsilon(), random_actions, greedy)
 
@@ -150,7 +150,7 @@ class DQN(OffPolicyAlgorithm):
         huber = nn.functional.smooth_l1_loss(q_taken, targets, reduction="none")
         if "weights" in batch:  # prioritized replay: importance-weighted, and new priorities |delta|
             loss = (batch["weights"] * huber).mean()
-            self.replay.update_priorities(batch["indices"].numpy(), (q_taken - targets).detach().numpy())
+            self.replay.update_priorities(batch["indices"].cpu().numpy(), (q_taken - targets).detach().cpu().numpy())
         else:
             loss = huber.mean()
         self.optimizer.zero_grad()

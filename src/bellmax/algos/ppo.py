@@ -127,7 +127,7 @@ class PPO(Algorithm):
 
         self.collect_rollout(self.buffer, self.rollout_length(max_steps), self.value)
         advantages, returns = advantages_and_returns(self.buffer, cfg.gamma, cfg.gae_lambda)
-        batch = valid_samples(self.buffer, advantages=advantages, returns=returns)
+        batch = self.to_device(valid_samples(self.buffer, advantages=advantages, returns=returns))
         metrics = self.update(batch, clip_range)
         metrics["losses/explained_variance"] = explained_variance(batch["values"], batch["returns"])
         metrics["charts/learning_rate"] = lr

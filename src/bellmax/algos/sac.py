@@ -81,7 +81,7 @@ class SAC(OffPolicyAlgorithm):
 
     def explore(self, obs: torch.Tensor) -> np.ndarray:
         """Sample a ~ pi(.|s): the policy's own stochasticity is the exploration."""
-        return self.actor.act(obs, deterministic=False).numpy()
+        return self.actor.act(obs, deterministic=False).cpu().numpy()
 
     def gradient_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.config

@@ -116,7 +116,7 @@ class TRPO(Algorithm):
         cfg = self.config
         self.collect_rollout(self.buffer, self.rollout_length(max_steps), self.value)
         advantages, returns = advantages_and_returns(self.buffer, cfg.gamma, cfg.gae_lambda)
-        batch = valid_samples(self.buffer, advantages=advantages, returns=returns)
+        batch = self.to_device(valid_samples(self.buffer, advantages=advantages, returns=returns))
         if cfg.normalize_advantages:
             batch["advantages"] = standardize(batch["advantages"])
         metrics = self.policy_step(batch["obs"], batch["actions"], batch["log_probs"], batch["advantages"])

@@ -111,9 +111,9 @@ class VPG(Algorithm):
     def train_iteration(self, max_steps: int) -> dict[str, float]:
         self.collect_rollout(self.buffer, self.rollout_length(max_steps), self.value)
         b = self.buffer
-        rewards, values, terminated = b.view("rewards"), b.view("values"), b.view("terminated")
-        next_values, cut, valid = b.next_values(), b.cut(), b.view("valid")
-        obs, actions = b.view("obs"), b.view("actions")
+        rewards, values, terminated, valid, obs, actions = (
+            b.view(name).to(self.device) for name in ("rewards", "values", "terminated", "valid", "obs", "actions"))
+        next_values, cut = b.next_values().to(self.device), b.cut().to(self.device)
 
         reward_to_go = discounted_returns(rewards, next_values, terminated, cut, self.config.gamma)
         weights = self.policy_weights(obs, actions, rewards, values, next_values, terminated, cut, reward_to_go)

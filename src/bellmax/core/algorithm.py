@@ -11,9 +11,11 @@ outer training loop, so no algorithm copies them.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import time
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -39,13 +41,42 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_initialized():  # sampling on a GPU draws from its own generator
+        state["torch_cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
+    if "torch_cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["torch_cuda"])
+
+
+def resolve_device(name: str, obs_space: gym.Space) -> torch.device:
+    """The torch device for `Config.device`. "auto" picks a CUDA GPU only for image observations
+    (the Nature CNN, whose convolutions a GPU speeds up) and the CPU for everything else: a small
+    MLP costs less than moving a batch of observations to a GPU and the actions back every step.
+    An explicit GPU that this machine lacks is an error, not a silent fall back to the CPU."""
+    if name == "auto":
+        name = "cuda" if is_image_space(obs_space) and torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BellmaxError(f"--device {name}: this machine has no CUDA GPU that torch can use "
+                               f"(torch {torch.__version__}); use --device cpu or --device auto")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise BellmaxError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                               f"numbered from 0")
+        # same seed, same numbers on a GPU too: deterministic cuBLAS workspaces and kernels
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    elif name == "mps" and not torch.backends.mps.is_available():
+        raise BellmaxError("--device mps: this machine has no Apple GPU that torch can use; use --device cpu")
+    return torch.device(name)
 
 
 def params_sha256(module: nn.Module) -> str:
@@ -107,10 +138,14 @@ class Algorithm:
         self.lives: np.ndarray | None = None  # Atari lives per env, for episodic_life
         self.rollout_seconds = 0.0
         self._eval_env: gym.vector.VectorEnv | None = None  # evaluation's own envs, never checkpointed
-        self.build()
+        self.device = resolve_device(config.device, obs_space)
+        # networks, their optimizer states and other tensors made in build() start on the device
+        with torch.device(self.device) if self.device.type != "cpu" else nullcontext():
+            self.build()
 
     # -- what a subclass provides -------------------------------------------------------------
     def build(self) -> None:
+        """Make the networks and optimizers (tensors made here land on `self.device`)."""
         raise NotImplementedError
 
     def train_iteration(self, max_steps: int) -> dict[str, float]:
@@ -149,6 +184,10 @@ class Algorithm:
         return RolloutBuffer(n_steps, self.env.num_envs, obs_space.shape, action_space.shape,
                              obs_dtype=obs_dtype, action_dtype=torch.long if discrete_actions else torch.float32)
 
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A batch from a (CPU) buffer, on the networks' device (no copy on the CPU)."""
+        return {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters of all modules, each once (a shared torso appears in two modules)."""
         seen: dict[int, nn.Parameter] = {}
@@ -173,7 +212,7 @@ class Algorithm:
         """What the env receives: Gaussian samples are clipped to the Box bounds (the raw sample
         is what the policy gradient uses)."""
         space = self.env.single_action_space
-        actions = actions.numpy()
+        actions = actions.cpu().numpy()
         if isinstance(space, gym.spaces.Box):
             return np.clip(actions, space.low, space.high)
         return actions.astype(np.int64)
@@ -187,7 +226,7 @@ class Algorithm:
 
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions for a batch of raw observations (argmax / Gaussian mean when deterministic)."""
-        obs_t = torch.as_tensor(self.normalize_obs(np.asarray(obs)))
+        obs_t = torch.as_tensor(self.normalize_obs(np.asarray(obs)), device=self.device)
         return self.env_actions(self.policy.act(obs_t, deterministic=deterministic))
 
     def collect_rollout(self, buffer: RolloutBuffer, n_steps: int, value_fn: nn.Module) -> None:
@@ -201,11 +240,12 @@ class Algorithm:
         store = buffer.numpy()  # NumPy views of the buffer's tensors: cheap per-step writes
         for t in range(n_steps):
             obs = self.normalize_obs(self.obs, update=True)
-            obs_t = torch.as_tensor(obs)
+            obs_t = torch.as_tensor(obs, device=self.device)
             with torch.inference_mode():
                 actions, log_probs = self.policy.sample(obs_t)
-                store["log_probs"][t] = log_probs.numpy()
-                store["values"][t] = value_fn(obs_t).numpy()
+                actions = actions.cpu()
+                store["log_probs"][t] = log_probs.cpu().numpy()
+                store["values"][t] = value_fn(obs_t).cpu().numpy()
             step = self.step_envs(self.env_actions(actions))
             store["obs"][t] = obs
             store["actions"][t] = actions.numpy().reshape(store["actions"][t].shape)
@@ -214,7 +254,7 @@ class Algorithm:
             store["truncated"][t] = step.truncated
             store["valid"][t] = step.valid
         with torch.inference_mode():
-            buffer.last_value = value_fn(torch.as_tensor(self.normalize_obs(self.obs))).clone()
+            buffer.last_value = value_fn(torch.as_tensor(self.normalize_obs(self.obs), device=self.device)).cpu().clone()
         self.global_step += n_steps * self.env.num_envs
         self.rollout_seconds = time.perf_counter() - start
 

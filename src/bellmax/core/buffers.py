@@ -125,21 +125,23 @@ class RolloutBuffer:
 
     obs: (T, N, *obs_shape); actions: (T, N, *act_shape); rewards, values, terminated,
     truncated, valid: (T, N). `valid` is False for the filler step that follows an episode end
-    under NEXT_STEP autoreset (its action was ignored by the env): losses skip it.
+    under NEXT_STEP autoreset (its action was ignored by the env): losses skip it. It lives in CPU
+    memory whatever the networks' device (it is written through NumPy views every step).
     """
 
     def __init__(self, n_steps: int, num_envs: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
                  obs_dtype: torch.dtype = torch.float32, action_dtype: torch.dtype = torch.float32):
         self.n_steps, self.num_envs = n_steps, num_envs
-        self.obs = torch.zeros((n_steps, num_envs, *obs_shape), dtype=obs_dtype)
-        self.actions = torch.zeros((n_steps, num_envs, *action_shape), dtype=action_dtype)
-        self.log_probs = torch.zeros((n_steps, num_envs))
-        self.rewards = torch.zeros((n_steps, num_envs))
-        self.values = torch.zeros((n_steps, num_envs))
-        self.terminated = torch.zeros((n_steps, num_envs), dtype=torch.bool)
-        self.truncated = torch.zeros((n_steps, num_envs), dtype=torch.bool)
-        self.valid = torch.ones((n_steps, num_envs), dtype=torch.bool)
-        self.last_value = torch.zeros(num_envs)
+        shape, cpu = (n_steps, num_envs), torch.device("cpu")
+        self.obs = torch.zeros((*shape, *obs_shape), dtype=obs_dtype, device=cpu)
+        self.actions = torch.zeros((*shape, *action_shape), dtype=action_dtype, device=cpu)
+        self.log_probs = torch.zeros(shape, device=cpu)
+        self.rewards = torch.zeros(shape, device=cpu)
+        self.values = torch.zeros(shape, device=cpu)
+        self.terminated = torch.zeros(shape, dtype=torch.bool, device=cpu)
+        self.truncated = torch.zeros(shape, dtype=torch.bool, device=cpu)
+        self.valid = torch.ones(shape, dtype=torch.bool, device=cpu)
+        self.last_value = torch.zeros(num_envs, device=cpu)
         self.length = n_steps  # steps filled in this rollout (the last rollout of a run may be shorter)
 
     def numpy(self) -> dict[str, np.ndarray]:

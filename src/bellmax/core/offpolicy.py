@@ -119,7 +119,7 @@ class OffPolicyAlgorithm(Algorithm):
                 actions = self.random_actions()
             else:
                 with torch.inference_mode():
-                    actions = self.explore(torch.as_tensor(self.obs))
+                    actions = self.explore(torch.as_tensor(self.obs, device=self.device))
             self.store(actions, self.step_envs(actions))
             self.global_step += self.env.num_envs
             self.vector_steps += 1
@@ -127,7 +127,8 @@ class OffPolicyAlgorithm(Algorithm):
             if self.global_step >= cfg.learning_starts and self.vector_steps % cfg.train_freq == 0:
                 self.before_sampling()
                 for _ in range(cfg.gradient_steps):
-                    for key, value in self.gradient_step(self.replay.sample(cfg.batch_size, self.rng)).items():
+                    batch = self.to_device(self.replay.sample(cfg.batch_size, self.rng))
+                    for key, value in self.gradient_step(batch).items():
                         sums[key] = sums.get(key, 0.0) + value
                     updates += 1
         self.rollout_seconds = acting_seconds
