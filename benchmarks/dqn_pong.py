@@ -17,7 +17,9 @@ Replay memory: the bytes of the arrays each library allocates for a 1M-transitio
 built with 10,000 transitions and the sizes scaled by 100 (SB3's 1M buffer cannot even be
 allocated on this 24 GiB machine).
 
-    python benchmarks/dqn_pong.py [--steps 20000] [--learning-starts 10000] [--seeds 1]
+Both networks run on `--device` (default cpu; `--device cuda` on a machine with a GPU).
+
+    python benchmarks/dqn_pong.py [--steps 20000] [--learning-starts 10000] [--seeds 1] [--device cpu]
         [--out docs/images/bench_dqn_pong.json]
 """
 
@@ -36,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GAME = "ALE/Pong-v5"
 
 
-def bellmax_run(steps: int, learning_starts: int, seed: int) -> dict:
+def bellmax_run(steps: int, learning_starts: int, seed: int, device: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         start = time.perf_counter()
@@ -44,18 +46,18 @@ def bellmax_run(steps: int, learning_starts: int, seed: int) -> dict:
                         "--total-steps", str(steps), "--learning-starts", str(learning_starts),
                         "--buffer-size", "100000", "--eval-episodes", "0", "--log-every", "1000",
                         "--checkpoint-every", str(10 * steps), "--no-progress", "--no-tensorboard",
-                        "--run-dir", str(run_dir)], check=True, capture_output=True, text=True)
+                        "--device", device, "--run-dir", str(run_dir)], check=True, capture_output=True, text=True)
         whole = time.perf_counter() - start
         rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").open() if line.strip()]
     acting = [r for r in rows if "time/iteration_seconds" in r and r["step"] <= learning_starts]
     learning = [r for r in rows if "time/iteration_seconds" in r and r["step"] > learning_starts]
-    return {"library": "bellmax", "seed": seed, "steps": steps, "whole_seconds": whole,
+    return {"library": "bellmax", "seed": seed, "steps": steps, "device": device, "whole_seconds": whole,
             "acting_fps": 4 * 1000 * len(acting) / sum(r["time/iteration_seconds"] for r in acting),
             "learning_fps": 4 * 1000 * len(learning) / sum(r["time/iteration_seconds"] for r in learning),
             "gradient_steps": sum(r.get("losses/gradient_steps", 0) for r in rows)}
 
 
-def sb3_worker(steps: int, learning_starts: int, seed: int) -> dict:
+def sb3_worker(steps: int, learning_starts: int, seed: int, device: str) -> dict:
     """Runs in its own process (`--worker sb3`)."""
     import ale_py
     import gymnasium as gym
@@ -72,7 +74,7 @@ def sb3_worker(steps: int, learning_starts: int, seed: int) -> dict:
     model = DQN("CnnPolicy", env, buffer_size=100_000, learning_rate=1e-4, batch_size=32,
                 learning_starts=learning_starts, target_update_interval=1000, train_freq=4, gradient_steps=1,
                 exploration_fraction=0.1, exploration_final_eps=0.01, optimize_memory_usage=False, seed=seed,
-                device="cpu", verbose=0)
+                device=device, verbose=0)
     marks: dict[str, float] = {}
 
     class Clock(BaseCallback):
@@ -84,16 +86,17 @@ def sb3_worker(steps: int, learning_starts: int, seed: int) -> dict:
     start = time.perf_counter()
     model.learn(total_timesteps=steps, callback=Clock())
     end = time.perf_counter()
-    return {"library": "sb3", "seed": seed, "steps": steps,
+    return {"library": "sb3", "seed": seed, "steps": steps, "device": device,
             "acting_fps": 4 * learning_starts / (marks["learning_starts"] - start),
             "learning_fps": 4 * (steps - learning_starts) / (end - marks["learning_starts"]),
             "gradient_steps": int(model._n_updates)}
 
 
-def sb3_run(steps: int, learning_starts: int, seed: int) -> dict:
+def sb3_run(steps: int, learning_starts: int, seed: int, device: str) -> dict:
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, "--worker", "sb3", "--steps", str(steps),
-                           "--learning-starts", str(learning_starts), "--seeds", str(seed + 1)],
+                           "--learning-starts", str(learning_starts), "--seeds", str(seed + 1),
+                           "--device", device],
                           check=True, capture_output=True, text=True)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["whole_seconds"] = time.perf_counter() - start
@@ -145,16 +148,17 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20_000, help="env steps per run (4 frames each)")
     parser.add_argument("--learning-starts", type=int, default=10_000)
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="torch device of both libraries' networks (default cpu)")
     parser.add_argument("--out", default=None, help="write the results as JSON (and .md beside it)")
     parser.add_argument("--worker", choices=["sb3"], default=None, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.worker:
-        print(json.dumps(sb3_worker(opts.steps, opts.learning_starts, opts.seeds - 1)))
+        print(json.dumps(sb3_worker(opts.steps, opts.learning_starts, opts.seeds - 1, opts.device)))
         return 0
     results = []
     for seed in range(opts.seeds):
         for run in (bellmax_run, sb3_run):
-            results.append(run(opts.steps, opts.learning_starts, seed))
+            results.append(run(opts.steps, opts.learning_starts, seed, opts.device))
             print(json.dumps(results[-1]), file=sys.stderr)
     memory = replay_memory()
     command = "python benchmarks/dqn_pong.py " + " ".join(sys.argv[1:])

@@ -1,0 +1,51 @@
+#!/bin/bash
+# DQN on Pong with the networks on the lent GPU (issue 4), in one device call:
+#   1. the GPU tests of tests/test_device.py (placement, bit-for-bit resume on CUDA);
+#   2. bellmax DQN with its Pong preset for LIMIT seconds each, on the GPU and, at the same time,
+#      on one CPU thread: frames/s and the return curve so far (metrics.jsonl);
+#   3. when OpenCV is importable there (SB3's Atari wrappers need it), benchmarks/dqn_pong.py
+#      --device cuda: frames/s of both libraries with the networks on the GPU.
+# A 10M-frame run (2.5M env steps) takes far longer than a device call, so this measures speed and
+# the start of the curve, not the +18 target. Results in $OUT: log.txt, pong_*.jsonl, dqn_pong_cuda.*
+#   LIMIT=240 bash benchmarks/gpu_machine_dqn_pong.sh
+set -u
+LIMIT=${LIMIT:-240}
+PY=${PYTHON:-python3}
+OUT=${OUT:-/tmp/gpu_machine_out}
+ROOT=/tmp/gpu_runs
+mkdir -p "$OUT" "$ROOT"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
+{
+  date -u; nproc; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+  $PY -c "import torch, gymnasium, ale_py; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'gymnasium', gymnasium.__version__, 'ale_py', ale_py.__version__)"
+} > "$OUT/log.txt" 2>&1
+
+timeout 150 $PY -m pytest -q -rs -p no:cacheprovider tests/test_device.py >> "$OUT/log.txt" 2>&1
+echo "device tests exit $?" >> "$OUT/log.txt"
+
+for device in cuda cpu; do
+  ( timeout "$LIMIT" $PY -m bellmax.cli train dqn --env ALE/Pong-v5 --device $device --seed 0 --no-progress \
+      --no-tensorboard --checkpoint-every 100000000 --run-dir "$ROOT/pong_$device" > "$ROOT/pong_$device.out" 2>&1
+    echo "pong $device exit $?" >> "$OUT/log.txt"; cp "$ROOT/pong_$device/metrics.jsonl" "$OUT/pong_$device.jsonl" 2>/dev/null ) &
+done
+wait
+$PY - "$OUT" >> "$OUT/log.txt" 2>&1 <<'PYEOF'
+import json, os, sys
+for device in ("cuda", "cpu"):
+    path = f"{sys.argv[1]}/pong_{device}.jsonl"
+    if not os.path.exists(path):
+        print(f"pong {device}: no metrics"); continue
+    rows = [r for r in map(json.loads, filter(str.strip, open(path))) if "time/iteration_seconds" in r]
+    steps = [b["step"] - a["step"] for a, b in zip([{"step": 0}] + rows, rows)]
+    learning = [(n, r) for n, r in zip(steps, rows) if r.get("losses/gradient_steps", 0) > 0]
+    fps = 4 * sum(n for n, _ in learning) / max(sum(r["time/iteration_seconds"] for _, r in learning), 1e-9)
+    print(f"pong {device}: {rows[-1]['step'] if rows else 0} steps, frames/s while learning {fps:,.0f}, "
+          f"training return {rows[-1].get('rollout/ep_return') if rows else None}")
+PYEOF
+if $PY -c "import cv2" 2>/dev/null; then
+  timeout "$LIMIT" $PY benchmarks/dqn_pong.py --device cuda --steps 30000 --learning-starts 10000 \
+    --out "$OUT/dqn_pong_cuda.json" >> "$OUT/log.txt" 2>&1
+else
+  echo "no cv2: SB3 side skipped" >> "$OUT/log.txt"
+fi
+date -u >> "$OUT/log.txt"
