@@ -129,6 +129,17 @@ def test_actor_step_goes_through_the_critic_without_touching_its_gradients(algo)
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.actor.parameters())
 
 
+@pytest.mark.parametrize("algo", [DDPG, TD3])
+def test_a_fresh_deterministic_actor_starts_in_the_middle_of_the_action_range(algo):
+    # tanh at the edge of the Box has no slope: a saturated mu(s) would get no gradient from Q
+    agent = algo(algo.config_class(env="Pendulum-v1", buffer_size=100, batch_size=8))
+    space = agent.env.single_observation_space
+    obs = torch.as_tensor(np.random.default_rng(0).uniform(space.low, space.high, size=(1000, 3)), dtype=torch.float32)
+    with torch.no_grad():
+        mu = agent.actor(obs)
+    assert (mu - agent.actor.bias).abs().max() < 0.1 * agent.actor.scale.min()
+
+
 def test_wrong_action_space_is_a_clear_error():
     with pytest.raises(BellmaxError, match="dqn needs discrete actions, but Pendulum-v1 has Box"):
         DQN(DQNConfig(env="Pendulum-v1"))

@@ -276,12 +276,16 @@ class QHead(nn.Module):
 
 
 class BoundedActor(nn.Module):
-    """Deterministic mu_theta(s) for DDPG/TD3, squashed into the Box: low + (tanh(.) + 1)/2 (high - low)."""
+    """Deterministic mu_theta(s) for DDPG/TD3, squashed into the Box: low + (tanh(.) + 1)/2 (high - low).
+
+    The output layer starts near zero (orthogonal, gain 0.01), so mu starts in the middle of the
+    Box, where tanh is not saturated and the critic's gradient reaches the actor (the DDPG paper
+    draws the last layer from U(-3e-3, 3e-3) for this reason)."""
 
     def __init__(self, obs_space: gym.Space, action_space: gym.spaces.Box, hidden_sizes: Sequence[int]):
         super().__init__()
         self.encoder = ObsEncoder(obs_space)
-        self.net = mlp(self.encoder.dim, hidden_sizes, int(np.prod(action_space.shape)), nn.ReLU)
+        self.net = mlp(self.encoder.dim, hidden_sizes, int(np.prod(action_space.shape)), nn.ReLU, out_gain=0.01)
         self.register_buffer("scale", torch.as_tensor((action_space.high - action_space.low) / 2, dtype=torch.float32))
         self.register_buffer("bias", torch.as_tensor((action_space.high + action_space.low) / 2, dtype=torch.float32))
 
