@@ -100,6 +100,20 @@ def test_trpo_accepted_step_stays_inside_the_trust_region_and_improves_the_surro
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.policy.parameters()))
 
 
+def test_trpo_trust_region_bounds_the_kl_of_the_whole_action_distribution():
+    # KL of a diagonal Gaussian sums over the action dimensions: d = 6 dims shifted by 0.1 each (unit
+    # std) give 6 x 0.1^2 / 2 = 0.03. sb3-contrib averages over the dimensions instead (0.005 here),
+    # so its target_kl bounds a d times smaller quantity; the HalfCheetah preset's max_kl says so.
+    import gymnasium as gym
+
+    from bellmax.core.nets import Policy
+
+    policy = Policy(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-1, 1, (6,)), (8,))
+    old = torch.distributions.Normal(torch.zeros(4, 6), torch.ones(4, 6))
+    new = torch.distributions.Normal(torch.full((4, 6), 0.1), torch.ones(4, 6))
+    assert torch.allclose(policy.kl(old, new), torch.full((4,), 0.03))
+
+
 # ------------------------------------------------------------------ termination vs truncation
 
 

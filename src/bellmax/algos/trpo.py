@@ -35,7 +35,10 @@ class TRPOConfig(OnPolicyConfig):
     num_envs: int = 8
     n_steps: int = 256
     max_kl: float = 0.01
-    """delta, the trust-region radius on the mean KL(pi_old || pi_theta)."""
+    """delta, the trust-region radius on the mean over states of KL(pi_old || pi_theta), the KL of the
+    whole action distribution (summed over a Gaussian's dimensions). sb3-contrib averages over the
+    dimensions as well, so its target_kl and cg_damping give the same proposed step as max_kl and
+    cg_damping d times larger here, for d action dimensions."""
     cg_iterations: int = 15
     """Conjugate-gradient iterations for x = F^-1 g."""
     cg_damping: float = 0.1

@@ -33,7 +33,8 @@ def _bellmax_config(env_id: str, seed: int):
     from bellmax.config import config_with_preset
 
     algo = get_algorithm("ppo")
-    return algo, config_with_preset(algo.config_class, "ppo", env_id, None).replace(seed=seed)
+    # on the CPU as SB3's side below, also where a GPU would take the Atari CNN (--device auto)
+    return algo, config_with_preset(algo.config_class, "ppo", env_id, None).replace(seed=seed, device="cpu")
 
 
 def measure_bellmax(env_id: str, steps: int, seed: int) -> dict[str, Any]:
