@@ -17,17 +17,8 @@ PPO_STEPS=${PPO_STEPS:-1000000}
 OFF_STEPS=${OFF_STEPS:-100000}
 SEEDS=${SEEDS:-0 1 2}
 SB3_DEVICE=${SB3_DEVICE:-cuda}
-PY=${PYTHON:-python3}
-OUT=${OUT:-/tmp/gpu_machine_out}
-ROOT=/tmp/gpu_runs
-mkdir -p "$OUT" "$ROOT"
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
-{
-  date -u; nproc; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-  $PY -c "import torch, gymnasium, mujoco; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'gymnasium', gymnasium.__version__, 'mujoco', mujoco.__version__)"
-  $PY -c "import stable_baselines3; print('sb3', stable_baselines3.__version__)"
-  lscpu | grep 'Model name'
-} > "$OUT/log.txt" 2>&1
+source "$(dirname "$0")/gpu_machine_common.sh"
+describe_machine gymnasium mujoco stable_baselines3
 
 launch() {  # name, command...
   local name=$1; shift

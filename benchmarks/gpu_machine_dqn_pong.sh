@@ -10,15 +10,8 @@
 #   LIMIT=240 bash benchmarks/gpu_machine_dqn_pong.sh
 set -u
 LIMIT=${LIMIT:-240}
-PY=${PYTHON:-python3}
-OUT=${OUT:-/tmp/gpu_machine_out}
-ROOT=/tmp/gpu_runs
-mkdir -p "$OUT" "$ROOT"
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
-{
-  date -u; nproc; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-  $PY -c "import torch, gymnasium, ale_py; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'gymnasium', gymnasium.__version__, 'ale_py', ale_py.__version__)"
-} > "$OUT/log.txt" 2>&1
+source "$(dirname "$0")/gpu_machine_common.sh"
+describe_machine gymnasium ale_py
 
 timeout 150 $PY -m pytest -q -rs -p no:cacheprovider tests/test_device.py >> "$OUT/log.txt" 2>&1
 echo "device tests exit $?" >> "$OUT/log.txt"

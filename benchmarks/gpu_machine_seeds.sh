@@ -15,15 +15,8 @@ SEEDS=${SEEDS:-8}
 STEPS=${STEPS:-200000}
 LIMIT=${LIMIT:-420}
 BENCH_LIMIT=${BENCH_LIMIT:-540}  # the benches write their tables only at the end: cut them before the command limit
-PY=${PYTHON:-python3}
-OUT=${OUT:-/tmp/gpu_machine_out}
-ROOT=/tmp/gpu_runs
-mkdir -p "$OUT" "$ROOT"
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
-{
-  date -u; nproc --all; lscpu | grep 'Model name'
-  $PY -c "import torch, gymnasium, mujoco, stable_baselines3, sb3_contrib; print('torch', torch.__version__, 'gymnasium', gymnasium.__version__, 'mujoco', mujoco.__version__, 'sb3', stable_baselines3.__version__, 'sb3_contrib', sb3_contrib.__version__)"
-} > "$OUT/log.txt" 2>&1
+source "$(dirname "$0")/gpu_machine_common.sh"
+describe_machine gymnasium mujoco stable_baselines3 sb3_contrib
 
 for env in Walker2d-v5 Ant-v5 Humanoid-v5; do
   ( timeout "$LIMIT" $PY -m bellmax.cli train ppo --env $env --seed 0 --no-progress --no-tensorboard \

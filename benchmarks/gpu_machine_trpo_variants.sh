@@ -9,13 +9,9 @@
 set -u
 SEEDS=${SEEDS:-8}
 BENCH_LIMIT=${BENCH_LIMIT:-200}
-PY=${PYTHON:-python3}
-OUT=${OUT:-/tmp/gpu_machine_out}
-ROOT=/tmp/gpu_runs
 SB3=docs/images/bench_mujoco_trpo_HalfCheetah-v5_8seeds.json
-mkdir -p "$OUT" "$ROOT"
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
-date -u > "$OUT/log.txt"
+source "$(dirname "$0")/gpu_machine_common.sh"
+describe_machine gymnasium mujoco
 variant() {  # tag, flags
   timeout "$BENCH_LIMIT" $PY -m bellmax.cli bench mujoco --algo trpo --env HalfCheetah-v5 --seeds "$SEEDS" --jobs 4 \
     --import-repeats 1 --reuse-sb3 "$SB3" --tag "$1" --bellmax-flags="$2" --out-dir "$OUT" --keep-runs "$ROOT/$1" \
