@@ -173,9 +173,11 @@ class TRPO(Algorithm):
     def fit_value(self, obs: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
         """phi <- argmin E[(V_phi(s_t) - R_t)^2] by minibatch Adam."""
         loss = torch.zeros(())
+        size = self.config.batch_size
         for _ in range(self.config.value_epochs):
-            for idx in torch.randperm(obs.shape[0]).split(self.config.batch_size):
-                loss = 0.5 * ((self.value(obs[idx]) - returns[idx]) ** 2).mean()
+            perm = torch.randperm(obs.shape[0])  # one gather per epoch; the minibatches are views
+            for obs_mb, returns_mb in zip(obs[perm].split(size), returns[perm].split(size)):
+                loss = 0.5 * ((self.value(obs_mb) - returns_mb) ** 2).mean()
                 self.value_optimizer.zero_grad()
                 loss.backward()
                 self.value_optimizer.step()
