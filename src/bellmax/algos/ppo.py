@@ -21,7 +21,7 @@ import torch
 
 from bellmax.config import OnPolicyConfig, require
 from bellmax.core.algorithm import Algorithm
-from bellmax.core.buffers import advantages_and_returns, explained_variance, standardize, valid_samples
+from bellmax.core.buffers import advantages_and_returns, explained_variance, minibatches, standardize, valid_samples
 from bellmax.core.optim import Adam, clip_grad_norm
 
 
@@ -136,13 +136,12 @@ class PPO(Algorithm):
 
     def update(self, batch: dict[str, torch.Tensor], clip_range: float) -> dict[str, float]:
         cfg = self.config
-        n = batch["obs"].shape[0]
         sums: dict[str, float] = {}
         updates, epochs_done = 0, 0
         for _ in range(cfg.n_epochs):
             stop = False
-            for idx in torch.randperm(n).split(cfg.batch_size):
-                terms = self.minibatch_loss({k: v[idx] for k, v in batch.items()}, clip_range)
+            for values in minibatches(cfg.batch_size, *batch.values()):
+                terms = self.minibatch_loss(dict(zip(batch, values)), clip_range)
                 self.optimizer.zero_grad()
                 terms["loss"].backward()
                 clip_grad_norm(self.optimizer.params, cfg.max_grad_norm)

@@ -22,7 +22,7 @@ from torch.nn.utils import parameters_to_vector
 
 from bellmax.config import OnPolicyConfig, require
 from bellmax.core.algorithm import Algorithm
-from bellmax.core.buffers import advantages_and_returns, explained_variance, standardize, valid_samples
+from bellmax.core.buffers import advantages_and_returns, explained_variance, minibatches, standardize, valid_samples
 from bellmax.core.optim import Adam
 
 
@@ -173,10 +173,8 @@ class TRPO(Algorithm):
     def fit_value(self, obs: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
         """phi <- argmin E[(V_phi(s_t) - R_t)^2] by minibatch Adam."""
         loss = torch.zeros(())
-        size = self.config.batch_size
         for _ in range(self.config.value_epochs):
-            perm = torch.randperm(obs.shape[0])  # one gather per epoch; the minibatches are views
-            for obs_mb, returns_mb in zip(obs[perm].split(size), returns[perm].split(size)):
+            for obs_mb, returns_mb in minibatches(self.config.batch_size, obs, returns):
                 loss = 0.5 * ((self.value(obs_mb) - returns_mb) ** 2).mean()
                 self.value_optimizer.zero_grad()
                 loss.backward()

@@ -35,6 +35,7 @@ from bellmax.core.buffers import (
     discounted_returns,
     explained_variance,
     gae,
+    minibatches,
     segment_start_values,
     td_residuals,
 )
@@ -157,13 +158,12 @@ class VPG(Algorithm):
 
     def fit_critics(self, obs: torch.Tensor, actions: torch.Tensor, reward_to_go: torch.Tensor) -> dict[str, float]:
         """phi <- argmin 1/|D|T sum (V_phi(s_t) - R_t)^2 (and the same for Q_phi(s_t, a_t))."""
-        n, size = obs.shape[0], self.config.batch_size
         total = 0.0
         for _ in range(self.config.value_epochs):
-            for idx in torch.randperm(n).split(size):
-                loss = ((self.value(obs[idx]) - reward_to_go[idx]) ** 2).mean()
+            for obs_mb, actions_mb, target_mb in minibatches(self.config.batch_size, obs, actions, reward_to_go):
+                loss = ((self.value(obs_mb) - target_mb) ** 2).mean()
                 if self.q_value is not None:
-                    loss = loss + ((self.q_value(obs[idx], actions[idx]) - reward_to_go[idx]) ** 2).mean()
+                    loss = loss + ((self.q_value(obs_mb, actions_mb) - target_mb) ** 2).mean()
                 self.value_optimizer.zero_grad()
                 loss.backward()
                 self.value_optimizer.step()

@@ -254,7 +254,8 @@ class Algorithm:
             store["truncated"][t] = step.truncated
             store["valid"][t] = step.valid
         with torch.inference_mode():
-            buffer.last_value = value_fn(torch.as_tensor(self.normalize_obs(self.obs), device=self.device)).cpu().clone()
+            last_obs = torch.as_tensor(self.normalize_obs(self.obs), device=self.device)
+            buffer.last_value = value_fn(last_obs).cpu().clone()
         self.global_step += n_steps * self.env.num_envs
         self.rollout_seconds = time.perf_counter() - start
 

@@ -14,6 +14,7 @@ against the equations on hand-made numbers. Conventions:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,6 +170,13 @@ def advantages_and_returns(buffer: RolloutBuffer, gamma: float, lam: float) -> t
     advantages = gae(buffer.view("rewards"), values, buffer.next_values(), buffer.view("terminated"),
                      buffer.cut(), gamma, lam)
     return advantages, advantages + values
+
+
+def minibatches(batch_size: int, *tensors: torch.Tensor) -> Iterator[tuple[torch.Tensor, ...]]:
+    """One epoch of shuffled minibatches of equally long tensors: one random permutation, one
+    gather per tensor, then consecutive views of `batch_size` rows (the last may be shorter)."""
+    perm = torch.randperm(tensors[0].shape[0])
+    return zip(*(t[perm].split(batch_size) for t in tensors))
 
 
 def valid_samples(buffer: RolloutBuffer, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
