@@ -134,7 +134,8 @@ def test_td3_noise_is_rl_zoo_normal_action_noise():
 
 
 def write_bench_json(path, algo="ppo", env="HalfCheetah-v5", steps=200_000, seeds=3, groups=("sb3",), **extra):
-    runs = [{"library": "sb3", "algo": algo, "env": env, "total_steps": steps, "seed": seed} for seed in range(seeds)]
+    runs = [{"library": "sb3", "algo": algo, "env": env, "total_steps": steps, "seed": seed, "eval_return": 1.0,
+             "whole_seconds": 9.0} for seed in range(seeds)]
     path.write_text(json.dumps({"command": "bellmax bench mujoco ...", "machine": {"date": "2026-11-26 00:33"},
                                 "imports": {"import_sb3": 2.0}, "results": {g: runs for g in groups}, **extra}))
     return str(path)
@@ -166,6 +167,11 @@ def test_reuse_sb3_refuses_another_comparison_and_keeps_the_first_provenance(tmp
         main(["mujoco", "--env", "HalfCheetah-v5", "--reuse-sb3", earlier, "--dry-run"])
     with pytest.raises(BellmaxError, match="4 seeds asked for"):
         main(["mujoco", "--env", "HalfCheetah-v5", "--seeds", "4", "--reuse-sb3", earlier, "--dry-run"])
+    assembled = json.loads(open(earlier).read())
+    del assembled["results"]["sb3"][0]["whole_seconds"]  # e.g. put together by hand from runner output
+    (tmp_path / "assembled.json").write_text(json.dumps(assembled))
+    with pytest.raises(BellmaxError, match="run 0 has no whole_seconds"):
+        load_reused_runs(str(tmp_path / "assembled.json"), "sb3", "ppo", "HalfCheetah-v5", 100_000, 3)
     origin = {"file": "first.json", "command": "first", "machine": {"date": "yesterday"}, "imports": {}}
     again = write_bench_json(tmp_path / "again.json", reused_from=origin)
     assert load_reused_runs(again, "sb3", "ppo", "HalfCheetah-v5", 200_000, 3)["machine"] == {"date": "yesterday"}

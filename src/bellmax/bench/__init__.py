@@ -201,6 +201,10 @@ def load_reused_runs(path: str, group: str, algo: str, env: str, steps: int, see
         if found != (algo, env, steps, seed):
             raise BellmaxError(f"--reuse-sb3 {path}: run {seed} is (algo, env, steps, seed) = {found}, not "
                                f"{(algo, env, steps, seed)}; reuse only the same comparison")
+        missing = [key for key in ("eval_return", "whole_seconds") if key not in run]
+        if missing:
+            raise BellmaxError(f"--reuse-sb3 {path}: run {seed} has no {', '.join(missing)}; reuse a JSON file "
+                               "written by `bellmax bench` (it times every run as a whole process)")
     origin = data.get("reused_from")
     if origin:  # that file reused them in turn: keep pointing at where they were measured
         return {**origin, "runs": runs[:seeds]}
