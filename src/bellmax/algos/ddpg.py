@@ -61,7 +61,7 @@ class DDPG(OffPolicyAlgorithm):
         cfg = self.config
         obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
         self.actor = BoundedActor(obs_space, action_space, cfg.hidden_sizes)
-        self.critics = nn.ModuleList(QNet(obs_space, action_space, cfg.hidden_sizes, nn.ReLU)
+        self.critics = nn.ModuleList(QNet(obs_space, action_space, cfg.hidden_sizes, nn.ReLU, orthogonal=False)
                                      for _ in range(2 if self.twin_critics else 1))
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)

@@ -24,13 +24,16 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
 def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: type[nn.Module] = nn.Tanh,
-        out_gain: float = 1.0) -> nn.Sequential:
-    """Linear-activation stack with orthogonal init (sqrt(2) gain inside, `out_gain` at the output)."""
+        out_gain: float = 1.0, orthogonal: bool = True) -> nn.Sequential:
+    """Linear-activation stack with orthogonal init (sqrt(2) gain inside, `out_gain` at the output),
+    or with PyTorch's default Linear init when `orthogonal` is False."""
     layers: list[nn.Module] = []
     sizes = [in_dim, *hidden_sizes]
     for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [_orthogonal(nn.Linear(a, b), math.sqrt(2)), activation()]
-    layers.append(_orthogonal(nn.Linear(sizes[-1], out_dim), out_gain))
+        layer = nn.Linear(a, b)
+        layers += [_orthogonal(layer, math.sqrt(2)) if orthogonal else layer, activation()]
+    out = nn.Linear(sizes[-1], out_dim)
+    layers.append(_orthogonal(out, out_gain) if orthogonal else out)
     return nn.Sequential(*layers)
 
 
@@ -218,11 +221,11 @@ class QNet(nn.Module):
     """Q_phi(s, a): a scalar per (observation, action); discrete actions enter one-hot."""
 
     def __init__(self, obs_space: gym.Space, action_space: gym.Space, hidden_sizes: Sequence[int],
-                 activation: type[nn.Module] = nn.Tanh):
+                 activation: type[nn.Module] = nn.Tanh, orthogonal: bool = True):
         super().__init__()
         self.encoder = ObsEncoder(obs_space)
         self.action_encoder = ObsEncoder(action_space)
-        self.net = mlp(self.encoder.dim + self.action_encoder.dim, hidden_sizes, 1, activation)
+        self.net = mlp(self.encoder.dim + self.action_encoder.dim, hidden_sizes, 1, activation, orthogonal=orthogonal)
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         x = torch.cat([self.encoder(obs), self.action_encoder(actions)], dim=-1)
@@ -278,14 +281,15 @@ class QHead(nn.Module):
 class BoundedActor(nn.Module):
     """Deterministic mu_theta(s) for DDPG/TD3, squashed into the Box: low + (tanh(.) + 1)/2 (high - low).
 
-    The output layer starts near zero (orthogonal, gain 0.01), so mu starts in the middle of the
-    Box, where tanh is not saturated and the critic's gradient reaches the actor (the DDPG paper
-    draws the last layer from U(-3e-3, 3e-3) for this reason)."""
+    PyTorch's default Linear init, as in the TD3 authors' code and SB3: its small weights start mu
+    in the middle of the Box, where tanh is not saturated and the critic's gradient reaches the
+    actor (the DDPG paper draws the last layer from U(-3e-3, 3e-3) for this reason). The
+    orthogonal sqrt(2) init of the policy-gradient nets gave saturated actions on HalfCheetah."""
 
     def __init__(self, obs_space: gym.Space, action_space: gym.spaces.Box, hidden_sizes: Sequence[int]):
         super().__init__()
         self.encoder = ObsEncoder(obs_space)
-        self.net = mlp(self.encoder.dim, hidden_sizes, int(np.prod(action_space.shape)), nn.ReLU, out_gain=0.01)
+        self.net = mlp(self.encoder.dim, hidden_sizes, int(np.prod(action_space.shape)), nn.ReLU, orthogonal=False)
         self.register_buffer("scale", torch.as_tensor((action_space.high - action_space.low) / 2, dtype=torch.float32))
         self.register_buffer("bias", torch.as_tensor((action_space.high + action_space.low) / 2, dtype=torch.float32))
 
