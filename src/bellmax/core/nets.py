@@ -281,10 +281,10 @@ class QHead(nn.Module):
 class BoundedActor(nn.Module):
     """Deterministic mu_theta(s) for DDPG/TD3, squashed into the Box: low + (tanh(.) + 1)/2 (high - low).
 
-    PyTorch's default Linear init, as in the TD3 authors' code and SB3: its small weights start mu
-    in the middle of the Box, where tanh is not saturated and the critic's gradient reaches the
-    actor (the DDPG paper draws the last layer from U(-3e-3, 3e-3) for this reason). The
-    orthogonal sqrt(2) init of the policy-gradient nets gave saturated actions on HalfCheetah."""
+    PyTorch's default Linear init, as in the TD3 authors' code and SB3: its smaller weights start mu
+    nearer the middle of the Box, where tanh has slope for the critic's gradient (on HalfCheetah
+    observations mean |mu| about 0.3 of the half-range, against 0.5 with the orthogonal sqrt(2) init
+    of the policy-gradient nets, which also learned worse in TD3: docs/BENCHMARKS.md)."""
 
     def __init__(self, obs_space: gym.Space, action_space: gym.spaces.Box, hidden_sizes: Sequence[int]):
         super().__init__()
