@@ -140,7 +140,9 @@ def train(args: list[str]) -> int:
                                "pass a larger --total-steps to continue")
         run = Run(run_dir, algo_class.name, config.to_dict(), resume_step=agent.global_step,
                   progress=not meta.no_progress, tensorboard=not meta.no_tensorboard)
-        print(f"resuming {run_dir} at step {agent.global_step:,} -> {config.total_steps:,}", file=sys.stderr)
+        device_note = f" (networks on {agent.device})" if agent.device.type != "cpu" else ""
+        print(f"resuming {run_dir} at step {agent.global_step:,} -> {config.total_steps:,}{device_note}",
+              file=sys.stderr)
     else:
         from bellmax.envs.make import check_env_id
 
@@ -162,7 +164,8 @@ def train(args: list[str]) -> int:
         n_steps = getattr(config, "n_steps", None)
         batch_note = (f", batch = n_steps x num_envs = {n_steps} x {config.num_envs} = {n_steps * config.num_envs:,}"
                       if n_steps else "")
-        print(f"training {algo_class.name} on {config.env} (seed {config.seed}{preset_note}{batch_note}) "
+        device_note = f", networks on {agent.device}" if agent.device.type != "cpu" else ""
+        print(f"training {algo_class.name} on {config.env} (seed {config.seed}{preset_note}{batch_note}{device_note}) "
               f"for {config.total_steps:,} steps -> {run_dir}", file=sys.stderr)
 
     agent.learn(config.total_steps, run=run)

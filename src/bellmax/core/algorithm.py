@@ -74,6 +74,7 @@ def resolve_device(name: str, obs_space: gym.Space) -> torch.device:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=True)
+        return torch.device("cuda", index)  # "cuda" -> "cuda:0": tensors report their index, compare equal
     elif name == "mps" and not torch.backends.mps.is_available():
         raise BellmaxError("--device mps: this machine has no Apple GPU that torch can use; use --device cpu")
     return torch.device(name)
