@@ -55,12 +55,12 @@ def test_run_writes_every_stage_and_the_summary(pipeline):
 def test_ppo_raises_the_reward_model_score(pipeline):
     from bellmax.rlhf import data
     from bellmax.rlhf.evaluate import sample_answers
-    from bellmax.rlhf.model import frozen, load_causal_lm, load_reward_model
+    from bellmax.rlhf.model import inference_only, load_causal_lm, load_reward_model
     from bellmax.rlhf.reward import score_texts
 
     prompts = [r["prompt"] for r in data.read_jsonl(pipeline / "data" / data.EVAL_PROMPTS, ("prompt",))]
     reward_model, tokenizer = load_reward_model(pipeline / "reward")
-    frozen(reward_model)
+    inference_only(reward_model)
     means = {}
     for name in ("sft", "ppo"):
         model, _ = load_causal_lm(pipeline / name)

@@ -3,7 +3,7 @@
 - the **policy** pi_phi: a causal LM (`GPT2LMHeadModel` when we make one; any
   `AutoModelForCausalLM` directory when a user brings one), plus a **value head** V(s_t) on its last
   hidden state (`PolicyWithValue`), as in TRL's value-head models;
-- the **reference** pi_SFT: a frozen copy of the SFT policy (`frozen`: no gradients, eval mode);
+- the **reference** pi_SFT: a frozen copy of the SFT policy (`inference_only`: no gradients, eval mode);
 - the **reward model** r_theta(x, y): the SFT transformer with a scalar head that reads the last
   non-pad token (`AutoModelForSequenceClassification` with num_labels = 1).
 
@@ -150,7 +150,7 @@ def save_pretrained(directory: Path | str, model, tokenizer) -> Path:
     return directory
 
 
-def frozen(model: nn.Module) -> nn.Module:
+def inference_only(model: nn.Module) -> nn.Module:
     """The model with gradients off and in eval mode (the reference and the reward model during PPO)."""
     model.requires_grad_(False)
     return model.eval()

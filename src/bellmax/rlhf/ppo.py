@@ -47,8 +47,8 @@ from bellmax.rlhf.model import (
     decode_responses,
     encode_prompts,
     entropy,
-    frozen,
     generate,
+    inference_only,
     load_causal_lm,
     load_reward_model,
     response_logits,
@@ -287,8 +287,8 @@ def run_ppo(config: RLHFPPOConfig, model_path: Path, reward_path: Path, data_dir
     prompts = [r["prompt"] for r in data.read_jsonl(Path(data_dir) / data.PROMPTS, ("prompt",))]
     setup_torch(config.seed, config.torch_threads)
     lm, tokenizer = load_causal_lm(model_path)
-    reference = frozen(load_causal_lm(model_path)[0])
-    reward_model = frozen(load_reward_model(reward_path)[0])
+    reference = inference_only(load_causal_lm(model_path)[0])
+    reward_model = inference_only(load_reward_model(reward_path)[0])
     normalization = (0.0, 1.0)
     if config.normalize_reward:
         normalization = (getattr(reward_model.config, "bellmax_reward_mean", 0.0),
