@@ -17,8 +17,8 @@ def all_tensors(agent):
     state = {f"{m}.{k}": v for m, mod in agent.modules().items() for k, v in mod.state_dict().items()}
     for name, opt in agent.optimizers().items():
         saved = opt.state_dict()
-        for key in ("exp_avg", "exp_avg_sq"):
-            for i, v in enumerate(saved[key]):
+        for key in ("exp_avg", "exp_avg_sq", "square_avg"):  # Adam's or RMSprop's moments
+            for i, v in enumerate(saved.get(key, [])):
                 state[f"opt.{name}.{key}.{i}"] = v
     return state
 
@@ -120,14 +120,17 @@ def test_checkpoint_holds_every_rng_state_and_the_environment(tmp_path):
     assert set(state["optimizers"]) == {"policy", "value"}
 
 
-@pytest.mark.parametrize("algo_name", ["ppo", "a2c", "trpo"])
+@pytest.mark.parametrize("algo_name", ["ppo", "a2c", "a2c-rmsprop", "trpo"])
 def test_on_policy_resume_is_bit_for_bit_with_normalizers_and_annealing(tmp_path, algo_name):
     from bellmax.algos import get_algorithm
 
+    algo_name, _, optimizer = algo_name.partition("-")
     algo = get_algorithm(algo_name)
     extra = {"batch_size": 64} if algo_name != "a2c" else {}
     if algo_name in ("ppo", "a2c"):
         extra["anneal_lr"] = True
+    if optimizer:
+        extra["optimizer"] = optimizer
     config = algo.config_class(env="Pendulum-v1", seed=5, num_envs=2, n_steps=64, hidden_sizes=(16,),
                                total_steps=768, normalize_obs=True, normalize_reward=True, eval_episodes=0, **extra)
     straight = algo(config).learn()
@@ -137,4 +140,5 @@ def test_on_policy_resume_is_bit_for_bit_with_normalizers_and_annealing(tmp_path
     assert resumed.global_step == straight.global_step == 768
     a, b = all_tensors(straight), all_tensors(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(".square_avg." in k for k in a) == (optimizer == "rmsprop")
     assert (straight.obs_normalizer.stats.mean == resumed.obs_normalizer.stats.mean).all()

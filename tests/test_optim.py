@@ -4,7 +4,7 @@ import cost), and gradient clipping matches torch's."""
 import pytest
 import torch
 
-from bellmax.core.optim import Adam, clip_grad_norm
+from bellmax.core.optim import Adam, RMSprop, clip_grad_norm
 
 
 def make_model(seed):
@@ -63,3 +63,60 @@ def test_clip_grad_norm_matches_torch():
     assert abs(norm_ours - float(norm_torch)) < 1e-4 * float(norm_torch)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.allclose(p.grad, q.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_rmsprop_is_the_tensorflow_variant_written_out():
+    # v_0 = 1, v_t = alpha v_{t-1} + (1 - alpha) g^2, theta -= lr g / sqrt(v_t + eps): one tensor at a time
+    ours, reference = make_model(4), make_model(4)
+    opt = RMSprop(ours.parameters(), lr=7e-4, alpha=0.99, eps=1e-5)
+    square_avg = [torch.ones_like(p) for p in reference.parameters()]
+    torch.manual_seed(5)
+    for _ in range(30):
+        x = torch.randn(16, 5)
+        opt.zero_grad()
+        (ours(x) ** 2).mean().backward()
+        opt.step()
+        reference.zero_grad()
+        (reference(x) ** 2).mean().backward()
+        with torch.no_grad():
+            for p, v in zip(reference.parameters(), square_avg):
+                v.mul_(0.99).add_(0.01 * p.grad * p.grad)
+                p.sub_(7e-4 * p.grad / torch.sqrt(v + 1e-5))
+    for a, b in zip(ours.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+
+
+def test_rmsprop_matches_stable_baselines3s_rmsprop_tf_like_exactly():
+    rmsprop_tf_like = pytest.importorskip("stable_baselines3.common.sb2_compat.rmsprop_tf_like")
+    ours, theirs = make_model(6), make_model(6)
+    opt_ours = RMSprop(ours.parameters(), lr=7e-4, alpha=0.99, eps=1e-5)
+    opt_theirs = rmsprop_tf_like.RMSpropTFLike(theirs.parameters(), lr=7e-4, alpha=0.99, eps=1e-5)
+    torch.manual_seed(7)
+    for _ in range(40):
+        x = torch.randn(8, 5)
+        for model, opt in ((ours, opt_ours), (theirs, opt_theirs)):
+            opt.zero_grad()
+            (model(x) ** 2).mean().backward()
+            opt.step()
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+
+
+def test_rmsprop_state_dict_round_trip_continues_identically():
+    model, clone = make_model(8), make_model(8)
+    opt = RMSprop(model.parameters())
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.ones(4, 5)).sum().backward()
+        opt.step()
+    with torch.no_grad():
+        for p, q in zip(clone.parameters(), model.parameters()):
+            p.copy_(q)
+    opt_clone = RMSprop(clone.parameters(), lr=99.0)
+    opt_clone.load_state_dict(opt.state_dict())
+    for model_, opt_ in ((model, opt), (clone, opt_clone)):
+        opt_.zero_grad()
+        model_(torch.ones(4, 5)).sum().backward()
+        opt_.step()
+    for a, b in zip(model.parameters(), clone.parameters()):
+        assert torch.equal(a, b)

@@ -15,18 +15,20 @@ sample; PPO reuses each batch for several epochs instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from bellmax.config import OnPolicyConfig, require
 from bellmax.core.algorithm import Algorithm
 from bellmax.core.buffers import advantages_and_returns, explained_variance, standardize, valid_samples
-from bellmax.core.optim import Adam, clip_grad_norm
+from bellmax.core.optim import Adam, RMSprop, clip_grad_norm
 
 
 @dataclass
 class A2CConfig(OnPolicyConfig):
-    """A2C; defaults follow Stable-Baselines3's (5-step rollouts, lambda = 1), with Adam."""
+    """A2C; defaults follow Stable-Baselines3's (5-step rollouts, lambda = 1), with Adam by default
+    (`optimizer="rmsprop"`: the paper's RMSprop, as SB3 and rl-zoo3 use)."""
 
     learning_rate: float = 7e-4
     num_envs: int = 16
@@ -42,11 +44,20 @@ class A2CConfig(OnPolicyConfig):
     """Standardize advantages within each batch."""
     anneal_lr: bool = False
     """Decay the learning rate linearly to 0 over total_steps."""
+    optimizer: Literal["adam", "rmsprop"] = "adam"
+    """adam, or rmsprop: the A2C paper's (TensorFlow's) RMSprop, as rl-zoo3 runs A2C on Atari."""
     adam_eps: float = 1e-5
     """Adam's epsilon."""
+    rmsprop_alpha: float = 0.99
+    """RMSprop's decay of the running mean of squared gradients."""
+    rmsprop_eps: float = 1e-5
+    """RMSprop's epsilon (inside the square root)."""
 
     def validate(self) -> None:
         super().validate()
+        require(self.optimizer in ("adam", "rmsprop"), "optimizer", self.optimizer, "adam or rmsprop")
+        require(0 <= self.rmsprop_alpha < 1, "rmsprop_alpha", self.rmsprop_alpha, "in [0, 1)")
+        require(self.rmsprop_eps > 0, "rmsprop_eps", self.rmsprop_eps, "positive")
         require(self.ent_coef >= 0, "ent_coef", self.ent_coef, ">= 0")
         require(self.vf_coef >= 0, "vf_coef", self.vf_coef, ">= 0")
         require(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "positive")
@@ -71,12 +82,16 @@ class A2C(Algorithm):
         cfg = self.config
         self.policy, self.value = self.make_policy_and_value()
         self.buffer = self.make_rollout_buffer(cfg.n_steps)
-        self.optimizer = Adam(self.trainable_parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
+        if cfg.optimizer == "rmsprop":
+            self.optimizer = RMSprop(self.trainable_parameters(), lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha,
+                                     eps=cfg.rmsprop_eps)
+        else:
+            self.optimizer = Adam(self.trainable_parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"policy": self.policy, "value": self.value}
 
-    def optimizers(self) -> dict[str, Adam]:
+    def optimizers(self) -> dict[str, Adam | RMSprop]:
         return {"optimizer": self.optimizer}
 
     def train_iteration(self, max_steps: int) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Adam, written out (about 40 lines) because `torch.optim` costs a second of start-up.
+"""Adam and RMSprop, written out (about 40 lines each) because `torch.optim` costs a second of start-up.
 
 Every `torch.optim.Optimizer.step()` imports `torch._dynamo` (and with it sympy and the FX
 tracer): about 1.1 s on this project's machine, a quarter of the time PPO needs to solve
@@ -6,7 +6,8 @@ CartPole. This Adam performs exactly the arithmetic of `torch.optim.Adam` (`test
 checks equality with both of its code paths), keeps `param_groups[0]["lr"]` for schedules, and has
 `state_dict` / `load_state_dict` for checkpoints. Each line below is one `torch._foreach_*` call
 over all parameters (as torch's `foreach=True` path does), not one call per parameter tensor:
-small networks step in a third of the time.
+small networks step in a third of the time. RMSprop (below) is the TensorFlow variant that A2C
+was published with; its test checks it against the equations written out and against SB3's.
 
     m_t = beta1 m_{t-1} + (1 - beta1) g_t
     v_t = beta2 v_{t-1} + (1 - beta2) g_t^2
@@ -22,20 +23,31 @@ from typing import Any
 import torch
 
 
-class Adam:
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+class _Optimizer:
+    """What both optimizers share: the trainable parameters, `param_groups[0]["lr"]` for schedules,
+    and the indices of the parameters that received a gradient this step."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], **group: Any):
         self.params = [p for p in params if p.requires_grad]
         if not self.params:
-            raise ValueError("Adam got no trainable parameters")
-        self.param_groups = [{"lr": lr, "betas": betas, "eps": eps}]
+            raise ValueError(f"{type(self).__name__} got no trainable parameters")
+        self.param_groups = [group]
         self.step_count = 0
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
+
+    def live(self) -> list[int]:
+        return [i for i, p in enumerate(self.params) if p.grad is not None]
+
+
+class Adam(_Optimizer):
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        super().__init__(params, lr=lr, betas=betas, eps=eps)
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
 
     @torch.no_grad()
     def step(self) -> None:
@@ -45,7 +57,7 @@ class Adam:
         bias_correction1 = 1 - beta1**self.step_count
         bias_correction2_sqrt = math.sqrt(1 - beta2**self.step_count)
         step_size = lr / bias_correction1
-        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        live = self.live()
         params = [self.params[i] for i in live]
         grads = [p.grad for p in params]
         m = [self.exp_avg[i] for i in live]
@@ -66,6 +78,47 @@ class Adam:
         self.param_groups = [dict(g) for g in state["param_groups"]]
         self.step_count = state["step"]
         for dst, src in zip(self.exp_avg + self.exp_avg_sq, state["exp_avg"] + state["exp_avg_sq"]):
+            dst.copy_(src)
+
+
+class RMSprop(_Optimizer):
+    """RMSprop as the A2C paper's TensorFlow code runs it (and Stable-Baselines3's `RMSpropTFLike`,
+    which rl-zoo3 gives A2C on Atari): the running mean of g^2 starts at 1 and epsilon sits inside
+    the square root,
+
+        v_t = alpha v_{t-1} + (1 - alpha) g_t^2,    v_0 = 1
+        theta_t = theta_{t-1} - lr g_t / sqrt(v_t + eps)
+
+    (`torch.optim.RMSprop` starts v at 0 and adds eps outside the root, so its first steps are
+    about 1/sqrt(1 - alpha) = 10 times larger for alpha = 0.99)."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 7e-4, alpha: float = 0.99,
+                 eps: float = 1e-5):
+        super().__init__(params, lr=lr, alpha=alpha, eps=eps)
+        self.square_avg = [torch.ones_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        group = self.param_groups[0]
+        self.step_count += 1
+        live = self.live()
+        params = [self.params[i] for i in live]
+        grads = [p.grad for p in params]
+        v = [self.square_avg[i] for i in live]
+        torch._foreach_mul_(v, group["alpha"])
+        torch._foreach_addcmul_(v, grads, grads, 1 - group["alpha"])
+        denom = torch._foreach_add(v, group["eps"])
+        torch._foreach_sqrt_(denom)
+        torch._foreach_addcdiv_(params, grads, denom, -group["lr"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"param_groups": [dict(g) for g in self.param_groups], "step": self.step_count,
+                "square_avg": [v.clone() for v in self.square_avg]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.param_groups = [dict(g) for g in state["param_groups"]]
+        self.step_count = state["step"]
+        for dst, src in zip(self.square_avg, state["square_avg"]):
             dst.copy_(src)
 
 
