@@ -14,8 +14,8 @@ from bellmax.rlhf.model import (  # noqa: E402
     PolicyWithValue,
     encode_prompts,
     encode_responses,
-    frozen,
     generate,
+    inference_only,
     load_causal_lm,
     load_reward_model,
     new_causal_lm,
@@ -146,7 +146,7 @@ def test_reward_loss_is_invariant_to_adding_a_constant_to_all_rewards():
 
 def test_reward_model_reads_the_last_non_pad_token(tokenizer, tmp_path):
     save_dir = save_pretrained(tmp_path / "sft", tiny_lm(tokenizer), tokenizer)
-    reward_model = frozen(load_reward_model(save_dir)[0])
+    reward_model = inference_only(load_reward_model(save_dir)[0])
     prompts = ["sort : 3 1 2 =", "reverse : cat dog sun moon tree fish ="]
     responses = ["1 2 3 <eos>", "fish <eos>"]
     query, query_mask = encode_prompts(tokenizer, prompts)
@@ -297,8 +297,8 @@ def test_reference_and_reward_model_keep_no_gradients_and_ppo_updates_every_poli
     directory = tmp_path
     save_pretrained(directory / "sft", tiny_lm(tokenizer, seed=4), tokenizer)
     lm, _ = load_causal_lm(directory / "sft")
-    reference = frozen(load_causal_lm(directory / "sft")[0])
-    reward_model = frozen(load_reward_model(directory / "sft")[0])
+    reference = inference_only(load_causal_lm(directory / "sft")[0])
+    reward_model = inference_only(load_reward_model(directory / "sft")[0])
     assert not any(p.requires_grad for p in [*reference.parameters(), *reward_model.parameters()])
     critic = load_reward_model(directory / "sft")[0] if value_model == "reward" else None
     policy = PolicyWithValue(lm, critic)
