@@ -12,43 +12,43 @@ def make_model(seed):
     return torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
 
 
+def train_together(pairs, steps, batch=32, seed=1, lr_at=None):
+    """The same minibatches, loss (model(x)^2).mean() and steps for every (model, optimizer) pair;
+    lr_at = (step, lr) changes the learning rate mid-way, as a schedule does."""
+    torch.manual_seed(seed)
+    for step in range(steps):
+        x = torch.randn(batch, 5)
+        for model, opt in pairs:
+            opt.zero_grad()
+            (model(x) ** 2).mean().backward()
+            if lr_at is not None and step == lr_at[0]:
+                opt.param_groups[0]["lr"] = lr_at[1]
+            opt.step()
+
+
 @pytest.mark.parametrize("foreach", [False, True])
 def test_adam_matches_torch_adam_exactly_over_many_steps(foreach):
     ours, theirs = make_model(0), make_model(0)
-    opt_ours = Adam(ours.parameters(), lr=3e-3, eps=1e-5)
-    opt_theirs = torch.optim.Adam(theirs.parameters(), lr=3e-3, eps=1e-5, foreach=foreach)
-    torch.manual_seed(1)
-    for step in range(50):
-        x = torch.randn(32, 5)
-        for model, opt in ((ours, opt_ours), (theirs, opt_theirs)):
-            opt.zero_grad()
-            (model(x) ** 2).mean().backward()
-            if step == 25:  # a learning-rate schedule changes lr mid-way
-                opt.param_groups[0]["lr"] = 1e-3
-            opt.step()
+    train_together([(ours, Adam(ours.parameters(), lr=3e-3, eps=1e-5)),
+                    (theirs, torch.optim.Adam(theirs.parameters(), lr=3e-3, eps=1e-5, foreach=foreach))],
+                   steps=50, lr_at=(25, 1e-3))
     for a, b in zip(ours.parameters(), theirs.parameters()):
         assert torch.equal(a, b)
 
 
-def test_adam_state_dict_round_trip_continues_identically():
-    model = make_model(2)
-    opt = Adam(model.parameters(), lr=1e-2)
-    for _ in range(3):
-        opt.zero_grad()
-        model(torch.ones(4, 5)).sum().backward()
-        opt.step()
-    saved_params = [p.detach().clone() for p in model.parameters()]
-    saved = opt.state_dict()
-    clone = make_model(2)
+@pytest.mark.parametrize("make_optimizer", [lambda ps: Adam(ps, lr=1e-2), lambda ps: RMSprop(ps)],
+                         ids=["adam", "rmsprop"])
+def test_state_dict_round_trip_continues_identically(make_optimizer):
+    model, clone = make_model(2), make_model(2)
+    opt = make_optimizer(model.parameters())
+    train_together([(model, opt)], steps=3, batch=4)
     with torch.no_grad():
-        for p, s in zip(clone.parameters(), saved_params):
-            p.copy_(s)
-    opt_clone = Adam(clone.parameters(), lr=99.0)
-    opt_clone.load_state_dict(saved)
-    for model_, opt_ in ((model, opt), (clone, opt_clone)):
-        opt_.zero_grad()
-        model_(torch.ones(4, 5)).sum().backward()
-        opt_.step()
+        for p, q in zip(clone.parameters(), model.parameters()):
+            p.copy_(q)
+    opt_clone = make_optimizer(clone.parameters())
+    opt_clone.param_groups[0]["lr"] = 99.0  # overwritten by the loaded state
+    opt_clone.load_state_dict(opt.state_dict())
+    train_together([(model, opt), (clone, opt_clone)], steps=2, batch=4)
     for a, b in zip(model.parameters(), clone.parameters()):
         assert torch.equal(a, b)
 
@@ -89,34 +89,8 @@ def test_rmsprop_is_the_tensorflow_variant_written_out():
 def test_rmsprop_matches_stable_baselines3s_rmsprop_tf_like_exactly():
     rmsprop_tf_like = pytest.importorskip("stable_baselines3.common.sb2_compat.rmsprop_tf_like")
     ours, theirs = make_model(6), make_model(6)
-    opt_ours = RMSprop(ours.parameters(), lr=7e-4, alpha=0.99, eps=1e-5)
-    opt_theirs = rmsprop_tf_like.RMSpropTFLike(theirs.parameters(), lr=7e-4, alpha=0.99, eps=1e-5)
-    torch.manual_seed(7)
-    for _ in range(40):
-        x = torch.randn(8, 5)
-        for model, opt in ((ours, opt_ours), (theirs, opt_theirs)):
-            opt.zero_grad()
-            (model(x) ** 2).mean().backward()
-            opt.step()
+    train_together([(ours, RMSprop(ours.parameters(), lr=7e-4, alpha=0.99, eps=1e-5)),
+                    (theirs, rmsprop_tf_like.RMSpropTFLike(theirs.parameters(), lr=7e-4, alpha=0.99, eps=1e-5))],
+                   steps=40, batch=8, seed=7)
     for a, b in zip(ours.parameters(), theirs.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
-
-
-def test_rmsprop_state_dict_round_trip_continues_identically():
-    model, clone = make_model(8), make_model(8)
-    opt = RMSprop(model.parameters())
-    for _ in range(3):
-        opt.zero_grad()
-        model(torch.ones(4, 5)).sum().backward()
-        opt.step()
-    with torch.no_grad():
-        for p, q in zip(clone.parameters(), model.parameters()):
-            p.copy_(q)
-    opt_clone = RMSprop(clone.parameters(), lr=99.0)
-    opt_clone.load_state_dict(opt.state_dict())
-    for model_, opt_ in ((model, opt), (clone, opt_clone)):
-        opt_.zero_grad()
-        model_(torch.ones(4, 5)).sum().backward()
-        opt_.step()
-    for a, b in zip(model.parameters(), clone.parameters()):
-        assert torch.equal(a, b)
