@@ -38,11 +38,27 @@ class _Optimizer:
         for p in self.params:
             p.grad = None
 
+    moments: tuple[str, ...] = ()
+    """Names of the per-parameter state lists a subclass keeps (saved in checkpoints)."""
+
     def live(self) -> list[int]:
         return [i for i, p in enumerate(self.params) if p.grad is not None]
 
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"param_groups": [dict(g) for g in self.param_groups], "step": self.step_count}
+        return state | {name: [t.clone() for t in getattr(self, name)] for name in self.moments}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.param_groups = [dict(g) for g in state["param_groups"]]
+        self.step_count = state["step"]
+        for name in self.moments:
+            for dst, src in zip(getattr(self, name), state[name]):
+                dst.copy_(src)
+
 
 class Adam(_Optimizer):
+    moments = ("exp_avg", "exp_avg_sq")
+
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         super().__init__(params, lr=lr, betas=betas, eps=eps)
@@ -70,16 +86,6 @@ class Adam(_Optimizer):
         torch._foreach_add_(denom, eps)
         torch._foreach_addcdiv_(params, m, denom, -step_size)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"param_groups": [dict(g) for g in self.param_groups], "step": self.step_count,
-                "exp_avg": [m.clone() for m in self.exp_avg], "exp_avg_sq": [v.clone() for v in self.exp_avg_sq]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.param_groups = [dict(g) for g in state["param_groups"]]
-        self.step_count = state["step"]
-        for dst, src in zip(self.exp_avg + self.exp_avg_sq, state["exp_avg"] + state["exp_avg_sq"]):
-            dst.copy_(src)
-
 
 class RMSprop(_Optimizer):
     """RMSprop as the A2C paper's TensorFlow code runs it (and Stable-Baselines3's `RMSpropTFLike`,
@@ -91,6 +97,8 @@ class RMSprop(_Optimizer):
 
     (`torch.optim.RMSprop` starts v at 0 and adds eps outside the root, so its first steps are
     about 1/sqrt(1 - alpha) = 10 times larger for alpha = 0.99)."""
+
+    moments = ("square_avg",)
 
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 7e-4, alpha: float = 0.99,
                  eps: float = 1e-5):
@@ -110,16 +118,6 @@ class RMSprop(_Optimizer):
         denom = torch._foreach_add(v, group["eps"])
         torch._foreach_sqrt_(denom)
         torch._foreach_addcdiv_(params, grads, denom, -group["lr"])
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"param_groups": [dict(g) for g in self.param_groups], "step": self.step_count,
-                "square_avg": [v.clone() for v in self.square_avg]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.param_groups = [dict(g) for g in state["param_groups"]]
-        self.step_count = state["step"]
-        for dst, src in zip(self.square_avg, state["square_avg"]):
-            dst.copy_(src)
 
 
 def clip_grad_norm(params: Iterable[torch.nn.Parameter], max_norm: float) -> float:
