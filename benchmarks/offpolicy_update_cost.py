@@ -2,6 +2,9 @@
 identical hyperparameters (the off-policy issue's "once with identical hyperparameters for the raw
 per-step cost"): SAC and TD3 on HalfCheetah-v5, 256x256 ReLU networks, batch 256, one gradient
 update per environment step (train_freq 1, as both libraries' MuJoCo presets), one torch thread.
+With `--settings presets`, each library instead runs with its own tuned values for HalfCheetah
+(bellmax's preset, rl-zoo3's entry for SB3: network sizes, learning rates, batch, noise), so the
+per-update cost behind the fixed-budget runs' updates/s is measured side by side in one process.
 
 Two measurements per library, each after a warm-up that fills the replay buffer with random-action
 steps and runs a few updates:
@@ -14,6 +17,7 @@ Measurements alternate between the libraries `--repeats` times, so drifting mach
 both alike; medians are reported.
 
     python benchmarks/offpolicy_update_cost.py --out docs/images/bench_update_cost.json
+    python benchmarks/offpolicy_update_cost.py --settings presets --out docs/images/bench_update_cost_presets.json
 """
 
 from __future__ import annotations
@@ -32,16 +36,24 @@ ENV = "HalfCheetah-v5"
 HIDDEN = [256, 256]
 BATCH = 256
 WARMUP_STEPS = 2000
+SETTINGS = {"identical": "identical hyperparameters (256x256 ReLU networks, lr 3e-4, batch 256)",
+            "presets": "each library's tuned HalfCheetah values (bellmax's preset, rl-zoo3's entry for SB3)"}
 
 
-def bellmax_side(algo: str, seed: int):
+def bellmax_side(algo: str, seed: int, presets: bool):
     from bellmax.algos import SAC, TD3
+    from bellmax.config import config_with_preset
 
     cls = {"sac": SAC, "td3": TD3}[algo]
-    extra = {"q_learning_rate": 3e-4} if algo == "sac" else {}  # SB3's single lr for both
-    agent = cls(cls.config_class(env=ENV, seed=seed, hidden_sizes=tuple(HIDDEN), batch_size=BATCH,
-                                 learning_rate=3e-4, buffer_size=100_000, learning_starts=WARMUP_STEPS,
-                                 total_steps=10**9, eval_every=0, eval_episodes=0, log_every=1000, **extra))
+    measured = {"seed": seed, "buffer_size": 100_000, "learning_starts": WARMUP_STEPS, "total_steps": 10**9,
+                "eval_every": 0, "eval_episodes": 0, "log_every": 1000}
+    if presets:
+        config = config_with_preset(cls.config_class, algo, ENV, None).replace(**measured)
+    else:
+        extra = {"q_learning_rate": 3e-4} if algo == "sac" else {}  # SB3's single lr for both
+        config = cls.config_class(env=ENV, hidden_sizes=tuple(HIDDEN), batch_size=BATCH, learning_rate=3e-4,
+                                  **measured, **extra)
+    agent = cls(config)
     agent.learn(total_steps=WARMUP_STEPS + 50)  # random actions fill the replay buffer, then 50 updates
 
     def loop(n: int) -> None:
@@ -49,31 +61,40 @@ def bellmax_side(algo: str, seed: int):
 
     def update(n: int) -> None:
         for _ in range(n):
-            agent.gradient_step(agent.replay.sample(BATCH, agent.rng))
+            agent.gradient_step(agent.replay.sample(config.batch_size, agent.rng))
     return loop, update
 
 
-def sb3_side(algo: str, seed: int):
+def sb3_side(algo: str, seed: int, presets: bool):
     import gymnasium as gym
     from stable_baselines3 import SAC, TD3
 
+    from bellmax.bench.sb3_runner import action_noise, model_kwargs
+    from bellmax.bench.zoo import zoo_entry
+
     cls = {"sac": SAC, "td3": TD3}[algo]
-    model = cls("MlpPolicy", gym.make(ENV), learning_rate=3e-4, buffer_size=100_000, learning_starts=WARMUP_STEPS,
-                batch_size=BATCH, policy_kwargs={"net_arch": HIDDEN}, device="cpu", seed=seed)
+    env = gym.make(ENV)
+    if presets:
+        entry, _ = zoo_entry(algo, ENV)
+        kwargs = model_kwargs(entry) | {"action_noise": action_noise(entry, env.action_space.shape[0])}
+    else:
+        kwargs = {"learning_rate": 3e-4, "batch_size": BATCH, "policy_kwargs": {"net_arch": HIDDEN}}
+    kwargs |= {"buffer_size": 100_000, "learning_starts": WARMUP_STEPS}
+    model = cls("MlpPolicy", env, device="cpu", seed=seed, **kwargs)
     model.learn(WARMUP_STEPS + 50)
 
     def loop(n: int) -> None:
         model.learn(n, reset_num_timesteps=False)
 
     def update(n: int) -> None:
-        model.train(gradient_steps=n, batch_size=BATCH)
+        model.train(gradient_steps=n, batch_size=model.batch_size)
     return loop, update
 
 
-def measure(algo: str, steps: int, repeats: int, seed: int = 0) -> dict:
+def measure(algo: str, steps: int, repeats: int, presets: bool, seed: int = 0) -> dict:
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    sides = {"bellmax": bellmax_side(algo, seed), "sb3": sb3_side(algo, seed)}
+    sides = {"bellmax": bellmax_side(algo, seed, presets), "sb3": sb3_side(algo, seed, presets)}
     times: dict[str, list[float]] = {f"{lib}_{kind}": [] for lib in sides for kind in ("loop", "update")}
     for _ in range(repeats):
         for kind, index in (("loop", 0), ("update", 1)):
@@ -81,7 +102,10 @@ def measure(algo: str, steps: int, repeats: int, seed: int = 0) -> dict:
                 start = time.perf_counter()
                 functions[index](steps)
                 times[f"{lib}_{kind}"].append((time.perf_counter() - start) / steps)
-    result = {"algo": algo, "env": ENV, "hidden": HIDDEN, "batch_size": BATCH, "steps": steps, "repeats": repeats}
+    result = {"algo": algo, "env": ENV, "settings": "presets" if presets else "identical", "steps": steps,
+              "repeats": repeats}
+    if not presets:
+        result |= {"hidden": HIDDEN, "batch_size": BATCH}
     for key, samples in times.items():
         result[f"{key}_ms"] = [1e3 * t for t in samples]
         result[f"{key}_median_ms"] = 1e3 * statistics.median(samples)
@@ -95,9 +119,11 @@ def main() -> int:
     parser.add_argument("--algos", default="sac,td3")
     parser.add_argument("--steps", type=int, default=500, help="environment steps (or updates) per measurement")
     parser.add_argument("--repeats", type=int, default=5, help="alternating measurements per library")
+    parser.add_argument("--settings", choices=("identical", "presets"), default="identical",
+                        help="identical hyperparameters (256x256, lr 3e-4, batch 256), or each library's tuned ones")
     parser.add_argument("--out", default=None, help="write the results as JSON here (and .md next to it)")
     opts = parser.parse_args()
-    results = [measure(algo, opts.steps, opts.repeats) for algo in opts.algos.split(",")]
+    results = [measure(algo, opts.steps, opts.repeats, opts.settings == "presets") for algo in opts.algos.split(",")]
     import stable_baselines3
 
     from bellmax.bench.harness import machine_info
@@ -112,7 +138,7 @@ def main() -> int:
                       f"Machine: {machine['cpu_count']} CPU cores ({machine['cpu']}), torch {torch.__version__}, "
                       f"SB3 {stable_baselines3.__version__}, bellmax commit {machine.get('bellmax_commit')}; "
                       f"measured {machine['date']}; medians of {opts.repeats} alternating measurements of "
-                      f"{opts.steps} steps.", "", header, *rows])
+                      f"{opts.steps} steps; {SETTINGS[opts.settings]}.", "", header, *rows])
     print(text)
     if opts.out:
         out = Path(opts.out)
