@@ -44,21 +44,5 @@ while sleep 5; do
 done
 wait
 
-$PY - "$OUT" >> "$OUT/log.txt" 2>&1 <<'PYEOF'
-import glob, json, os, sys
-for path in sorted(glob.glob(f"{sys.argv[1]}/*.jsonl")):
-    rows = [r for r in map(json.loads, filter(str.strip, open(path))) if "time/iteration_seconds" in r]
-    if not rows:
-        print(f"{os.path.basename(path)}: no metrics"); continue
-    seconds = sum(r["time/iteration_seconds"] for r in rows)
-    picked = rows[:: max(len(rows) // 6, 1)]
-    curve = [(r["step"], r.get("rollout/ep_return")) for r in picked + rows[-1:] * (picked[-1] is not rows[-1])]
-    steps = [b["step"] - a["step"] for a, b in zip([{"step": 0}] + rows, rows)]
-    learning = [(n, r["time/iteration_seconds"]) for n, r in zip(steps, rows) if r.get("losses/gradient_steps", 1) > 0]
-    while_learning = sum(n for n, _ in learning) / max(sum(t for _, t in learning), 1e-9)
-    print(f"{os.path.basename(path)[:-6]}: {rows[-1]['step']:,} steps ({4 * rows[-1]['step']:,} frames) in "
-          f"{seconds:.0f} s of iterations, {rows[-1]['step'] / seconds:,.0f} steps/s ({while_learning:,.0f} while learning); episodes "
-          f"{rows[-1].get('rollout/episodes')}; training return (mean of the last 100 games) by step: "
-          + ", ".join(f"{s:,}: {'-' if r is None else round(r, 1)}" for s, r in curve))
-PYEOF
+$PY benchmarks/atari_summary.py "$OUT"/*.jsonl >> "$OUT/log.txt" 2>&1
 date -u >> "$OUT/log.txt"

@@ -22,19 +22,7 @@ for device in cuda cpu; do
     echo "pong $device exit $?" >> "$OUT/log.txt"; cp "$ROOT/pong_$device/metrics.jsonl" "$OUT/pong_$device.jsonl" 2>/dev/null ) &
 done
 wait
-$PY - "$OUT" >> "$OUT/log.txt" 2>&1 <<'PYEOF'
-import json, os, sys
-for device in ("cuda", "cpu"):
-    path = f"{sys.argv[1]}/pong_{device}.jsonl"
-    if not os.path.exists(path):
-        print(f"pong {device}: no metrics"); continue
-    rows = [r for r in map(json.loads, filter(str.strip, open(path))) if "time/iteration_seconds" in r]
-    steps = [b["step"] - a["step"] for a, b in zip([{"step": 0}] + rows, rows)]
-    learning = [(n, r) for n, r in zip(steps, rows) if r.get("losses/gradient_steps", 0) > 0]
-    fps = 4 * sum(n for n, _ in learning) / max(sum(r["time/iteration_seconds"] for _, r in learning), 1e-9)
-    print(f"pong {device}: {rows[-1]['step'] if rows else 0} steps, frames/s while learning {fps:,.0f}, "
-          f"training return {rows[-1].get('rollout/ep_return') if rows else None}")
-PYEOF
+$PY benchmarks/atari_summary.py "$OUT"/pong_*.jsonl >> "$OUT/log.txt" 2>&1
 if $PY -c "import cv2" 2>/dev/null; then
   timeout "$LIMIT" $PY benchmarks/dqn_pong.py --device cuda --steps 30000 --learning-starts 10000 \
     --out "$OUT/dqn_pong_cuda.json" >> "$OUT/log.txt" 2>&1
