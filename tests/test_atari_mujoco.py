@@ -121,3 +121,27 @@ def test_sac_stores_mujoco_float64_observations_as_the_float32_its_networks_use(
     assert np.array_equal(agent.replay.obs[0], first[0].astype(np.float32))
     batch = agent.replay.sample(32, np.random.default_rng(0))
     assert batch["obs"].dtype == torch.float32
+
+
+def test_nature_cnn_runs_channels_last_and_computes_what_the_default_layout_computes():
+    import gymnasium as gym
+
+    from bellmax.core.nets import NatureCNN
+
+    torch.manual_seed(0)
+    cnn = NatureCNN(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8))
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in cnn.net.parameters() if w.dim() == 4)
+    frames = torch.randint(0, 256, (2, 3, 4, 84, 84), dtype=torch.uint8)  # (batch dims..., C, H, W)
+    features = cnn(frames)
+    assert features.shape == (2, 3, 512)
+
+    # the same weights in PyTorch's default layout, the Nature paper's x / 255 written out
+    x = frames.reshape(6, 4, 84, 84).float() / 255.0
+    for layer in cnn.net:
+        x = layer(x.contiguous()) if not isinstance(layer, torch.nn.Conv2d) else torch.nn.functional.conv2d(
+            x.contiguous(), layer.weight.contiguous(), layer.bias, layer.stride)
+    expected = cnn.head(x).reshape(2, 3, 512)
+    torch.testing.assert_close(features, expected, rtol=1e-5, atol=1e-5)
+
+    features.sum().backward()  # gradients keep the parameters' layout (Adam's moments follow it)
+    assert cnn.net[0].weight.grad.is_contiguous(memory_format=torch.channels_last)

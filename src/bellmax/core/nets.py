@@ -75,7 +75,11 @@ class ObsEncoder(nn.Module):
 
 
 class NatureCNN(nn.Module):
-    """The DQN Nature paper's torso: 3 conv layers and a 512-unit layer on (C, 84, 84) uint8 frames."""
+    """The DQN Nature paper's torso: 3 conv layers and a 512-unit layer on (C, 84, 84) uint8 frames.
+
+    The convolutions run in the channels-last layout (N, H, W, C in memory; shapes unchanged),
+    which oneDNN's CPU kernels prefer: a DQN gradient step on 32 frame stacks takes about 14% less
+    time on one core than in PyTorch's default layout (benchmarks/cnn_layout.py)."""
 
     def __init__(self, obs_space: gym.Space, features: int = 512):
         super().__init__()
@@ -89,11 +93,13 @@ class NatureCNN(nn.Module):
         with torch.no_grad():
             n_flat = self.net(torch.zeros(1, *obs_space.shape)).shape[1]
         self.head = nn.Sequential(_orthogonal(nn.Linear(n_flat, features), math.sqrt(2)), nn.ReLU())
+        self.net.to(memory_format=torch.channels_last)
         self.dim = features
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         batch_shape = obs.shape[:-3]
-        x = obs.reshape(-1, *obs.shape[-3:]).float() / 255.0
+        frames = obs.reshape(-1, *obs.shape[-3:]).contiguous(memory_format=torch.channels_last)
+        x = frames.float().div_(255.0)
         return self.head(self.net(x)).reshape(*batch_shape, self.dim)
 
 
