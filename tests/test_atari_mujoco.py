@@ -145,3 +145,8 @@ def test_nature_cnn_runs_channels_last_and_computes_what_the_default_layout_comp
 
     features.sum().backward()  # gradients keep the parameters' layout (Adam's moments follow it)
     assert cnn.net[0].weight.grad.is_contiguous(memory_format=torch.channels_last)
+
+    floats = frames[0].float().contiguous(memory_format=torch.channels_last)  # already in the layout: no copy
+    before = floats.clone()
+    cnn(floats)
+    assert torch.equal(floats, before), "the forward pass must not scale its input in place"
