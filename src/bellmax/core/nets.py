@@ -78,7 +78,7 @@ class NatureCNN(nn.Module):
     """The DQN Nature paper's torso: 3 conv layers and a 512-unit layer on (C, 84, 84) uint8 frames.
 
     The convolutions run in the channels-last layout (N, H, W, C in memory; shapes unchanged),
-    which oneDNN's CPU kernels prefer: a DQN gradient step on 32 frame stacks takes 5-14% less time
+    which oneDNN's CPU kernels prefer: a DQN gradient step on 32 frame stacks takes 6-14% less time
     on one core than in PyTorch's default layout (benchmarks/cnn_layout.py)."""
 
     def __init__(self, obs_space: gym.Space, features: int = 512):
