@@ -98,8 +98,8 @@ class NatureCNN(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         batch_shape = obs.shape[:-3]
-        frames = obs.reshape(-1, *obs.shape[-3:]).contiguous(memory_format=torch.channels_last)
-        x = frames.float() / 255.0  # out of place: float frames passed in stay untouched
+        frames = obs.reshape(-1, *obs.shape[-3:]).to(torch.float32, memory_format=torch.channels_last)
+        x = frames / 255.0  # out of place: float frames passed in (`to` may return them) stay untouched
         return self.head(self.net(x)).reshape(*batch_shape, self.dim)
 
 
