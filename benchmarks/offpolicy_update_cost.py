@@ -91,9 +91,10 @@ def sb3_side(algo: str, seed: int, presets: bool):
     return loop, update
 
 
-def measure(algo: str, steps: int, repeats: int, presets: bool, seed: int = 0) -> dict:
+def measure(algo: str, steps: int, repeats: int, settings: str, seed: int = 0) -> dict:
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
+    presets = settings == "presets"
     sides = {"bellmax": bellmax_side(algo, seed, presets), "sb3": sb3_side(algo, seed, presets)}
     times: dict[str, list[float]] = {f"{lib}_{kind}": [] for lib in sides for kind in ("loop", "update")}
     for _ in range(repeats):
@@ -102,8 +103,7 @@ def measure(algo: str, steps: int, repeats: int, presets: bool, seed: int = 0) -
                 start = time.perf_counter()
                 functions[index](steps)
                 times[f"{lib}_{kind}"].append((time.perf_counter() - start) / steps)
-    result = {"algo": algo, "env": ENV, "settings": "presets" if presets else "identical", "steps": steps,
-              "repeats": repeats}
+    result = {"algo": algo, "env": ENV, "settings": settings, "steps": steps, "repeats": repeats}
     if not presets:
         result |= {"hidden": HIDDEN, "batch_size": BATCH}
     for key, samples in times.items():
@@ -119,11 +119,11 @@ def main() -> int:
     parser.add_argument("--algos", default="sac,td3")
     parser.add_argument("--steps", type=int, default=500, help="environment steps (or updates) per measurement")
     parser.add_argument("--repeats", type=int, default=5, help="alternating measurements per library")
-    parser.add_argument("--settings", choices=("identical", "presets"), default="identical",
-                        help="identical hyperparameters (256x256, lr 3e-4, batch 256), or each library's tuned ones")
+    parser.add_argument("--settings", choices=tuple(SETTINGS), default="identical",
+                        help="; ".join(f"{name}: {text}" for name, text in SETTINGS.items()))
     parser.add_argument("--out", default=None, help="write the results as JSON here (and .md next to it)")
     opts = parser.parse_args()
-    results = [measure(algo, opts.steps, opts.repeats, opts.settings == "presets") for algo in opts.algos.split(",")]
+    results = [measure(algo, opts.steps, opts.repeats, opts.settings) for algo in opts.algos.split(",")]
     import stable_baselines3
 
     from bellmax.bench.harness import machine_info
