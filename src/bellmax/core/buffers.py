@@ -189,7 +189,30 @@ def valid_samples(buffer: RolloutBuffer, **extra: torch.Tensor) -> dict[str, tor
     return samples
 
 
-class ReplayBuffer:
+class SavedAsTensors:
+    """Pickles a buffer's NumPy arrays as torch tensors that share their memory, so that
+    `torch.save` writes them to the checkpoint as raw storages, straight from memory, instead of
+    into its pickle. A pickle of that protocol cannot hold an array over 4 GiB (a 1M-frame Atari
+    replay is 6.6 GiB) and would first copy every array into it. Loading turns them back into
+    arrays without a copy; checkpoints that pickled the arrays themselves load as before."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state, as_tensors = dict(vars(self)), []
+        for key, value in state.items():
+            if isinstance(value, np.ndarray) and value.dtype != object:
+                state[key] = torch.from_numpy(value)
+                as_tensors.append(key)
+        state["_saved_as_tensors"] = as_tensors
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        for key in state.pop("_saved_as_tensors", []):
+            state[key] = state[key].numpy()
+        self.__dict__.update(state)
+
+
+class ReplayBuffer(SavedAsTensors):
     """A ring buffer of transitions (s, a, r, s', terminated) for off-policy learning.
 
     Stored as NumPy arrays of `capacity` rows; each vector step adds one row per environment whose
@@ -274,7 +297,7 @@ class NStepAccumulator:
         return ready
 
 
-class FrameStackReplayBuffer:
+class FrameStackReplayBuffer(SavedAsTensors):
     """Replay for stacked-frame observations (Atari: 4 x 84 x 84 uint8) that stores every frame
     once, so 1M transitions take about 7 GB instead of the 56 GB of storing (s, s') stacks.
 
@@ -449,7 +472,7 @@ class PrioritizedFrameStackReplayBuffer(PrioritySampling, FrameStackReplayBuffer
         return {**self.transitions_at(env, index), **importance(self.priorities, leaves, len(self), self.beta)}
 
 
-class SumTree:
+class SumTree(SavedAsTensors):
     """Non-negative weights on `size` leaves in a binary tree whose every node holds the sum of
     its two children: setting weights and drawing a leaf with probability weight / total both
     take O(log size)."""

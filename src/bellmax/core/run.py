@@ -21,8 +21,9 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from bellmax.errors import BellmaxError
 
@@ -32,14 +33,15 @@ METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see either the old file or the new one, never half."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Call `write(f)` on a temporary file next to `path`, then put it in place so that readers see
+    either the old file or the new one, never half: a crash or kill mid-write leaves `path` as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -53,6 +55,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda f: f.write(data))
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
@@ -60,9 +66,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     import torch
 
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    # streamed into the file: tensors (a replay buffer's arrays among them, `SavedAsTensors`) are
+    # written from memory as they are, never copied into one big bytes object first
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
