@@ -69,7 +69,6 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, mo
     good = path.read_bytes()
     agent.learn(400)
 
-
     real_save = torch.save
 
     def dies_midway(state, f):  # torch.save streams into the temporary file; killed halfway
