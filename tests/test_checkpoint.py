@@ -3,6 +3,7 @@ checkpoint; damaged or missing checkpoints give clear errors."""
 
 import io
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,3 +197,21 @@ def test_a_replay_buffer_pickled_with_its_arrays_still_loads():
     old_style = ReplayBuffer.__new__(ReplayBuffer)
     old_style.__setstate__(dict(vars(buffer)))  # what unpickling an old checkpoint does
     assert type(old_style.obs) is np.ndarray and np.array_equal(old_style.obs, buffer.obs)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc/self/maps")
+def test_evaluation_maps_the_checkpoint_instead_of_reading_its_replay(tmp_path):
+    """`bellmax eval` loads with mmap=True: a DQN Atari checkpoint's 6.6 GiB replay is mapped from
+    the file, not read, and the loaded agent is the same."""
+    from bellmax.algos import DQN, DQNConfig
+
+    agent = DQN(DQNConfig(env="CartPole-v1", seed=3, total_steps=600, learning_starts=200, buffer_size=5000,
+                          hidden_sizes=(16,), eval_episodes=0))
+    agent.learn(600)
+    path = tmp_path / CHECKPOINT_FILE
+    agent.save(path)
+    read, mapped = Algorithm.load(path), Algorithm.load(path, mmap=True)
+    assert str(path) in Path("/proc/self/maps").read_text()
+    assert mapped.params_sha256() == read.params_sha256() == agent.params_sha256()
+    assert np.array_equal(mapped.replay.obs, agent.replay.obs)
+    assert np.array_equal(mapped.evaluate(3), read.evaluate(3))

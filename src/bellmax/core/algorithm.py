@@ -435,9 +435,11 @@ class Algorithm:
         save_checkpoint(Path(path), self.state_dict())
 
     @classmethod
-    def load(cls, path: str | Path, **config_changes: Any) -> Algorithm:
-        """Rebuild an algorithm from a checkpoint file or run directory, ready to continue."""
-        state = load_checkpoint(Path(path))
+    def load(cls, path: str | Path, mmap: bool = False, **config_changes: Any) -> Algorithm:
+        """Rebuild an algorithm from a checkpoint file or run directory, ready to continue.
+        mmap=True (for evaluation) maps the checkpoint instead of reading it, so a large replay
+        buffer is not read into memory unless it is used (see `load_checkpoint`)."""
+        state = load_checkpoint(Path(path), mmap=mmap)
         if cls is not Algorithm and state["algo"] != cls.name:
             raise BellmaxError(f"{path} holds a {state['algo']} checkpoint, not {cls.name}")
         return cls.from_state(state, **config_changes)

@@ -71,8 +71,11 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write(path, lambda f: torch.save(state, f))
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint; a missing or damaged file is a BellmaxError that says what to do."""
+def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """Read a checkpoint; a missing or damaged file is a BellmaxError that says what to do.
+
+    mmap=True maps the tensors' storages from the file instead of reading them: what is never
+    touched (the replay buffer, when only evaluating) costs neither time nor memory."""
     import torch
 
     path = Path(path)
@@ -83,7 +86,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         # Our own file format holds NumPy RNG states and the pickled env, hence weights_only=False:
         # load checkpoints only from runs you trust, as with any pickle.
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     except Exception as exc:
         raise BellmaxError(
             f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}); "
