@@ -76,6 +76,30 @@ def test_resume_from_cli_matches_uninterrupted_run(tmp_path, capsys):
     assert steps == sorted(steps)
 
 
+def test_resume_may_change_only_the_resumable_fields(tmp_path, capsys):
+    """A run resumed on a machine with more cores may use them (--torch-threads, like --device, may
+    change; the arithmetic may then differ in the last bits); a change that alters the training
+    itself is refused with one line that names it."""
+    import torch
+
+    run_dir = tmp_path / "run"
+    assert main(["train", "vpg", "--env", "CartPole-v1", "--seed", "1", "--run-dir", str(run_dir), *TINY]) == 0
+    capsys.readouterr()
+    code, _, err = run_cli(["train", "vpg", "--resume", str(run_dir), "--total-steps", "600",
+                            "--learning-rate", "0.1"], capsys)
+    assert code == 2 and "you changed learning_rate" in err and len(err.strip().splitlines()) == 1
+    threads = torch.get_num_threads()
+    try:
+        code, _, err = run_cli(["train", "vpg", "--resume", str(run_dir), "--total-steps", "600",
+                                "--torch-threads", "2", "--no-progress"], capsys)
+        assert code == 0, err
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert json.loads((run_dir / "config.json").read_text())["config"]["torch_threads"] == 2
+    assert [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()][-1] == 600
+
+
 def test_plot_writes_a_png(trained, tmp_path, capsys):
     out = tmp_path / "curve.png"
     code, _, _ = run_cli(["plot", str(trained), str(trained), "-o", str(out)], capsys)

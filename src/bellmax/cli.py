@@ -16,7 +16,7 @@ from bellmax.errors import BellmaxError
 
 # what --resume may change: everything else must match the run for it to continue exactly (a run
 # moved to another --device continues with the same state, but its numbers differ in the last bits)
-RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "eval_episodes", "device")
+RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "eval_episodes", "device", "torch_threads")
 
 STARTED = time.perf_counter()  # for the "took N s" line: counts imports, training and evaluation
 

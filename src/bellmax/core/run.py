@@ -151,6 +151,9 @@ class Run:
             self.rows: list[dict[str, Any]] = []
         else:
             self.rows = [r for r in read_metrics(self.dir) if r.get("step", 0) <= resume_step]
+            meta = read_run_config(self.dir)  # the fields a resume may change (total_steps, device, ...)
+            if meta.get("config") != config:
+                atomic_write_text(self.dir / CONFIG_FILE, json.dumps({**meta, "config": config}, indent=2) + "\n")
         self._columns: list[str] = []
         self._rewrite_metrics()
         self._tb = None
