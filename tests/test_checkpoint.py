@@ -104,6 +104,19 @@ def test_atomic_write_never_exposes_a_partial_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == [target]  # the temporary file was cleaned up
 
 
+def test_atomically_written_files_get_the_usual_permissions(tmp_path):
+    """Not mkstemp's 0600: a run directory is readable wherever a plainly written file would be."""
+    import os
+
+    from bellmax.core import run as run_module
+
+    target = tmp_path / "file.bin"
+    run_module.atomic_write_bytes(target, b"x")
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"x")
+    assert os.stat(target).st_mode & 0o777 == os.stat(plain).st_mode & 0o777
+
+
 def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     agent = VPG(CONFIG)
     path = tmp_path / CHECKPOINT_FILE

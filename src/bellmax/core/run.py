@@ -33,6 +33,16 @@ METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 
 
+def _file_mode() -> int:
+    """The mode `open()` gives a new file: 0666 less the process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
     """Call `write(f)` on a temporary file next to `path`, then put it in place so that readers see
     either the old file or the new one, never half: a crash or kill mid-write leaves `path` as it was."""
@@ -40,6 +50,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _FILE_MODE)  # mkstemp's 0600 would hide the run from other users (a shared TensorBoard)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
