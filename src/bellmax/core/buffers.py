@@ -199,7 +199,7 @@ class SavedAsTensors:
     def __getstate__(self) -> dict[str, Any]:
         state, as_tensors = dict(vars(self)), []
         for key, value in state.items():
-            if isinstance(value, np.ndarray) and value.dtype != object:
+            if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":  # the kinds torch stores
                 state[key] = torch.from_numpy(value)
                 as_tensors.append(key)
         state["_saved_as_tensors"] = as_tensors
