@@ -75,7 +75,8 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, mo
     def dies_midway(state, f):  # torch.save streams into the temporary file; killed halfway
         buffer = io.BytesIO()
         real_save(state, buffer)
-        f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        data = buffer.getvalue()
+        f.write(data[: len(data) // 2])
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", dies_midway)

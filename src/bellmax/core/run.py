@@ -158,13 +158,11 @@ class Run:
             from bellmax import __version__
 
             meta = {"algo": algo, "config": config, "preset": preset, "bellmax_version": __version__}
-            atomic_write_text(self.dir / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
             self.rows: list[dict[str, Any]] = []
-        else:
+        else:  # the first start's record, with the fields a resume may change (total_steps, device, ...)
+            meta = {**read_run_config(self.dir), "config": config}
             self.rows = [r for r in read_metrics(self.dir) if r.get("step", 0) <= resume_step]
-            meta = read_run_config(self.dir)  # the fields a resume may change (total_steps, device, ...)
-            if meta.get("config") != config:
-                atomic_write_text(self.dir / CONFIG_FILE, json.dumps({**meta, "config": config}, indent=2) + "\n")
+        atomic_write_text(self.dir / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
         self._columns: list[str] = []
         self._rewrite_metrics()
         self._tb = None
