@@ -2,6 +2,7 @@
 checkpoint; damaged or missing checkpoints give clear errors."""
 
 import io
+import signal
 import zipfile
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from bellmax.algos import VPG, VPGConfig
 from bellmax.core.algorithm import Algorithm
 from bellmax.core.run import CHECKPOINT_FILE, Run, load_checkpoint, read_metrics
-from bellmax.errors import BellmaxError
+from bellmax.errors import BellmaxError, TrainingInterrupted
 
 CONFIG = VPGConfig(num_envs=4, n_steps=50, batch_size=100, total_steps=1200, hidden_sizes=(16,), seed=11,
                    eval_episodes=0)
@@ -46,6 +47,50 @@ def test_resumed_run_ends_with_exactly_the_parameters_of_an_uninterrupted_one(tm
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert straight.tracker.recent_returns == resumed.tracker.recent_returns
+
+
+def interrupt_during(agent, iterations, times=1):
+    """Make `agent` receive SIGINT `times` times in the middle of its iteration number `iterations`."""
+    train_iteration = agent.train_iteration
+
+    def patched(max_steps):
+        if agent.iteration + 1 == iterations:
+            for _ in range(times):
+                signal.raise_signal(signal.SIGINT)
+        return train_iteration(max_steps)
+
+    agent.train_iteration = patched
+
+
+def test_ctrl_c_stops_after_the_iteration_with_a_checkpoint_that_resumes_exactly(tmp_path):
+    """The first Ctrl-C does not kill the run: the iteration it came in finishes, a checkpoint of
+    that step is written (here 600, between the periodic ones at 400 and 800), and the resumed run
+    ends with exactly the parameters of one never interrupted."""
+    straight = VPG(CONFIG).learn(1200)
+    agent = VPG(CONFIG)
+    interrupt_during(agent, 3)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        agent.learn(1200, run=Run(tmp_path, "vpg", CONFIG.to_dict(), tensorboard=False), checkpoint_every=400)
+    assert (stopped.value.signal_name, stopped.value.step) == ("SIGINT", 600)
+    assert f"bellmax train vpg --resume {tmp_path}" in str(stopped.value)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    assert [r["step"] for r in read_metrics(tmp_path)] == [200, 400, 600]
+
+    resumed = Algorithm.load(tmp_path / CHECKPOINT_FILE)
+    assert resumed.global_step == 600
+    resumed.learn(1200)
+    a, b = all_tensors(straight), all_tensors(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_second_ctrl_c_stops_at_once_without_a_new_checkpoint(tmp_path):
+    agent = VPG(CONFIG)
+    interrupt_during(agent, 3, times=2)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        agent.learn(1200, run=Run(tmp_path, "vpg", CONFIG.to_dict(), tensorboard=False), checkpoint_every=400)
+    assert not isinstance(stopped.value, TrainingInterrupted)
+    assert load_checkpoint(tmp_path)["global_step"] == 400  # the last periodic one, intact
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_resume_through_run_directory_drops_metrics_logged_after_the_checkpoint(tmp_path):

@@ -3,8 +3,10 @@ line, exit status 2, no traceback, and leaves no half-written run directory."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -165,6 +167,36 @@ def test_installed_console_script_prints_no_traceback_and_solve_does_not_import_
     assert solved.returncode == 0, solved.stderr
     assert solved.stderr.strip().splitlines()[-1] == "False"
     assert json.loads(solved.stdout)["values"]["4,3"] == 1.0
+
+
+def test_sigterm_stops_training_with_a_checkpoint_of_the_last_step_and_a_resume_hint(tmp_path):
+    """A scheduler's SIGTERM (or Ctrl-C) ends `bellmax train` after the current iteration: a checkpoint
+    of the last logged step, one line that says how to continue, exit status 128 + 15, no traceback."""
+    run_dir = tmp_path / "long"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "bellmax.cli", "train", "vpg", "--env", "CartPole-v1",
+                             "--run-dir", str(run_dir), "--total-steps", "100000000", "--checkpoint-every", "0",
+                             "--num-envs", "2", "--n-steps", "50", "--batch-size", "50", "--hidden-sizes", "16",
+                             "--no-progress", "--no-tensorboard"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "metrics.jsonl").exists() or not (run_dir / "metrics.jsonl").read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, "training never logged a row"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    last = err.strip().splitlines()[-1]
+    assert last == (f"stopped by SIGTERM at step {steps[-1]:,}: checkpoint saved; "
+                    f"continue with `bellmax train vpg --resume {run_dir}`")
+    from bellmax.core.run import load_checkpoint
+
+    assert load_checkpoint(run_dir)["global_step"] == steps[-1]  # --checkpoint-every 0: only the stop wrote one
 
 
 def test_no_tensorboard_skips_the_event_files_but_keeps_csv_and_jsonl(tmp_path):

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
 
-from bellmax.errors import BellmaxError
+from bellmax.errors import BellmaxError, TrainingInterrupted
 
 # what --resume may change: everything else must match the run for it to continue exactly (a run
 # moved to another --device continues with the same state, but its numbers differ in the last bits)
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except TrainingInterrupted as stopped:  # the first Ctrl-C or SIGTERM during `train`
+        print(f"stopped by {stopped}", file=sys.stderr)
+        return 128 + getattr(signal, stopped.signal_name)
     except KeyboardInterrupt:
         print("interrupted: the last checkpoint (written every --checkpoint-every steps) is intact; "
               "continue with `bellmax train ALGO --resume RUN_DIR`", file=sys.stderr)

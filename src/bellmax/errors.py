@@ -11,3 +11,15 @@ class BellmaxError(Exception):
 
 class ConfigError(BellmaxError, ValueError):
     """A configuration field holds a value outside its allowed range."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM stopped `learn(run=...)` at the end of an iteration, after a
+    checkpoint of that step was written: `bellmax train ALGO --resume RUN_DIR` continues exactly.
+
+    A KeyboardInterrupt, so code that does not know it still sees the usual Ctrl-C."""
+
+    def __init__(self, signal_name: str, algo: str, step: int, run_dir: object):
+        super().__init__(f"{signal_name} at step {step:,}: checkpoint saved; "
+                         f"continue with `bellmax train {algo} --resume {run_dir}`")
+        self.signal_name, self.algo, self.step, self.run_dir = signal_name, algo, step, run_dir

@@ -29,9 +29,9 @@ from bellmax.core.buffers import EpisodeTracker, RolloutBuffer
 from bellmax.core.nets import ACTIVATIONS, NatureCNN, Policy, ValueNet, is_image_space
 from bellmax.core.normalize import ObsNormalizer, RewardNormalizer
 from bellmax.core.optim import Adam
-from bellmax.core.run import CHECKPOINT_FILE, Run, load_checkpoint, save_checkpoint
+from bellmax.core.run import CHECKPOINT_FILE, Run, StopRequests, load_checkpoint, save_checkpoint
 from bellmax.envs.make import env_state, make_vec_env, restore_env
-from bellmax.errors import BellmaxError
+from bellmax.errors import BellmaxError, TrainingInterrupted
 
 
 def seed_everything(seed: int) -> None:
@@ -298,7 +298,10 @@ class Algorithm:
               checkpoint_every: int | None = None) -> Algorithm:
         """Train until `total_steps` environment steps in all (counting steps already done), or
         until a periodic evaluation reaches `config.stop_at_return`. With a `run`, log every
-        iteration, checkpoint every `checkpoint_every` steps and at the end, and evaluate at the end."""
+        iteration, checkpoint every `checkpoint_every` steps and at the end, and evaluate at the end.
+
+        With a `run`, Ctrl-C or SIGTERM stops at the end of the current iteration: a checkpoint of
+        that step is written, then `TrainingInterrupted` is raised (a second signal stops at once)."""
         cfg = self.config
         total = cfg.total_steps if total_steps is None else total_steps
         every = cfg.checkpoint_every if checkpoint_every is None else checkpoint_every
@@ -309,35 +312,39 @@ class Algorithm:
             run.start_progress(total, self.global_step)
         start, start_step = time.perf_counter(), self.global_step
         try:
-            while self.global_step < total:
-                t0 = time.perf_counter()
-                metrics = self.train_iteration(total - self.global_step)
-                self.iteration += 1
-                metrics["time/iteration_seconds"] = time.perf_counter() - t0
-                metrics["time/rollout_seconds"] = self.rollout_seconds
-                sps = (self.global_step - start_step) / max(time.perf_counter() - start, 1e-9)
-                metrics["time/sps"] = sps
-                metrics["rollout/ep_return"] = self.tracker.mean_return()
-                metrics["rollout/ep_length"] = self.tracker.mean_length()
-                metrics["rollout/episodes"] = self.tracker.episodes
-                stop = False
-                if next_eval is not None and self.global_step >= next_eval:
-                    metrics.update(self._evaluate_and_record())
-                    evaluated_at = self.global_step
-                    next_eval = (self.global_step // cfg.eval_every + 1) * cfg.eval_every
-                    stop = cfg.stop_at_return is not None and metrics["eval/return"] >= cfg.stop_at_return
+            with StopRequests() if run is not None else nullcontext() as stop_requests:
+                while self.global_step < total:
+                    t0 = time.perf_counter()
+                    metrics = self.train_iteration(total - self.global_step)
+                    self.iteration += 1
+                    metrics["time/iteration_seconds"] = time.perf_counter() - t0
+                    metrics["time/rollout_seconds"] = self.rollout_seconds
+                    sps = (self.global_step - start_step) / max(time.perf_counter() - start, 1e-9)
+                    metrics["time/sps"] = sps
+                    metrics["rollout/ep_return"] = self.tracker.mean_return()
+                    metrics["rollout/ep_length"] = self.tracker.mean_length()
+                    metrics["rollout/episodes"] = self.tracker.episodes
+                    stop = False
+                    if next_eval is not None and self.global_step >= next_eval:
+                        metrics.update(self._evaluate_and_record())
+                        evaluated_at = self.global_step
+                        next_eval = (self.global_step // cfg.eval_every + 1) * cfg.eval_every
+                        stop = cfg.stop_at_return is not None and metrics["eval/return"] >= cfg.stop_at_return
+                    if run is not None:
+                        run.log(self.global_step, metrics)
+                        run.update_progress(self.global_step, sps, self.tracker.mean_return())
+                        if stop_requests.requested:  # at an iteration's end, so resuming is exact
+                            self.save(run.dir / CHECKPOINT_FILE)
+                            raise TrainingInterrupted(stop_requests.requested, self.name, self.global_step, run.dir)
+                        if next_checkpoint is not None and self.global_step >= next_checkpoint:
+                            self.save(run.dir / CHECKPOINT_FILE)
+                            next_checkpoint = (self.global_step // every + 1) * every
+                    if stop:
+                        break
                 if run is not None:
-                    run.log(self.global_step, metrics)
-                    run.update_progress(self.global_step, sps, self.tracker.mean_return())
-                    if next_checkpoint is not None and self.global_step >= next_checkpoint:
-                        self.save(run.dir / CHECKPOINT_FILE)
-                        next_checkpoint = (self.global_step // every + 1) * every
-                if stop:
-                    break
-            if run is not None:
-                self.save(run.dir / CHECKPOINT_FILE)
-                if cfg.eval_episodes and evaluated_at != self.global_step:
-                    run.log(self.global_step, self._evaluate_and_record())
+                    self.save(run.dir / CHECKPOINT_FILE)
+                    if cfg.eval_episodes and evaluated_at != self.global_step:
+                        run.log(self.global_step, self._evaluate_and_record())
         finally:
             if run is not None:
                 run.close()

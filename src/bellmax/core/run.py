@@ -19,7 +19,10 @@ import io
 import json
 import math
 import os
+import signal
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -72,6 +75,41 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+class StopRequests:
+    """While open, the first Ctrl-C (SIGINT) or SIGTERM only asks the training loop to stop: it
+    finishes the iteration it is in, writes a checkpoint and raises `TrainingInterrupted`, so the
+    run resumes bit-for-bit from where it stopped instead of from the last periodic checkpoint.
+    A second signal stops at once (KeyboardInterrupt), as without it.
+
+    `requested` holds the signal's name once one came. Handlers can only be set in the main thread;
+    elsewhere (a Ray worker's thread, a test runner's) signals keep their usual meaning."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                signum = getattr(signal, name)
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested is not None:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        print(f"\n{self.requested}: finishing this iteration and saving a checkpoint "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
