@@ -312,7 +312,7 @@ class Algorithm:
             run.start_progress(total, self.global_step)
         start, start_step = time.perf_counter(), self.global_step
         try:
-            with StopRequests() if run is not None else nullcontext() as stop_requests:
+            with StopRequests(run.notify) if run is not None else nullcontext() as stop_requests:
                 while self.global_step < total:
                     t0 = time.perf_counter()
                     metrics = self.train_iteration(total - self.global_step)

@@ -88,8 +88,9 @@ class StopRequests:
 
     SIGNALS = ("SIGINT", "SIGTERM")
 
-    def __init__(self) -> None:
+    def __init__(self, notify: Callable[[str], None] | None = None) -> None:
         self.requested: str | None = None
+        self._notify = notify or (lambda message: print(message, file=sys.stderr, flush=True))
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequests:
@@ -108,8 +109,8 @@ class StopRequests:
         if self.requested is not None:
             raise KeyboardInterrupt
         self.requested = signal.Signals(signum).name
-        print(f"\n{self.requested}: finishing this iteration and saving a checkpoint "
-              "(send it again to stop at once)", file=sys.stderr, flush=True)
+        self._notify(f"{self.requested}: finishing this iteration and saving a checkpoint "
+                     "(send it again to stop at once)")
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -265,6 +266,13 @@ class Run:
         if self._progress is not None:
             ret = "-" if recent_return is None else f"{recent_return:8.2f}"
             self._progress.update(self._task, completed=step, sps=f"{sps:,.0f}", ret=ret)
+
+    def notify(self, message: str) -> None:
+        """One line on stderr, above the progress bar when one is showing (instead of under its redraw)."""
+        if self._progress is not None:
+            self._progress.console.print(message, markup=False, highlight=False)
+        else:
+            print(message, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._progress is not None:
