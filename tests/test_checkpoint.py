@@ -133,6 +133,25 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, mo
     assert list(tmp_path.iterdir()) == [path]  # the half-written temporary file was removed
 
 
+def test_a_full_disk_is_a_clear_error_that_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    agent = VPG(CONFIG)
+    agent.learn(200)
+    path = tmp_path / CHECKPOINT_FILE
+    agent.save(path)
+    good = path.read_bytes()
+
+    def disk_full(state, f):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(BellmaxError, match=r"could not write checkpoint .*No space left on device.*intact"):
+        agent.save(path)
+    assert path.read_bytes() == good and list(tmp_path.iterdir()) == [path]
+
+
 def test_atomic_write_never_exposes_a_partial_file(tmp_path, monkeypatch):
     from bellmax.core import run as run_module
 

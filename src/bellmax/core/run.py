@@ -118,7 +118,13 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
     # streamed into the file: tensors (a replay buffer's arrays among them, `SavedAsTensors`) are
     # written from memory as they are, never copied into one big bytes object first
-    atomic_write(path, lambda f: torch.save(state, f))
+    try:
+        atomic_write(path, lambda f: torch.save(state, f))
+    except OSError as exc:  # a full disk or quota: a DQN Atari checkpoint needs 7 GB free next to the old one
+        reason = exc.strerror or str(exc)
+        raise BellmaxError(f"could not write checkpoint {path} ({reason}); the previous checkpoint there is "
+                           "intact: free space (a checkpoint is written next to the old one before replacing "
+                           "it), then continue with --resume") from None
 
 
 def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
