@@ -199,6 +199,19 @@ def test_sigterm_stops_training_with_a_checkpoint_of_the_last_step_and_a_resume_
     assert load_checkpoint(run_dir)["global_step"] == steps[-1]  # --checkpoint-every 0: only the stop wrote one
 
 
+@pytest.mark.parametrize("command", ["train", "eval", "solve"])
+def test_an_interrupt_exits_130_and_only_train_speaks_of_checkpoints(command, monkeypatch, capsys):
+    import bellmax.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, {"eval": "evaluate"}.get(command, command), interrupted)
+    code, _, err = run_cli([command, "x"], capsys)
+    assert code == 130 and "Traceback" not in err
+    assert ("--resume" in err) == (command == "train")
+
+
 def test_no_tensorboard_skips_the_event_files_but_keeps_csv_and_jsonl(tmp_path):
     run_dir = tmp_path / "quiet"
     assert main(["train", "vpg", "--run-dir", str(run_dir), "--no-tensorboard", *TINY]) == 0

@@ -68,9 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as stopped:  # the first Ctrl-C or SIGTERM during `train`
         print(f"stopped by {stopped}", file=sys.stderr)
         return 128 + getattr(signal, stopped.signal_name)
-    except KeyboardInterrupt:
-        print("interrupted: the last checkpoint (written every --checkpoint-every steps) is intact; "
-              "continue with `bellmax train ALGO --resume RUN_DIR`", file=sys.stderr)
+    except KeyboardInterrupt:  # a second Ctrl-C during `train`, or one during any other command
+        hint = ("the last checkpoint (written every --checkpoint-every steps) is intact; "
+                "continue with `bellmax train ALGO --resume RUN_DIR`") if command == "train" else "stopped"
+        print(f"interrupted: {hint}", file=sys.stderr)
         return 130
 
 
