@@ -107,6 +107,30 @@ def test_resume_through_run_directory_drops_metrics_logged_after_the_checkpoint(
     resumed_run.close()
 
 
+def test_a_run_directory_is_written_by_one_process_at_a_time(tmp_path):
+    """A run resumed twice at once (two terminals, a scheduler's requeue while the first job still
+    runs) would interleave metrics and checkpoints: the second writer gets one clear error."""
+    import os
+    import subprocess
+    import sys
+
+    from bellmax.core.run import lock_run_dir
+
+    first = Run(tmp_path, "vpg", CONFIG.to_dict(), tensorboard=False)
+    with pytest.raises(BellmaxError, match=rf"in use by another process \(pid {os.getpid()}\)"):
+        Run(tmp_path, "vpg", CONFIG.to_dict(), resume_step=0, tensorboard=False)
+    first.close()
+    Run(tmp_path, "vpg", CONFIG.to_dict(), resume_step=0, tensorboard=False).close()
+
+    # a process killed while holding the lock leaves none behind
+    src = str(Path(__file__).parents[1] / "src")
+    killed = subprocess.run([sys.executable, "-c", f"import os, signal, sys; sys.path.insert(0, {src!r}); "
+                             "from bellmax.core.run import lock_run_dir; "
+                             f"held = lock_run_dir({str(tmp_path)!r}); os.kill(os.getpid(), signal.SIGKILL)"])
+    assert killed.returncode == -9
+    lock_run_dir(tmp_path).close()
+
+
 def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
     agent = VPG(CONFIG)
     agent.learn(200)

@@ -102,6 +102,19 @@ def test_resume_may_change_only_the_resumable_fields(tmp_path, capsys):
     assert [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()][-1] == 600
 
 
+def test_resuming_a_run_another_process_is_writing_is_refused(trained, capsys):
+    from bellmax.core.run import lock_run_dir
+
+    before = (trained / "metrics.jsonl").read_bytes()
+    held = lock_run_dir(trained)  # as the other process would hold it
+    try:
+        code, _, err = run_cli(["train", "vpg", "--resume", str(trained), "--total-steps", "800"], capsys)
+    finally:
+        held.close()
+    assert code == 2 and "is in use by another process" in err and len(err.strip().splitlines()) == 1
+    assert (trained / "metrics.jsonl").read_bytes() == before
+
+
 def test_plot_writes_a_png(trained, tmp_path, capsys):
     out = tmp_path / "curve.png"
     code, _, _ = run_cli(["plot", str(trained), str(trained), "-o", str(out)], capsys)

@@ -112,7 +112,7 @@ def train(args: list[str]) -> int:
 
     from bellmax.algos import get_algorithm
     from bellmax.config import config_with_preset, find_preset
-    from bellmax.core.run import CHECKPOINT_FILE, Run, load_checkpoint, read_run_config
+    from bellmax.core.run import CHECKPOINT_FILE, Run, check_run_dir_free, load_checkpoint, read_run_config
 
     algo_class = get_algorithm(meta.algo)
     if meta.help:
@@ -127,6 +127,7 @@ def train(args: list[str]) -> int:
         if saved.get("algo") != algo_class.name:
             other = saved.get("algo")
             raise BellmaxError(f"{run_dir} is a {other} run; resume it with `bellmax train {other} --resume {run_dir}`")
+        check_run_dir_free(run_dir)  # before a load that can take a minute (a DQN Atari replay)
         state = load_checkpoint(run_dir / CHECKPOINT_FILE)
         saved_config = algo_class.config_class.from_dict(state["config"])
         config = tyro.cli(algo_class.config_class, default=saved_config, args=rest, prog=prog, description=description)

@@ -10,6 +10,7 @@ moment leaves the last good checkpoint and config intact.
       metrics.csv       the same rows as CSV, one column per key
       tb/               TensorBoard events
       checkpoint.pt     the latest checkpoint (everything needed to resume bit-for-bit)
+      .lock             held by the process writing the run, so no second one writes it at once
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
+LOCK_FILE = ".lock"
 
 
 def _file_mode() -> int:
@@ -186,6 +188,37 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def lock_run_dir(run_dir: Path) -> BinaryIO | None:
+    """An exclusive lock on `run_dir`, held while the returned file stays open: a second process
+    (the same run resumed twice, a scheduler's requeue while the first job still runs) gets a clear
+    error instead of interleaving metrics and checkpoints. The OS drops the lock when the process
+    ends, however it ends, so a killed run never leaves a stale lock. None where there is no flock."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return None
+    f = open(Path(run_dir) / LOCK_FILE, "a+")  # noqa: SIM115 (held open on purpose: the lock lives with it)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "?"
+        f.close()
+        raise BellmaxError(f"{run_dir} is in use by another process (pid {holder}); "
+                           "let it finish or stop it (Ctrl-C checkpoints first), then try again") from None
+    f.truncate(0)
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def check_run_dir_free(run_dir: Path) -> None:
+    """Raise the error `lock_run_dir` would, without keeping the lock (a quick check before a long load)."""
+    lock = lock_run_dir(run_dir)
+    if lock is not None:
+        lock.close()
+
+
 class Run:
     """Owns one run directory: writes config.json, logs metrics, holds the progress bar.
 
@@ -197,6 +230,7 @@ class Run:
                  resume_step: int | None = None, tensorboard: bool = True, progress: bool = False):
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = lock_run_dir(self.dir)  # before anything in the directory is rewritten
         self.algo = algo
         self.start_time = time.perf_counter()
         if resume_step is None:
@@ -287,3 +321,6 @@ class Run:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
