@@ -103,15 +103,20 @@ def test_resume_may_change_only_the_resumable_fields(tmp_path, capsys):
 
 
 def test_resuming_a_run_another_process_is_writing_is_refused(trained, capsys):
-    from bellmax.core.run import lock_run_dir
-
     before = (trained / "metrics.jsonl").read_bytes()
-    held = lock_run_dir(trained)  # as the other process would hold it
+    src = str(Path(__file__).parents[1] / "src")
+    other = subprocess.Popen([sys.executable, "-c", f"import sys, time; sys.path.insert(0, {src!r}); "
+                              "from bellmax.core.run import lock_run_dir; "
+                              f"held = lock_run_dir({str(trained)!r}); print('locked', flush=True); time.sleep(60)"],
+                             stdout=subprocess.PIPE, text=True)
     try:
+        assert other.stdout.readline().strip() == "locked"
         code, _, err = run_cli(["train", "vpg", "--resume", str(trained), "--total-steps", "800"], capsys)
     finally:
-        held.close()
-    assert code == 2 and "is in use by another process" in err and len(err.strip().splitlines()) == 1
+        other.kill()
+        other.wait()
+    assert code == 2 and f"is in use by another process (pid {other.pid})" in err
+    assert len(err.strip().splitlines()) == 1
     assert (trained / "metrics.jsonl").read_bytes() == before
 
 

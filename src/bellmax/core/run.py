@@ -204,6 +204,9 @@ def lock_run_dir(run_dir: Path) -> BinaryIO | None:
         f.seek(0)
         holder = f.read().strip() or "?"
         f.close()
+        if holder == str(os.getpid()):
+            raise BellmaxError(f"{run_dir} is still open in this process: close the earlier Run "
+                               "(`run.close()`, or open it with `with Run(...) as run:`) first") from None
         raise BellmaxError(f"{run_dir} is in use by another process (pid {holder}); "
                            "let it finish or stop it (Ctrl-C checkpoints first), then try again") from None
     f.truncate(0)
@@ -306,6 +309,12 @@ class Run:
         if self._progress is not None:
             ret = "-" if recent_return is None else f"{recent_return:8.2f}"
             self._progress.update(self._task, completed=step, sps=f"{sps:,.0f}", ret=ret)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def notify(self, message: str) -> None:
         """One line on stderr, above the progress bar when one is showing (instead of under its redraw)."""

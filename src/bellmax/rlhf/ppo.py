@@ -302,39 +302,39 @@ def run_ppo(config: RLHFPPOConfig, model_path: Path, reward_path: Path, data_dir
     controller = KLController(config.kl_coef, config.adaptive_kl, config.target_kl, config.kl_horizon)
     generator = torch.Generator().manual_seed(config.seed)
     rng = random.Random(f"{config.seed}:ppo")
-    run = Run(run_dir, "rlhf-ppo", {"config": data.config_dict(config), "model": str(model_path),
-                                    "reward_model": str(reward_path), "data": str(data_dir)}, tensorboard=False)
-    use_gold = config.log_gold and _is_task(prompts[0])
-    first = last = None
-    for iteration in range(1, config.iterations + 1):
-        tick = time.perf_counter()
-        batch = rollout(policy, tokenizer, [rng.choice(prompts) for _ in range(config.batch_size)], config, generator)
-        score(batch, policy, reference, reward_model, normalization)
-        kl = per_token_kl(batch.old_log_probs, batch.ref_log_probs, batch.response_mask)
-        rewards = kl_penalized_rewards(batch.scores, kl, batch.response_mask, controller.value)
-        advantages, returns = token_advantages(rewards, batch.values, batch.response_mask, config.gamma,
-                                               config.gae_lambda)
-        gold = None
-        if use_gold:
-            texts = decode_responses(tokenizer, batch.response, batch.response_mask)
-            gold = [task.gold_score(p, t) for p, t in zip(batch.prompts, texts)]
-        metrics = iteration_metrics(batch, kl, returns, controller.value, gold)
-        metrics.update(ppo_update(policy, optimizer, batch, advantages, returns, config, generator, ptx_tensors))
-        controller.update(metrics["objective/kl"], config.batch_size)
-        metrics["time/iteration_s"] = time.perf_counter() - tick
-        run.log(iteration, metrics)
-        first = first or metrics
-        last = metrics
-        if log is not None:
-            log(f"ppo {iteration}/{config.iterations}: score {metrics['objective/scores']:+.3f} "
-                f"kl {metrics['objective/kl']:.3f} len {metrics['rollout/response_length']:.1f}"
-                + (f" gold {metrics['gold/score']:.3f}" if gold is not None else ""))
-    save_pretrained(Path(run_dir) / MODEL_DIR, policy.lm, tokenizer)
-    report = {"stage": "ppo", "iterations": config.iterations, "kl_coef": config.kl_coef,
-              "final_kl_coef": controller.value, "ptx_coef": config.ptx_coef,
-              "first": _summary(first), "last": _summary(last), "seconds": time.perf_counter() - started}
-    data.write_report(run_dir, report)
-    run.close()
+    with Run(run_dir, "rlhf-ppo", {"config": data.config_dict(config), "model": str(model_path),
+                                   "reward_model": str(reward_path), "data": str(data_dir)}, tensorboard=False) as run:
+        use_gold = config.log_gold and _is_task(prompts[0])
+        first = last = None
+        for iteration in range(1, config.iterations + 1):
+            tick = time.perf_counter()
+            batch_prompts = [rng.choice(prompts) for _ in range(config.batch_size)]
+            batch = rollout(policy, tokenizer, batch_prompts, config, generator)
+            score(batch, policy, reference, reward_model, normalization)
+            kl = per_token_kl(batch.old_log_probs, batch.ref_log_probs, batch.response_mask)
+            rewards = kl_penalized_rewards(batch.scores, kl, batch.response_mask, controller.value)
+            advantages, returns = token_advantages(rewards, batch.values, batch.response_mask, config.gamma,
+                                                   config.gae_lambda)
+            gold = None
+            if use_gold:
+                texts = decode_responses(tokenizer, batch.response, batch.response_mask)
+                gold = [task.gold_score(p, t) for p, t in zip(batch.prompts, texts)]
+            metrics = iteration_metrics(batch, kl, returns, controller.value, gold)
+            metrics.update(ppo_update(policy, optimizer, batch, advantages, returns, config, generator, ptx_tensors))
+            controller.update(metrics["objective/kl"], config.batch_size)
+            metrics["time/iteration_s"] = time.perf_counter() - tick
+            run.log(iteration, metrics)
+            first = first or metrics
+            last = metrics
+            if log is not None:
+                log(f"ppo {iteration}/{config.iterations}: score {metrics['objective/scores']:+.3f} "
+                    f"kl {metrics['objective/kl']:.3f} len {metrics['rollout/response_length']:.1f}"
+                    + (f" gold {metrics['gold/score']:.3f}" if gold is not None else ""))
+        save_pretrained(Path(run_dir) / MODEL_DIR, policy.lm, tokenizer)
+        report = {"stage": "ppo", "iterations": config.iterations, "kl_coef": config.kl_coef,
+                  "final_kl_coef": controller.value, "ptx_coef": config.ptx_coef,
+                  "first": _summary(first), "last": _summary(last), "seconds": time.perf_counter() - started}
+        data.write_report(run_dir, report)
     return report
 
 

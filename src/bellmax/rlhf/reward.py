@@ -259,43 +259,42 @@ def run_reward(config: RewardConfig, model_path: Path, comparisons_dir: Path, ru
     n_held_out = max(1, int(len(rows) * config.held_out_fraction))
     held_out = [rows[i] for i in order[:n_held_out]]
     train = [rows[i] for i in order[n_held_out:]]
-    run = Run(run_dir, "rlhf-reward", {"config": data.config_dict(config), "model": str(model_path),
-                                       "comparisons": str(comparisons_dir)}, tensorboard=False)
-    optimizer = Adam(reward_model.parameters(), lr=config.learning_rate)
-    step = 0
-    for _ in range(config.epochs):
-        rng.shuffle(train)
-        for start in range(0, len(train), config.prompts_per_batch):
-            chunk = train[start: start + config.prompts_per_batch]
-            prompts, responses, winners, losers, pair_k = ranking_batch(chunk)
-            reward_model.train()
-            terms = reward_loss(score_texts(reward_model, tokenizer, prompts, responses), winners, losers, pair_k,
-                                len(chunk))
-            optimizer.zero_grad()
-            terms["loss"].backward()
-            clip_grad_norm(reward_model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            step += 1
-            if step % config.log_every == 0:
-                reward_model.eval()
-                held = evaluate_rankings(reward_model, tokenizer, held_out)
-                run.log(step, {"losses/reward": float(terms["loss"].detach()),
-                               "train/accuracy": float(terms["accuracy"]),
-                               "eval/accuracy": held["accuracy"], "eval/margin": held["margin"],
-                               **({"eval/gold_accuracy": held["gold_accuracy"]} if "gold_accuracy" in held else {})})
-    reward_model.eval()
-    held = evaluate_rankings(reward_model, tokenizer, held_out)
-    with torch.no_grad():
-        train_rewards = torch.cat([score_texts(reward_model, tokenizer, *ranking_batch(train[s: s + 64])[:2])
-                                   for s in range(0, len(train), 64)])
-    reward_model.config.bellmax_reward_mean = float(train_rewards.mean())
-    reward_model.config.bellmax_reward_std = float(train_rewards.std())
-    save_pretrained(Path(run_dir) / MODEL_DIR, reward_model, tokenizer)
-    report = {"stage": "reward", "train_prompts": len(train), "held_out_prompts": len(held_out), "steps": step,
-              "held_out_accuracy": held["accuracy"], "held_out_margin": held["margin"],
-              "held_out_pairs": held["pairs"], "gold_accuracy": held.get("gold_accuracy"),
-              "reward_mean": reward_model.config.bellmax_reward_mean,
-              "reward_std": reward_model.config.bellmax_reward_std, "seconds": time.perf_counter() - started}
-    data.write_report(run_dir, report)
-    run.close()
+    with Run(run_dir, "rlhf-reward", {"config": data.config_dict(config), "model": str(model_path),
+                                      "comparisons": str(comparisons_dir)}, tensorboard=False) as run:
+        optimizer = Adam(reward_model.parameters(), lr=config.learning_rate)
+        step = 0
+        for _ in range(config.epochs):
+            rng.shuffle(train)
+            for start in range(0, len(train), config.prompts_per_batch):
+                chunk = train[start: start + config.prompts_per_batch]
+                prompts, responses, winners, losers, pair_k = ranking_batch(chunk)
+                reward_model.train()
+                terms = reward_loss(score_texts(reward_model, tokenizer, prompts, responses), winners, losers, pair_k,
+                                    len(chunk))
+                optimizer.zero_grad()
+                terms["loss"].backward()
+                clip_grad_norm(reward_model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                step += 1
+                if step % config.log_every == 0:
+                    reward_model.eval()
+                    held = evaluate_rankings(reward_model, tokenizer, held_out)
+                    gold = {"eval/gold_accuracy": held["gold_accuracy"]} if "gold_accuracy" in held else {}
+                    run.log(step, {"losses/reward": float(terms["loss"].detach()),
+                                   "train/accuracy": float(terms["accuracy"]),
+                                   "eval/accuracy": held["accuracy"], "eval/margin": held["margin"], **gold})
+        reward_model.eval()
+        held = evaluate_rankings(reward_model, tokenizer, held_out)
+        with torch.no_grad():
+            train_rewards = torch.cat([score_texts(reward_model, tokenizer, *ranking_batch(train[s: s + 64])[:2])
+                                       for s in range(0, len(train), 64)])
+        reward_model.config.bellmax_reward_mean = float(train_rewards.mean())
+        reward_model.config.bellmax_reward_std = float(train_rewards.std())
+        save_pretrained(Path(run_dir) / MODEL_DIR, reward_model, tokenizer)
+        report = {"stage": "reward", "train_prompts": len(train), "held_out_prompts": len(held_out), "steps": step,
+                  "held_out_accuracy": held["accuracy"], "held_out_margin": held["margin"],
+                  "held_out_pairs": held["pairs"], "gold_accuracy": held.get("gold_accuracy"),
+                  "reward_mean": reward_model.config.bellmax_reward_mean,
+                  "reward_std": reward_model.config.bellmax_reward_std, "seconds": time.perf_counter() - started}
+        data.write_report(run_dir, report)
     return report

@@ -194,13 +194,13 @@ def run_pretrain(config: PretrainConfig, data_dir: Path, run_dir: Path) -> dict[
 
         raise ConfigError(f"corpus sequences reach {tensors[0].shape[1]} tokens > n_positions="
                           f"{config.model.n_positions}; raise --model.n-positions")
-    run = Run(run_dir, "rlhf-pretrain", {"config": data.config_dict(config), "data": str(data_dir)}, tensorboard=False)
-    stats = train_lm(model, tensors, config, run)
-    save_pretrained(Path(run_dir) / MODEL_DIR, model, tokenizer)
-    report = {"stage": "pretrain", "parameters": sum(p.numel() for p in model.parameters()),
-              "sequences": len(rows), **stats, "seconds": time.perf_counter() - started}
-    data.write_report(run_dir, report)
-    run.close()
+    with Run(run_dir, "rlhf-pretrain", {"config": data.config_dict(config), "data": str(data_dir)},
+             tensorboard=False) as run:
+        stats = train_lm(model, tensors, config, run)
+        save_pretrained(Path(run_dir) / MODEL_DIR, model, tokenizer)
+        report = {"stage": "pretrain", "parameters": sum(p.numel() for p in model.parameters()),
+                  "sequences": len(rows), **stats, "seconds": time.perf_counter() - started}
+        data.write_report(run_dir, report)
     return report
 
 
@@ -214,15 +214,14 @@ def run_sft(config: SFTConfig, model_path: Path, data_dir: Path, run_dir: Path) 
     setup_torch(config.seed, config.torch_threads)
     model, tokenizer = load_causal_lm(model_path)
     tensors = demonstration_tensors(tokenizer, rows)
-    run = Run(run_dir, "rlhf-sft", {"config": data.config_dict(config), "model": str(model_path),
-                                    "data": str(data_dir)}, tensorboard=False)
-    stats = train_lm(model, tensors, config, run)
-    save_pretrained(Path(run_dir) / MODEL_DIR, model, tokenizer)
-    report = {"stage": "sft", "demonstrations": len(rows), **stats}
-    if config.eval_prompts:
-        prompts = [r["prompt"] for r in data.read_jsonl(Path(data_dir) / data.EVAL_PROMPTS, ("prompt",))]
-        report["gold_score"] = mean_gold_score(model, tokenizer, prompts[: config.eval_prompts], seed=config.seed)
-    report["seconds"] = time.perf_counter() - started
-    data.write_report(run_dir, report)
-    run.close()
+    with Run(run_dir, "rlhf-sft", {"config": data.config_dict(config), "model": str(model_path),
+                                   "data": str(data_dir)}, tensorboard=False) as run:
+        stats = train_lm(model, tensors, config, run)
+        save_pretrained(Path(run_dir) / MODEL_DIR, model, tokenizer)
+        report = {"stage": "sft", "demonstrations": len(rows), **stats}
+        if config.eval_prompts:
+            prompts = [r["prompt"] for r in data.read_jsonl(Path(data_dir) / data.EVAL_PROMPTS, ("prompt",))]
+            report["gold_score"] = mean_gold_score(model, tokenizer, prompts[: config.eval_prompts], seed=config.seed)
+        report["seconds"] = time.perf_counter() - started
+        data.write_report(run_dir, report)
     return report
