@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from bellmax.errors import BellmaxError
 
@@ -188,7 +188,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def lock_run_dir(run_dir: Path) -> BinaryIO | None:
+def lock_run_dir(run_dir: Path) -> IO[str] | None:
     """An exclusive lock on `run_dir`, held while the returned file stays open: a second process
     (the same run resumed twice, a scheduler's requeue while the first job still runs) gets a clear
     error instead of interleaving metrics and checkpoints. The OS drops the lock when the process
