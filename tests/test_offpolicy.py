@@ -147,6 +147,33 @@ def test_ddpg_and_td3_networks_start_from_pytorchs_default_init_as_the_td3_refer
     assert mu.abs().max() < 0.9
 
 
+@pytest.mark.parametrize("noise_type", ["gaussian", "ornstein_uhlenbeck"])
+def test_ddpg_exploration_noise_is_white_or_an_ornstein_uhlenbeck_process_that_restarts_each_episode(noise_type):
+    """OU noise is x <- x - theta x + sigma eps, an AR(1) process: its lag-1 autocorrelation is
+    1 - theta and its stationary variance sigma^2 / (1 - (1 - theta)^2); Gaussian noise is white.
+    The action is mu(s) + scale * noise, so the noise is read back from the actions."""
+    sigma, theta = 0.1, 0.15
+    agent = DDPG(DDPG.config_class(env="Pendulum-v1", seed=3, num_envs=1, hidden_sizes=(8,), noise_type=noise_type,
+                                   exploration_noise=sigma, ou_theta=theta, learning_starts=10))
+    obs = torch.zeros(1, 3)
+    torch.set_grad_enabled(False)  # as in the rollout loop
+    try:
+        mu, scale = agent.actor(obs).numpy(), agent.actor.scale.numpy()
+        noise = np.array([((agent.explore(obs) - mu) / scale)[0, 0] for _ in range(4000)])
+        agent.ou_noise[:] = 10.0  # far out, then the episode ends: the next noise starts again from 0
+        agent.prev_done[:] = True
+        fresh = ((agent.explore(obs) - mu) / scale)[0, 0]
+    finally:
+        torch.set_grad_enabled(True)
+    lag1 = np.corrcoef(noise[:-1], noise[1:])[0, 1]
+    if noise_type == "gaussian":
+        assert abs(lag1) < 0.05 and noise.std() == pytest.approx(sigma, rel=0.05)
+    else:
+        assert lag1 == pytest.approx(1 - theta, abs=0.03)
+        assert noise.var() == pytest.approx(sigma**2 / (1 - (1 - theta) ** 2), rel=0.15)
+        assert abs(fresh) < 4 * sigma
+
+
 def test_wrong_action_space_is_a_clear_error():
     with pytest.raises(BellmaxError, match="dqn needs discrete actions, but Pendulum-v1 has Box"):
         DQN(DQNConfig(env="Pendulum-v1"))
