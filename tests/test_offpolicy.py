@@ -129,6 +129,61 @@ def test_actor_step_goes_through_the_critic_without_touching_its_gradients(algo)
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.actor.parameters())
 
 
+def test_td3_target_is_the_smaller_of_its_two_target_critics():
+    """Fix 1, clipped double Q: y = r + gamma (1 - d) min_i Q_i'(s', a'), with the same a' for both."""
+    agent = TD3(TD3.config_class(env="Pendulum-v1", seed=0, **TINY))
+    agent.train_iteration(100)
+    batch = agent.replay.sample(64, np.random.default_rng(0))
+    torch.manual_seed(5)
+    with torch.no_grad():
+        targets = agent.critic_targets(batch)
+        torch.manual_seed(5)  # the same smoothing noise, so the same a'
+        next_actions = agent.target_actions(batch["next_obs"])
+        q1, q2 = (q(batch["next_obs"], next_actions) for q in agent.critics_target)
+    expected = batch["rewards"] + batch["discounts"] * (1 - batch["terminated"]) * torch.minimum(q1, q2)
+    assert torch.allclose(targets, expected)
+    assert (q1 < q2).any() and (q2 < q1).any()  # both critics are the minimum somewhere: a real test of min
+
+
+def test_td3_target_policy_smoothing_noise_is_clipped_and_the_action_stays_in_bounds():
+    """Fix 2: a' = clip(mu'(s') + clip(eps, -c, c), low, high), eps ~ N(0, sigma), in units of half
+    the action range. With a huge sigma nearly every eps is clipped: a' - mu'(s') is +-c x scale."""
+    agent = TD3(TD3.config_class(env="Pendulum-v1", seed=0, target_policy_noise=100.0, target_noise_clip=0.3, **TINY))
+    next_obs = torch.randn(2000, 3)
+    with torch.no_grad():
+        mu = agent.actor_target(next_obs)
+        actions = agent.target_actions(next_obs)
+    scale, low, high = agent.actor.scale, agent.actor.bias - agent.actor.scale, agent.actor.bias + agent.actor.scale
+    shift = ((actions - mu) / scale).abs()
+    assert (shift <= 0.3 + 1e-6).all() and (shift > 0.3 - 1e-6).float().mean() > 0.99
+    agent.config = agent.config.replace(target_noise_clip=1.5)  # mu' +- 3: past the bounds -2, 2 every time
+    with torch.no_grad():
+        actions = agent.target_actions(next_obs)
+    assert ((actions == low) | (actions == high)).float().mean() > 0.98  # unless |eps| < 1.1 (about 1%)
+    assert (actions >= low).all() and (actions <= high).all()
+    agent = TD3(TD3.config_class(env="Pendulum-v1", seed=0, target_policy_noise=0.2, **TINY))
+    with torch.no_grad():
+        shift = (agent.target_actions(next_obs) - agent.actor_target(next_obs)) / agent.actor.scale
+    assert shift.std().item() == pytest.approx(0.2, rel=0.1)  # mostly unclipped at c = 0.5 = 2.5 sigma
+
+
+def test_td3_moves_actor_and_targets_once_every_policy_delay_critic_steps():
+    """Fix 3: with policy_delay d, the critics step every update; the actor and both targets every d-th."""
+    agent = TD3(TD3.config_class(env="Pendulum-v1", seed=0, policy_delay=3, **TINY))
+    agent.train_iteration(100)
+    rng = np.random.default_rng(0)
+    agent.updates = 0
+    moved = []
+    for _ in range(6):
+        before = {name: [p.detach().clone() for p in mod.parameters()] for name, mod in agent.modules().items()}
+        metrics = agent.gradient_step(agent.replay.sample(32, rng))
+        moved.append({name for name, mod in agent.modules().items()
+                      if not all(torch.equal(a, b) for a, b in zip(before[name], mod.parameters()))})
+        assert ("losses/loss_actor" in metrics) == (agent.updates % 3 == 0)
+    everything = {"critics", "actor", "actor_target", "critics_target"}
+    assert moved == [{"critics"}, {"critics"}, everything, {"critics"}, {"critics"}, everything]
+
+
 @pytest.mark.parametrize("algo", [DDPG, TD3])
 def test_ddpg_and_td3_networks_start_from_pytorchs_default_init_as_the_td3_reference_code(algo):
     # the TD3 authors' code and SB3 keep nn.Linear's init: weights and biases within +-1/sqrt(fan_in);
