@@ -236,6 +236,25 @@ def test_wrong_action_space_is_a_clear_error():
         SAC(SACConfig(env="CartPole-v1"))
 
 
+def test_sac_target_is_the_soft_bellman_backup_with_the_smaller_target_critic():
+    """y = r + gamma (1 - d) [min_i Q_i'(s', a') - alpha log pi(a'|s')], a' ~ pi(.|s'); y = r where terminal."""
+    agent = SAC(SACConfig(env="Pendulum-v1", seed=0, **TINY))
+    agent.train_iteration(100)
+    batch = agent.replay.sample(64, np.random.default_rng(0))
+    batch["terminated"][:8] = 1.0
+    alpha = torch.tensor(0.3)
+    torch.manual_seed(7)
+    targets = agent.soft_targets(batch, alpha)
+    torch.manual_seed(7)  # the same a'
+    with torch.no_grad():
+        next_actions, log_prob = agent.actor.sample(batch["next_obs"])
+        q1, q2 = (q(batch["next_obs"], next_actions) for q in agent.critics_target)
+    soft_value = torch.minimum(q1, q2) - alpha * log_prob
+    assert torch.allclose(targets, batch["rewards"] + batch["discounts"] * (1 - batch["terminated"]) * soft_value)
+    assert torch.equal(targets[:8], batch["rewards"][:8])
+    assert (q1 < q2).any() and (q2 < q1).any() and (log_prob != 0).all()
+
+
 def test_sac_tunes_alpha_towards_the_target_entropy():
     agent = SAC(SACConfig(env="Pendulum-v1", seed=0, **TINY))
     agent.train_iteration(400)

@@ -83,15 +83,19 @@ class SAC(OffPolicyAlgorithm):
         """Sample a ~ pi(.|s): the policy's own stochasticity is the exploration."""
         return self.actor.act(obs, deterministic=False).cpu().numpy()
 
+    @torch.no_grad()
+    def soft_targets(self, batch: dict[str, torch.Tensor], alpha: torch.Tensor) -> torch.Tensor:
+        """y = r + gamma (1 - d) [min_i Q_i'(s', a') - alpha log pi(a'|s')], a' ~ pi(.|s') freshly sampled."""
+        next_actions, next_log_prob = self.actor.sample(batch["next_obs"])
+        next_q = torch.stack([q(batch["next_obs"], next_actions) for q in self.critics_target]).min(0).values
+        soft_value = next_q - alpha * next_log_prob
+        return batch["rewards"] + batch["discounts"] * (1.0 - batch["terminated"]) * soft_value  # discounts: gamma^n
+
     def gradient_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.config
         alpha = self.log_alpha.exp().detach()
         obs, actions = batch["obs"], batch["actions"]
-        with torch.no_grad():
-            next_actions, next_log_prob = self.actor.sample(batch["next_obs"])
-            next_q = torch.stack([q(batch["next_obs"], next_actions) for q in self.critics_target]).min(0).values
-            soft_value = next_q - alpha * next_log_prob
-            targets = batch["rewards"] + batch["discounts"] * (1.0 - batch["terminated"]) * soft_value
+        targets = self.soft_targets(batch, alpha)
         q_values = [q(obs, actions) for q in self.critics]
         loss_q = sum(((q - targets) ** 2).mean() for q in q_values)
         self.critic_optimizer.zero_grad()
