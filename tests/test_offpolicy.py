@@ -32,6 +32,60 @@ def test_double_dqn_target_picks_with_online_net_and_rates_with_target_net():
     assert dqn_targets(rewards, terminated, online, target, 1.0, double_q=False).item() == 10.0
 
 
+def test_epsilon_anneals_linearly_from_initial_to_final_over_the_exploration_fraction():
+    agent = DQN(DQNConfig(env="CartPole-v1", seed=0, total_steps=10_000, exploration_initial=1.0,
+                          exploration_final=0.05, exploration_fraction=0.2, **TINY))
+    schedule = {}
+    for step in (0, 500, 1000, 2000, 5000, 10_000):
+        agent.global_step = step
+        schedule[step] = agent.epsilon()
+    assert schedule == pytest.approx({0: 1.0, 500: 0.7625, 1000: 0.525, 2000: 0.05, 5000: 0.05, 10_000: 0.05})
+
+
+def test_dqn_regresses_with_huber_loss_clips_gradients_and_refreshes_the_target_every_interval():
+    """Nature DQN: Huber loss of Q(s, a) against y (quadratic inside |delta| <= 1, linear outside),
+    the global gradient norm clipped to max_grad_norm before Adam steps, and the target network a
+    copy of the online one, refreshed once every target_update_interval env steps."""
+    agent = DQN(DQNConfig(env="CartPole-v1", seed=0, target_update_interval=200, max_grad_norm=0.05,
+                          **{**TINY, "log_every": 50}))
+    agent.train_iteration(50)  # learning starts at 50: from here on, one update per env step
+    rng = np.random.default_rng(0)
+    batch = agent.replay.sample(32, rng)
+    batch["rewards"] = batch["rewards"] + torch.linspace(-3, 3, 32)  # targets far off: both Huber regions
+    with torch.no_grad():
+        targets = dqn_targets(batch["rewards"], batch["terminated"], agent.q(batch["next_obs"]),
+                              agent.q_target(batch["next_obs"]), batch["discounts"], agent.config.double_q)
+    delta = agent.q(batch["obs"]).gather(-1, batch["actions"].long()[:, None]).squeeze(-1) - targets
+    huber = torch.where(delta.abs() <= 1, 0.5 * delta**2, delta.abs() - 0.5).mean()
+    assert (delta.abs() > 1).any() and (delta.abs() < 1).any()
+    grads = torch.autograd.grad(huber, list(agent.q.parameters()))
+    assert torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])) > 0.1  # above max_grad_norm
+    norms = []
+    step = agent.optimizer.step
+
+    def record_norm_then_step():
+        norms.append(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in agent.q.parameters()])).item())
+        step()
+
+    agent.optimizer.step = record_norm_then_step
+    agent.last_target_update = agent.global_step  # just refreshed
+    metrics = agent.gradient_step(batch)
+    assert metrics["losses/loss_q"] == pytest.approx(huber.item(), rel=1e-5)
+    assert norms[-1] == pytest.approx(0.05, rel=1e-4)  # clipped
+
+    def same(a, b):
+        return all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+    assert not same(agent.q, agent.q_target)
+    frozen_target = [p.clone() for p in agent.q_target.parameters()]
+    agent.global_step += 199
+    agent.gradient_step(agent.replay.sample(32, rng))
+    assert all(torch.equal(a, b) for a, b in zip(agent.q_target.parameters(), frozen_target))  # 199 < 200
+    agent.global_step += 1
+    agent.gradient_step(agent.replay.sample(32, rng))
+    assert same(agent.q, agent.q_target)  # 200 steps since the last refresh: a copy again
+
+
 def test_polyak_update_moves_target_by_tau():
     online, target = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     before = target.weight.detach().clone()
