@@ -120,6 +120,23 @@ def test_resuming_a_run_another_process_is_writing_is_refused(trained, capsys):
     assert (trained / "metrics.jsonl").read_bytes() == before
 
 
+def test_plot_keeps_every_logged_point_instead_of_resampling():
+    """Seeds logged at the same steps are averaged point by point; runs logged at other steps meet on
+    every step either logged, inside the range both cover. Sparse evaluations keep their peaks."""
+    import numpy as np
+
+    from bellmax.plotting import aggregate
+
+    evals = np.array([100_000.0, 200_000, 300_000, 400_000, 500_000])
+    steps, values = aggregate([(evals, np.array([-21.0, -17, -18, -0.8, -12])),
+                               (evals, np.array([-20.0, -19, -5, -3, 1]))])
+    assert np.array_equal(steps, evals) and values[0, 3] == -0.8 and values.mean(0)[4] == -5.5
+    steps, values = aggregate([(np.array([0.0, 10, 20, 30]), np.array([0.0, 1, 2, 3])),
+                               (np.array([5.0, 25, 40]), np.array([5.0, 25, 40]))])
+    assert np.array_equal(steps, [5, 10, 20, 25, 30])
+    assert np.allclose(values, [[0.5, 1, 2, 2.5, 3], [5, 10, 20, 25, 30]])
+
+
 def test_plot_writes_a_png(trained, tmp_path, capsys):
     out = tmp_path / "curve.png"
     code, _, _ = run_cli(["plot", str(trained), str(trained), "-o", str(out)], capsys)

@@ -18,11 +18,16 @@ def run_curve(run_dir: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array([r["step"] for r in rows], dtype=float), np.array([r[key] for r in rows], dtype=float)
 
 
-def aggregate(curves: list[tuple[np.ndarray, np.ndarray]], points: int = 200) -> tuple[np.ndarray, np.ndarray]:
-    """Interpolate curves onto a common step grid (up to the shortest run): (grid, values[seed, step])."""
-    end = min(steps[-1] for steps, _ in curves)
-    start = max(steps[0] for steps, _ in curves)
-    grid = np.linspace(start, end, points) if end > start else np.array([end])
+def aggregate(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Put curves on common steps: (steps, values[seed, step]). Runs logged at the same steps (the
+    usual case: same config, other seeds) keep their points exactly; otherwise every logged step of
+    any run inside the range all runs cover is kept and the others are interpolated there, so no
+    point (an evaluation's peak) is smoothed away."""
+    if all(np.array_equal(curves[0][0], steps) for steps, _ in curves):
+        return curves[0][0], np.stack([values for _, values in curves])
+    start, end = max(steps[0] for steps, _ in curves), min(steps[-1] for steps, _ in curves)
+    union = np.unique(np.concatenate([steps for steps, _ in curves]))
+    grid = union[(union >= start) & (union <= end)] if end >= start else np.array([end])
     return grid, np.stack([np.interp(grid, steps, values) for steps, values in curves])
 
 
@@ -53,7 +58,9 @@ def plot_runs(run_dirs: list[Path], output: Path, key: str = "rollout/ep_return"
     for label, curves in groups.items():
         grid, values = aggregate(curves)
         mean, std = values.mean(0), values.std(0)
-        line, = ax.plot(grid, mean, label=f"{label} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
+        marker = "o" if len(grid) <= 40 else None  # sparse points (evaluations) are points, not a curve
+        line, = ax.plot(grid, mean, marker=marker, markersize=3,
+                        label=f"{label} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
         if len(curves) > 1:
             ax.fill_between(grid, mean - std, mean + std, color=line.get_color(), alpha=0.25, linewidth=0)
             ax.fill_between(grid, values.min(0), values.max(0), color=line.get_color(), alpha=0.08, linewidth=0)
