@@ -120,6 +120,17 @@ def test_resuming_a_run_another_process_is_writing_is_refused(trained, capsys):
     assert (trained / "metrics.jsonl").read_bytes() == before
 
 
+def test_a_replay_that_cannot_fit_is_refused_before_the_run_directory_exists(tmp_path, monkeypatch, capsys):
+    from bellmax.core import offpolicy
+
+    monkeypatch.setattr(offpolicy, "memory_bytes", lambda: (2**30, 2**30))  # a 1 GiB machine
+    run_dir = tmp_path / "big"
+    code, _, err = run_cli(["train", "dqn", "--env", "CartPole-v1", "--buffer-size", "100000000",
+                            "--run-dir", str(run_dir)], capsys)
+    assert code == 2 and "lower --buffer-size" in err and len(err.strip().splitlines()) == 1
+    assert not run_dir.exists()
+
+
 def test_plot_keeps_every_logged_point_instead_of_resampling():
     """Seeds logged at the same steps are averaged point by point; runs logged at other steps meet on
     every step either logged, inside the range both cover. Sparse evaluations keep their peaks."""

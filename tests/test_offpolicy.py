@@ -309,6 +309,23 @@ def test_sac_target_is_the_soft_bellman_backup_with_the_smaller_target_critic():
     assert (q1 < q2).any() and (q2 < q1).any() and (log_prob != 0).all()
 
 
+def test_a_replay_larger_than_the_machine_is_refused_before_training_and_one_larger_than_free_memory_warned(
+        monkeypatch):
+    from bellmax.core import offpolicy
+
+    agent = DQN(DQNConfig(env="CartPole-v1", seed=0, **{**TINY, "buffer_size": 100_000}))
+    needed = agent.replay.nbytes
+    assert needed >= 100_000 * (2 * 4 * 4 + 8 + 4 + 1)  # s and s' (4 float32 each), action, reward, done
+    monkeypatch.setattr(offpolicy, "memory_bytes", lambda: (needed - 1, needed - 1))
+    with pytest.raises(BellmaxError, match=r"replay buffer of 100,000 transitions needs .* lower --buffer-size"):
+        agent.learn(100)
+    assert agent.global_step == 0
+    monkeypatch.setattr(offpolicy, "memory_bytes", lambda: (10 * needed, needed - 1))
+    with pytest.warns(UserWarning, match="may be killed for memory"):
+        agent.learn(100)
+    assert agent.global_step == 100
+
+
 def test_sac_tunes_alpha_towards_the_target_entropy():
     agent = SAC(SACConfig(env="Pendulum-v1", seed=0, **TINY))
     agent.train_iteration(400)

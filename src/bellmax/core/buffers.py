@@ -211,6 +211,11 @@ class SavedAsTensors:
             state[key] = state[key].numpy()
         self.__dict__.update(state)
 
+    @property
+    def nbytes(self) -> int:
+        """Memory the buffer takes once full: its arrays (and those of buffers it holds, a SumTree)."""
+        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray | SavedAsTensors))
+
 
 class ReplayBuffer(SavedAsTensors):
     """A ring buffer of transitions (s, a, r, s', terminated) for off-policy learning.

@@ -11,7 +11,9 @@ are in, every `train_freq` vector steps take `gradient_steps` gradient steps on 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -22,6 +24,7 @@ from bellmax.config import Config, require
 from bellmax.core.algorithm import Algorithm, EnvStep
 from bellmax.core.buffers import FrameStackReplayBuffer, NStepAccumulator, ReplayBuffer
 from bellmax.core.nets import is_image_space
+from bellmax.errors import BellmaxError
 
 
 @dataclass
@@ -63,6 +66,42 @@ class OffPolicyConfig(Config):
                 "False for off-policy algorithms (not supported yet)")
 
 
+def memory_bytes() -> tuple[int, int] | None:
+    """(total, available) memory of this machine, or of its container when that is smaller
+    (cgroup v2 memory.max); None where /proc/meminfo does not exist."""
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        total, available = (int(info[key].split()[0]) * 1024 for key in ("MemTotal", "MemAvailable"))
+    except (OSError, KeyError, ValueError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        if limit != "max" and int(limit) < total:
+            total, available = int(limit), min(available, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return total, available
+
+
+def check_memory_for_replay(nbytes: int, buffer_size: int) -> None:
+    """The replay's arrays are allocated lazily and fill over the run: one larger than the machine's
+    memory would get the process killed hours in, so it is an error before the first step; one
+    larger than what is free now is a warning."""
+    memory = memory_bytes()
+    if memory is None:
+        return
+    total, available = memory
+    gib = 2.0**30
+    if nbytes > total:
+        raise BellmaxError(f"a replay buffer of {buffer_size:,} transitions needs {nbytes / gib:.1f} GiB, more than "
+                           f"this machine's {total / gib:.1f} GiB of memory: lower --buffer-size")
+    if nbytes > available:
+        warnings.warn(f"the replay buffer ({buffer_size:,} transitions) will need {nbytes / gib:.1f} GiB once full; "
+                      f"{available / gib:.1f} GiB are free now: the run may be killed for memory as it fills",
+                      stacklevel=3)
+
+
 class OffPolicyAlgorithm(Algorithm):
     config: OffPolicyConfig
 
@@ -74,6 +113,7 @@ class OffPolicyAlgorithm(Algorithm):
                        if config.n_step > 1 and not isinstance(self.replay, FrameStackReplayBuffer) else None)
         self.rng = np.random.default_rng(config.seed)  # replay sampling and exploration noise
         self.vector_steps = 0
+        self.resources_checked = False
 
     def make_replay(self) -> ReplayBuffer | FrameStackReplayBuffer:
         cfg = self.config
@@ -107,6 +147,11 @@ class OffPolicyAlgorithm(Algorithm):
         if isinstance(space, gym.spaces.Discrete):
             return self.rng.integers(space.n, size=n)
         return self.rng.uniform(space.low, space.high, size=(n, *space.shape)).astype(np.float32)
+
+    def check_resources(self) -> None:
+        if not self.resources_checked:
+            check_memory_for_replay(self.replay.nbytes, self.config.buffer_size)
+            self.resources_checked = True
 
     def train_iteration(self, max_steps: int) -> dict[str, float]:
         cfg = self.config
