@@ -326,6 +326,18 @@ def test_a_replay_larger_than_the_machine_is_refused_before_training_and_one_lar
     assert agent.global_step == 100
 
 
+def test_a_disk_that_cannot_take_one_checkpoint_of_the_replay_is_warned_about_at_the_start(tmp_path, monkeypatch):
+    import shutil
+
+    from bellmax.core.run import Run
+
+    agent = DQN(DQNConfig(env="CartPole-v1", seed=0, **{**TINY, "buffer_size": 100_000}))
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=agent.replay.nbytes - 1))
+    with pytest.warns(UserWarning, match=r"checkpoint of this run holds its replay buffer.*checkpoints will fail"):
+        agent.learn(100, run=Run(tmp_path / "run", "dqn", agent.config.to_dict(), tensorboard=False))
+
+
 def test_sac_tunes_alpha_towards_the_target_entropy():
     agent = SAC(SACConfig(env="Pendulum-v1", seed=0, **TINY))
     agent.train_iteration(400)

@@ -141,7 +141,7 @@ def train(args: list[str]) -> int:
                                f"(you changed {', '.join(changed)})")
         config.validate()
         agent = algo_class.from_state(state, **{k: getattr(config, k) for k in RESUMABLE_FIELDS})
-        agent.check_resources()
+        agent.check_resources(run_dir)
         if agent.global_step >= config.total_steps:
             raise BellmaxError(f"{run_dir} already has {agent.global_step} steps; "
                                "pass a larger --total-steps to continue")
@@ -165,7 +165,7 @@ def train(args: list[str]) -> int:
             raise BellmaxError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                                "or pick another --run-dir")
         agent = algo_class(config)  # builds envs and networks: errors here leave no directory behind
-        agent.check_resources()
+        agent.check_resources(run_dir)
         run = Run(run_dir, algo_class.name, config.to_dict(), preset=found[0] if found else None,
                   progress=not meta.no_progress, tensorboard=not meta.no_tensorboard)
         preset_note = f", preset {found[0]}" if found else ""

@@ -302,7 +302,7 @@ class Algorithm:
 
         With a `run`, Ctrl-C or SIGTERM stops at the end of the current iteration: a checkpoint of
         that step is written, then `TrainingInterrupted` is raised (a second signal stops at once)."""
-        self.check_resources()
+        self.check_resources(None if run is None else run.dir)
         cfg = self.config
         total = cfg.total_steps if total_steps is None else total_steps
         every = cfg.checkpoint_every if checkpoint_every is None else checkpoint_every
@@ -351,10 +351,10 @@ class Algorithm:
                 run.close()
         return self
 
-    def check_resources(self) -> None:
+    def check_resources(self, run_dir: Path | None = None) -> None:
         """Refuse (or warn about) what would stop training hours in, before its first step: `learn`
         calls it, and `bellmax train` before it creates the run directory. Nothing to check here;
-        replay-based algorithms check that their buffer fits in memory."""
+        replay-based algorithms check that their buffer fits in memory and its checkpoints on disk."""
 
     def _evaluate_and_record(self) -> dict[str, float]:
         start = time.perf_counter()

@@ -10,6 +10,7 @@ are in, every `train_freq` vector steps take `gradient_steps` gradient steps on 
 
 from __future__ import annotations
 
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -102,6 +103,19 @@ def check_memory_for_replay(nbytes: int, buffer_size: int) -> None:
                       stacklevel=3)
 
 
+def check_disk_for_checkpoints(run_dir: Path, replay_nbytes: int) -> None:
+    """A checkpoint holds the replay, and is written next to the previous one before replacing it:
+    warn at the start when the disk cannot take one (the first save would fail, the replay lost
+    with the time since the run started), rather than at that save."""
+    existing = next(d for d in (Path(run_dir).absolute(), *Path(run_dir).absolute().parents) if d.exists())
+    free = shutil.disk_usage(existing).free
+    gib = 2.0**30
+    if replay_nbytes > free:
+        warnings.warn(f"each checkpoint of this run holds its replay buffer, {replay_nbytes / gib:.1f} GiB once full; "
+                      f"{existing} has {free / gib:.1f} GiB free: checkpoints will fail unless space is freed",
+                      stacklevel=3)
+
+
 class OffPolicyAlgorithm(Algorithm):
     config: OffPolicyConfig
 
@@ -148,9 +162,11 @@ class OffPolicyAlgorithm(Algorithm):
             return self.rng.integers(space.n, size=n)
         return self.rng.uniform(space.low, space.high, size=(n, *space.shape)).astype(np.float32)
 
-    def check_resources(self) -> None:
+    def check_resources(self, run_dir: Path | None = None) -> None:
         if not self.resources_checked:
             check_memory_for_replay(self.replay.nbytes, self.config.buffer_size)
+            if run_dir is not None:
+                check_disk_for_checkpoints(run_dir, self.replay.nbytes)
             self.resources_checked = True
 
     def train_iteration(self, max_steps: int) -> dict[str, float]:
