@@ -135,12 +135,17 @@ def test_a_run_directory_is_written_by_one_process_at_a_time(tmp_path):
     lock_run_dir(tmp_path).close()
 
 
-def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+def agent_with_checkpoint(tmp_path):
+    """An agent checkpointed at step 200: (agent, checkpoint path, the checkpoint's bytes)."""
     agent = VPG(CONFIG)
     agent.learn(200)
     path = tmp_path / CHECKPOINT_FILE
     agent.save(path)
-    good = path.read_bytes()
+    return agent, path, path.read_bytes()
+
+
+def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    agent, path, good = agent_with_checkpoint(tmp_path)
     agent.learn(400)
 
     real_save = torch.save
@@ -164,11 +169,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, mo
 def test_a_full_disk_is_a_clear_error_that_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     import errno
 
-    agent = VPG(CONFIG)
-    agent.learn(200)
-    path = tmp_path / CHECKPOINT_FILE
-    agent.save(path)
-    good = path.read_bytes()
+    agent, path, good = agent_with_checkpoint(tmp_path)
 
     def disk_full(state, f):
         f.write(b"partial")
