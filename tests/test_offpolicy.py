@@ -2,6 +2,7 @@
 truncated transitions apart, the squashed log-density is right, resume is exact, agents learn."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -324,6 +325,14 @@ def test_a_replay_larger_than_the_machine_is_refused_before_training_and_one_lar
     with pytest.warns(UserWarning, match="may be killed for memory"):
         agent.learn(100)
     assert agent.global_step == 100
+    # resumed with about 100 of 100,000 transitions in memory already: what is left to fill counts
+    resumed = Algorithm.from_state(agent.state_dict())
+    left = needed * (1 - len(resumed.replay) / 100_000)
+    assert 0 < len(resumed.replay) <= 100
+    monkeypatch.setattr(offpolicy, "memory_bytes", lambda: (10 * needed, int(left) + 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resumed.learn(200)
 
 
 def test_a_disk_that_cannot_take_one_checkpoint_of_the_replay_is_warned_about_at_the_start(tmp_path, monkeypatch):

@@ -85,10 +85,11 @@ def memory_bytes() -> tuple[int, int] | None:
     return total, available
 
 
-def check_memory_for_replay(nbytes: int, buffer_size: int) -> None:
+def check_memory_for_replay(nbytes: int, buffer_size: int, stored: int = 0) -> None:
     """The replay's arrays are allocated lazily and fill over the run: one larger than the machine's
     memory would get the process killed hours in, so it is an error before the first step; one
-    larger than what is free now is a warning."""
+    whose unfilled part (a resumed run's is partly in memory already) exceeds what is free now is
+    a warning."""
     memory = memory_bytes()
     if memory is None:
         return
@@ -97,9 +98,10 @@ def check_memory_for_replay(nbytes: int, buffer_size: int) -> None:
     if nbytes > total:
         raise BellmaxError(f"a replay buffer of {buffer_size:,} transitions needs {nbytes / gib:.1f} GiB, more than "
                            f"this machine's {total / gib:.1f} GiB of memory: lower --buffer-size")
-    if nbytes > available:
-        warnings.warn(f"the replay buffer ({buffer_size:,} transitions) will need {nbytes / gib:.1f} GiB once full; "
-                      f"{available / gib:.1f} GiB are free now: the run may be killed for memory as it fills",
+    to_fill = nbytes * (1 - stored / buffer_size)
+    if to_fill > available:
+        warnings.warn(f"the replay buffer ({buffer_size:,} transitions) will take {to_fill / gib:.1f} GiB more as it "
+                      f"fills; {available / gib:.1f} GiB are free now: the run may be killed for memory",
                       stacklevel=3)
 
 
@@ -164,7 +166,7 @@ class OffPolicyAlgorithm(Algorithm):
 
     def check_resources(self, run_dir: Path | None = None) -> None:
         if not self.resources_checked:
-            check_memory_for_replay(self.replay.nbytes, self.config.buffer_size)
+            check_memory_for_replay(self.replay.nbytes, self.config.buffer_size, len(self.replay))
             if run_dir is not None:
                 check_disk_for_checkpoints(run_dir, self.replay.nbytes)
             self.resources_checked = True
