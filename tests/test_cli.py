@@ -78,6 +78,17 @@ def test_resume_from_cli_matches_uninterrupted_run(tmp_path, capsys):
     assert steps == sorted(steps)
 
 
+def test_each_periodic_evaluation_is_reported_on_stderr_as_logged(tmp_path, capsys):
+    run_dir = tmp_path / "evals"
+    code, _, err = run_cli(["train", "vpg", "--env", "CartPole-v1", "--seed", "3", "--run-dir", str(run_dir),
+                            *TINY, "--eval-every", "200"], capsys)
+    assert code == 0
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    expected = [f"step {r['step']:,}: eval/return {r['eval/return']:.2f} +- {r['eval/return_std']:.2f} over 2 "
+                "episodes (deterministic policy)" for r in rows if "eval/return" in r]
+    assert len(expected) == 2 and [line for line in err.splitlines() if line.startswith("step ")] == expected
+
+
 def test_resume_may_change_only_the_resumable_fields(tmp_path, capsys):
     """A run resumed on a machine with more cores may use them (--torch-threads, like --device, may
     change; the arithmetic may then differ in the last bits); a change that alters the training

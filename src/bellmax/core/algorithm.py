@@ -334,6 +334,10 @@ class Algorithm:
                     if run is not None:
                         run.log(self.global_step, metrics)
                         run.update_progress(self.global_step, sps, self.tracker.mean_return())
+                        if evaluated_at == self.global_step:  # a line per evaluation, also without the bar
+                            run.notify(f"step {self.global_step:,}: eval/return {metrics['eval/return']:.2f} "
+                                       f"+- {metrics['eval/return_std']:.2f} over {metrics['eval/episodes']} "
+                                       "episodes (deterministic policy)")
                         if stop_requests.requested:  # at an iteration's end, so resuming is exact
                             self.save(run.dir / CHECKPOINT_FILE)
                             raise TrainingInterrupted(stop_requests.requested, self.name, self.global_step, run.dir)
