@@ -83,6 +83,21 @@ def test_ctrl_c_stops_after_the_iteration_with_a_checkpoint_that_resumes_exactly
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_ctrl_c_while_a_periodic_checkpoint_is_written_stops_right_after_it(tmp_path):
+    agent = VPG(CONFIG)
+    save = agent.save
+
+    def save_while_interrupted(path):
+        signal.raise_signal(signal.SIGINT)  # arrives while the checkpoint of step 400 is being written
+        save(path)
+
+    agent.save = save_while_interrupted
+    with pytest.raises(TrainingInterrupted) as stopped:
+        agent.learn(1200, run=Run(tmp_path, "vpg", CONFIG.to_dict(), tensorboard=False), checkpoint_every=400)
+    assert stopped.value.step == 400 and load_checkpoint(tmp_path)["global_step"] == 400
+    assert [r["step"] for r in read_metrics(tmp_path)] == [200, 400]  # no further iteration
+
+
 def test_a_second_ctrl_c_stops_at_once_without_a_new_checkpoint(tmp_path):
     agent = VPG(CONFIG)
     interrupt_during(agent, 3, times=2)

@@ -338,12 +338,14 @@ class Algorithm:
                             run.notify(f"step {self.global_step:,}: eval/return {metrics['eval/return']:.2f} "
                                        f"+- {metrics['eval/return_std']:.2f} over {metrics['eval/episodes']} "
                                        "episodes (deterministic policy)")
-                        if stop_requests.requested:  # at an iteration's end, so resuming is exact
-                            self.save(run.dir / CHECKPOINT_FILE)
-                            raise TrainingInterrupted(stop_requests.requested, self.name, self.global_step, run.dir)
-                        if next_checkpoint is not None and self.global_step >= next_checkpoint:
+                        saved = next_checkpoint is not None and self.global_step >= next_checkpoint
+                        if saved:
                             self.save(run.dir / CHECKPOINT_FILE)
                             next_checkpoint = (self.global_step // every + 1) * every
+                        if stop_requests.requested:  # at an iteration's end, so resuming is exact
+                            if not saved:
+                                self.save(run.dir / CHECKPOINT_FILE)
+                            raise TrainingInterrupted(stop_requests.requested, self.name, self.global_step, run.dir)
                     if stop:
                         break
                 if run is not None:
