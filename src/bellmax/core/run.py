@@ -90,9 +90,9 @@ class StopRequests:
 
     SIGNALS = ("SIGINT", "SIGTERM")
 
-    def __init__(self, notify: Callable[[str], None] | None = None) -> None:
+    def __init__(self, notify: Callable[[str], None]) -> None:
         self.requested: str | None = None
-        self._notify = notify or (lambda message: print(message, file=sys.stderr, flush=True))
+        self._notify = notify  # the run's: above its progress bar, or to stderr
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequests:
