@@ -110,7 +110,7 @@ def replay_memory(capacity: int = 1_000_000, built: int = 10_000) -> dict:
     from gymnasium import spaces
     from stable_baselines3.common.buffers import ReplayBuffer
 
-    from bellmax.core.buffers import FrameStackReplayBuffer
+    from bellmax.core.replay import FrameStackReplayBuffer
 
     ours = FrameStackReplayBuffer(built, 1, (4, 84, 84), ())
     obs_space = spaces.Box(0, 255, (4, 84, 84), np.uint8)

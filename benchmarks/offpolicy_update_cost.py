@@ -42,13 +42,12 @@ SETTINGS = {"identical": "identical hyperparameters (256x256 ReLU networks, lr 3
 
 def bellmax_side(algo: str, seed: int, presets: bool):
     from bellmax.algos import SAC, TD3
-    from bellmax.config import config_with_preset
 
     cls = {"sac": SAC, "td3": TD3}[algo]
     measured = {"seed": seed, "buffer_size": 100_000, "learning_starts": WARMUP_STEPS, "total_steps": 10**9,
                 "eval_every": 0, "eval_episodes": 0, "log_every": 1000}
     if presets:
-        config = config_with_preset(cls.config_class, algo, ENV, None).replace(**measured)
+        config = cls.config_class.from_preset(ENV).replace(**measured)
     else:
         extra = {"q_learning_rate": 3e-4} if algo == "sac" else {}  # SB3's single lr for both
         config = cls.config_class(env=ENV, hidden_sizes=tuple(HIDDEN), batch_size=BATCH, learning_rate=3e-4,

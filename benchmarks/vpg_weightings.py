@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from bellmax.algos import VPG, VPGConfig
-from bellmax.config import config_with_preset
 from bellmax.core.run import Run, read_metrics
 from bellmax.plotting import plot_runs
 
@@ -44,7 +43,7 @@ def main() -> None:
     parser.add_argument("--runs", default=None, help="keep run directories here (default: a temporary dir)")
     args = parser.parse_args()
 
-    base = config_with_preset(VPGConfig, "vpg", "CartPole-v1", None).replace(
+    base = VPGConfig.from_preset("CartPole-v1").replace(
         total_steps=args.total_steps, eval_episodes=20)
     root = Path(args.runs or tempfile.mkdtemp(prefix="bellmax-vpg-weightings-"))
     results, run_dirs, labels = {}, [], []

@@ -63,7 +63,7 @@ def test_ppo_runs_on_mujoco_with_normalization():
 def test_dqn_on_atari_uses_the_frame_replay_buffer_and_a_nature_cnn():
     pytest.importorskip("ale_py")
     from bellmax.algos import DQN, DQNConfig
-    from bellmax.core.buffers import FrameStackReplayBuffer
+    from bellmax.core.replay import FrameStackReplayBuffer
 
     agent = DQN(DQNConfig(env="ALE/Pong-v5", num_envs=2, buffer_size=2000, learning_starts=100, batch_size=8,
                           train_freq=4, log_every=200, clip_reward=True, seed=0, eval_episodes=0))
@@ -95,7 +95,7 @@ def test_dqn_prioritized_replay_on_atari_updates_priorities_of_the_frame_rings()
     import numpy as np
 
     from bellmax.algos import DQN, DQNConfig
-    from bellmax.core.buffers import PrioritizedFrameStackReplayBuffer
+    from bellmax.core.replay import PrioritizedFrameStackReplayBuffer
 
     agent = DQN(DQNConfig(env="ALE/Pong-v5", num_envs=1, buffer_size=2000, learning_starts=100, batch_size=8,
                           train_freq=4, log_every=200, prioritized_replay=True, n_step=3, seed=0, eval_episodes=0))

@@ -2,13 +2,8 @@
 
 import torch
 
-from bellmax.core.buffers import (
-    EpisodeTracker,
-    discounted_returns,
-    gae,
-    segment_start_values,
-    td_residuals,
-)
+from bellmax.core.returns import discounted_returns, gae, segment_start_values, td_residuals
+from bellmax.core.rollout import EpisodeTracker
 
 GAMMA = 0.9
 

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from bellmax.algos import VPG, VPGConfig
-from bellmax.core.algorithm import Algorithm
+from bellmax.algos import VPG, VPGConfig, load
 from bellmax.core.run import CHECKPOINT_FILE, Run, load_checkpoint, read_metrics
 from bellmax.errors import BellmaxError, TrainingInterrupted
 
@@ -35,12 +34,12 @@ def test_resumed_run_ends_with_exactly_the_parameters_of_an_uninterrupted_one(tm
     straight = VPG(config).learn(1200)
 
     first = VPG(config)
-    first.learn(600)  # 3 iterations of 200 steps
+    first.learn(1200, until_step=600)  # 3 iterations of 200 steps
     first.save(tmp_path / CHECKPOINT_FILE)
     torch.manual_seed(999)  # anything the process does in between must not matter
-    resumed = Algorithm.load(tmp_path / CHECKPOINT_FILE)
+    resumed = load(tmp_path / CHECKPOINT_FILE)
     assert resumed.global_step == 600
-    resumed.learn(1200)
+    resumed.learn()
 
     a, b = all_tensors(straight), all_tensors(resumed)
     assert a.keys() == b.keys()
@@ -67,16 +66,16 @@ def test_ctrl_c_stops_after_the_iteration_with_a_checkpoint_that_resumes_exactly
     that step is written (here 600, between the periodic ones at 400 and 800), and the resumed run
     ends with exactly the parameters of one never interrupted."""
     straight = VPG(CONFIG).learn(1200)
-    agent = VPG(CONFIG)
+    agent = VPG(CONFIG.replace(checkpoint_every=400))
     interrupt_during(agent, 3)
     with pytest.raises(TrainingInterrupted) as stopped:
-        agent.learn(1200, run=Run(tmp_path, "vpg", CONFIG.to_dict(), tensorboard=False), checkpoint_every=400)
+        agent.learn(1200, run=Run(tmp_path, "vpg", CONFIG.to_dict(), tensorboard=False))
     assert (stopped.value.signal_name, stopped.value.step) == ("SIGINT", 600)
     assert f"bellmax train vpg --resume {tmp_path}" in str(stopped.value)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
     assert [r["step"] for r in read_metrics(tmp_path)] == [200, 400, 600]
 
-    resumed = Algorithm.load(tmp_path / CHECKPOINT_FILE)
+    resumed = load(tmp_path / CHECKPOINT_FILE)
     assert resumed.global_step == 600
     resumed.learn(1200)
     a, b = all_tensors(straight), all_tensors(resumed)
@@ -84,7 +83,7 @@ def test_ctrl_c_stops_after_the_iteration_with_a_checkpoint_that_resumes_exactly
 
 
 def test_ctrl_c_while_a_periodic_checkpoint_is_written_stops_right_after_it(tmp_path):
-    agent = VPG(CONFIG)
+    agent = VPG(CONFIG.replace(checkpoint_every=400))
     save = agent.save
 
     def save_while_interrupted(path):
@@ -93,16 +92,16 @@ def test_ctrl_c_while_a_periodic_checkpoint_is_written_stops_right_after_it(tmp_
 
     agent.save = save_while_interrupted
     with pytest.raises(TrainingInterrupted) as stopped:
-        agent.learn(1200, run=Run(tmp_path, "vpg", CONFIG.to_dict(), tensorboard=False), checkpoint_every=400)
+        agent.learn(1200, run=Run(tmp_path, "vpg", CONFIG.to_dict(), tensorboard=False))
     assert stopped.value.step == 400 and load_checkpoint(tmp_path)["global_step"] == 400
     assert [r["step"] for r in read_metrics(tmp_path)] == [200, 400]  # no further iteration
 
 
 def test_a_second_ctrl_c_stops_at_once_without_a_new_checkpoint(tmp_path):
-    agent = VPG(CONFIG)
+    agent = VPG(CONFIG.replace(checkpoint_every=400))
     interrupt_during(agent, 3, times=2)
     with pytest.raises(KeyboardInterrupt) as stopped:
-        agent.learn(1200, run=Run(tmp_path, "vpg", CONFIG.to_dict(), tensorboard=False), checkpoint_every=400)
+        agent.learn(1200, run=Run(tmp_path, "vpg", CONFIG.to_dict(), tensorboard=False))
     assert not isinstance(stopped.value, TrainingInterrupted)
     assert load_checkpoint(tmp_path)["global_step"] == 400  # the last periodic one, intact
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -110,8 +109,8 @@ def test_a_second_ctrl_c_stops_at_once_without_a_new_checkpoint(tmp_path):
 
 def test_resume_through_run_directory_drops_metrics_logged_after_the_checkpoint(tmp_path):
     run = Run(tmp_path, "vpg", CONFIG.to_dict(), tensorboard=False)
-    agent = VPG(CONFIG)
-    agent.learn(800, run=run, checkpoint_every=400)
+    agent = VPG(CONFIG.replace(checkpoint_every=400))
+    agent.learn(800, run=run)
     # pretend the process was killed at step 800 after checkpointing at 400 ... by rewinding the file
     state = load_checkpoint(tmp_path)
     assert state["global_step"] == 800
@@ -177,7 +176,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, mo
         agent.save(path)
     monkeypatch.undo()
     assert path.read_bytes() == good
-    assert Algorithm.load(path).global_step == 200
+    assert load(path).global_step == 200
     assert list(tmp_path.iterdir()) == [path]  # the half-written temporary file was removed
 
 
@@ -232,12 +231,12 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     agent.save(path)
     path.write_bytes(path.read_bytes()[:500])
     with pytest.raises(BellmaxError, match="corrupt or truncated"):
-        Algorithm.load(path)
+        load(path)
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(BellmaxError, match="no checkpoint"):
-        Algorithm.load(tmp_path / CHECKPOINT_FILE)
+        load(tmp_path / CHECKPOINT_FILE)
 
 
 def test_checkpoint_holds_every_rng_state_and_the_environment(tmp_path):
@@ -263,9 +262,9 @@ def test_on_policy_resume_is_bit_for_bit_with_normalizers_and_annealing(tmp_path
     config = algo.config_class(env="Pendulum-v1", seed=5, num_envs=2, n_steps=64, hidden_sizes=(16,),
                                total_steps=768, normalize_obs=True, normalize_reward=True, eval_episodes=0, **extra)
     straight = algo(config).learn()
-    first = algo(config).learn(256)
+    first = algo(config).learn(until_step=256)
     first.save(tmp_path / CHECKPOINT_FILE)
-    resumed = Algorithm.load(tmp_path / CHECKPOINT_FILE).learn()
+    resumed = load(tmp_path / CHECKPOINT_FILE).learn()
     assert resumed.global_step == straight.global_step == 768
     a, b = all_tensors(straight), all_tensors(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -280,7 +279,7 @@ def test_replay_arrays_are_written_as_tensor_storages_not_into_the_pickle(tmp_pa
     box: the Pong preset's empty 1M replay saves in 20 s to a 6.6 GiB file, and peak memory is the
     buffer itself). Here: a smaller Atari-shaped buffer, whose frames must stay out of the pickle
     and come back as the same NumPy arrays, sampling exactly as before."""
-    from bellmax.core.buffers import PrioritizedFrameStackReplayBuffer
+    from bellmax.core.replay import PrioritizedFrameStackReplayBuffer
     from bellmax.core.run import save_checkpoint
 
     buffer = PrioritizedFrameStackReplayBuffer(2000, 2, (4, 84, 84), (), gamma=0.9, n_step=3)
@@ -312,7 +311,7 @@ def test_replay_arrays_are_written_as_tensor_storages_not_into_the_pickle(tmp_pa
 
 def test_a_replay_buffer_pickled_with_its_arrays_still_loads():
     """Checkpoints written before the arrays were saved as tensors hold the arrays in the pickle."""
-    from bellmax.core.buffers import ReplayBuffer
+    from bellmax.core.replay import ReplayBuffer
 
     buffer = ReplayBuffer(10, (3,), (1,))
     buffer.obs[:] = np.arange(30, dtype=np.float32).reshape(10, 3)
@@ -332,7 +331,7 @@ def test_evaluation_maps_the_checkpoint_instead_of_reading_its_replay(tmp_path):
     agent.learn(600)
     path = tmp_path / CHECKPOINT_FILE
     agent.save(path)
-    read, mapped = Algorithm.load(path), Algorithm.load(path, mmap=True)
+    read, mapped = load(path), load(path, mmap=True)
     assert str(path) in Path("/proc/self/maps").read_text()
     assert mapped.params_sha256() == read.params_sha256() == agent.params_sha256()
     assert np.array_equal(mapped.replay.obs, agent.replay.obs)

@@ -169,7 +169,7 @@ def test_plot_writes_a_png(trained, tmp_path, capsys):
     (["train", "vpg", "--env", "CartPol-v1"], "unknown environment id 'CartPol-v1'; did you mean CartPole-v1"),
     (["train", "ppp"], "unknown algorithm 'ppp'"),
     (["train", "vpg", "--learning-rate", "-0.1"], "invalid learning_rate=-0.1"),
-    (["train", "vpg", "--batch-size", "100000"], "invalid batch_size=100000: must be at most the rollout"),
+    (["train", "vpg", "--batch-size", "100000"], "invalid batch_size=100000: must be between 1 and the rollout"),
     (["train", "vpg", "--gamma", "1.5"], "invalid gamma=1.5"),
     (["train", "vpg", "--preset", "nosuch"], "no preset 'nosuch' for vpg"),
     (["train", "vpg", "--resume", "/nonexistent/run"], "run directory /nonexistent/run does not exist"),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bellmax.algos import VPGConfig, get_algorithm
-from bellmax.config import config_with_preset, find_preset
+from bellmax.config import find_preset
 from bellmax.envs.make import check_env_id, env_state, make_vec_env, register_atari, restore_env
 from bellmax.errors import BellmaxError, ConfigError
 
@@ -51,7 +51,7 @@ def test_every_preset_names_its_env_and_provenance_and_is_valid(algo):
         if entry["env"].startswith("ALE/") and entry["env"] not in gym.registry:
             continue  # ale-py is not installed here
         check_env_id(entry["env"])
-        config = config_with_preset(config_class, algo, entry["env"], name)
+        config = config_class.from_preset(entry["env"], name)
         config.validate()
         assert config.env == entry["env"]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import bellmax.core.algorithm as algorithm_module
-from bellmax.algos import DQN, PPO, SAC, DQNConfig, PPOConfig, SACConfig
+from bellmax.algos import DQN, PPO, SAC, DQNConfig, PPOConfig, SACConfig, load
 from bellmax.cli import main
 from bellmax.core.algorithm import Algorithm, resolve_device
 from bellmax.core.run import CHECKPOINT_FILE
@@ -145,9 +145,9 @@ def test_resume_on_the_gpu_is_bit_for_bit(tmp_path, algo):
         config, make = SACConfig(env="Pendulum-v1", hidden_sizes=(32,), learning_starts=64, batch_size=32,
                                  total_steps=384, log_every=64, eval_episodes=0, device="cuda"), SAC
     straight = make(config).learn()
-    first = make(config).learn(config.total_steps // 2)
+    first = make(config).learn(until_step=config.total_steps // 2)
     first.save(tmp_path / CHECKPOINT_FILE)
-    resumed = Algorithm.load(tmp_path / CHECKPOINT_FILE).learn()
+    resumed = load(tmp_path / CHECKPOINT_FILE).learn()
     assert resumed.device == torch.device("cuda:0")
     assert resumed.params_sha256() == straight.params_sha256()
 

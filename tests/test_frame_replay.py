@@ -4,7 +4,7 @@ sampled stack reach across an episode boundary or into overwritten frames."""
 import gymnasium as gym
 import numpy as np
 
-from bellmax.core.buffers import FrameStackReplayBuffer
+from bellmax.core.replay import FrameStackReplayBuffer
 
 STACK = 4
 
@@ -125,7 +125,7 @@ def test_one_step_sampling_is_unchanged_by_the_n_step_code():
 
 
 def test_prioritized_frame_replay_samples_only_real_transitions_in_proportion_to_priority():
-    from bellmax.core.buffers import PrioritizedFrameStackReplayBuffer
+    from bellmax.core.replay import PrioritizedFrameStackReplayBuffer
 
     buffer, real_pairs = fill(capacity=60, steps=400, buffer_class=PrioritizedFrameStackReplayBuffer)
     buffer.alpha = 1.0

@@ -8,10 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from bellmax.algos import DDPG, DQN, SAC, TD3, DQNConfig, SACConfig
+from bellmax.algos import DDPG, DQN, SAC, TD3, DQNConfig, SACConfig, load
 from bellmax.algos.dqn import dqn_targets
-from bellmax.config import config_with_preset
-from bellmax.core.algorithm import Algorithm
 from bellmax.core.nets import polyak_update, squashed_log_prob
 from bellmax.errors import BellmaxError
 
@@ -136,9 +134,9 @@ def test_resume_is_bit_for_bit_with_replay_buffer_and_exploration_state(tmp_path
     extra = {"noise_type": "ornstein_uhlenbeck"} if algo is DDPG else {}
     config = algo.config_class(env=env, seed=3, total_steps=600, eval_episodes=0, **TINY, **extra)
     straight = algo(config).learn()
-    first = algo(config).learn(300)
+    first = algo(config).learn(until_step=300)
     first.save(tmp_path / "ckpt.pt")
-    resumed = Algorithm.load(tmp_path / "ckpt.pt").learn()
+    resumed = load(tmp_path / "ckpt.pt").learn()
     for name, module in straight.modules().items():
         other = resumed.modules()[name]
         for (k, a), (_, b) in zip(module.state_dict().items(), other.state_dict().items()):
@@ -326,7 +324,7 @@ def test_a_replay_larger_than_the_machine_is_refused_before_training_and_one_lar
         agent.learn(100)
     assert agent.global_step == 100
     # resumed with about 100 of 100,000 transitions in memory already: what is left to fill counts
-    resumed = Algorithm.from_state(agent.state_dict())
+    resumed = DQN.from_state(agent.state_dict())
     left = needed * (1 - len(resumed.replay) / 100_000)
     assert 0 < len(resumed.replay) <= 100
     monkeypatch.setattr(offpolicy, "memory_bytes", lambda: (10 * needed, int(left) + 1))
@@ -357,7 +355,7 @@ def test_sac_tunes_alpha_towards_the_target_entropy():
 
 @pytest.mark.slow
 def test_dqn_solves_cartpole_with_its_preset():
-    config = config_with_preset(DQNConfig, "dqn", "CartPole-v1", None).replace(seed=0)
+    config = DQNConfig.from_preset("CartPole-v1").replace(seed=0)
     agent = DQN(config).learn()
     assert agent.last_eval.mean() >= 475, agent.last_eval
 
@@ -365,7 +363,7 @@ def test_dqn_solves_cartpole_with_its_preset():
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", [SAC, TD3])
 def test_reaches_minus_250_on_pendulum_with_its_preset(algo):
-    config = config_with_preset(algo.config_class, algo.name, "Pendulum-v1", None).replace(seed=0)
+    config = algo.config_class.from_preset("Pendulum-v1").replace(seed=0)
     agent = algo(config).learn()
     assert agent.last_eval.mean() >= -250, agent.last_eval
 
@@ -396,15 +394,15 @@ def test_n_step_transitions_sum_discounted_rewards_and_bootstrap_with_gamma_to_t
 def test_n_step_resume_is_bit_for_bit(tmp_path):
     config = DQNConfig(seed=4, total_steps=600, eval_episodes=0, n_step=3, **TINY)
     straight = DQN(config).learn()
-    first = DQN(config).learn(300)
+    first = DQN(config).learn(until_step=300)
     first.save(tmp_path / "ckpt.pt")
-    resumed = Algorithm.load(tmp_path / "ckpt.pt").learn()
+    resumed = load(tmp_path / "ckpt.pt").learn()
     assert straight.params_sha256() == resumed.params_sha256()
     assert np.array_equal(straight.replay.rewards, resumed.replay.rewards)
 
 
 def test_prioritized_replay_samples_in_proportion_to_priority_and_weights_undo_the_bias():
-    from bellmax.core.buffers import PrioritizedReplayBuffer
+    from bellmax.core.replay import PrioritizedReplayBuffer
 
     buffer = PrioritizedReplayBuffer(8, (1,), (), alpha=1.0)
     obs = np.arange(4, dtype=np.float32)[:, None]

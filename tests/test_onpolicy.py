@@ -10,8 +10,7 @@ from bellmax.algos import A2C, PPO, TRPO, PPOConfig, TRPOConfig
 from bellmax.algos.a2c import a2c_loss
 from bellmax.algos.ppo import ppo_loss
 from bellmax.algos.trpo import conjugate_gradient
-from bellmax.config import config_with_preset
-from bellmax.core.buffers import advantages_and_returns
+from bellmax.core.rollout import advantages_and_returns
 
 EPS = 0.2
 
@@ -58,7 +57,7 @@ def test_ppo_loss_terms_match_hand_computation():
     # sample 1: min(1.5, 1.2) = 1.2; sample 2: min(-0.9, -0.9) = -0.9
     assert terms["loss_policy"].item() == pytest.approx(-(1.2 - 0.9) / 2)
     assert terms["loss_value"].item() == pytest.approx(0.5 * (1.0 + 0.0) / 2)
-    assert terms["loss_entropy"].item() == pytest.approx(-0.6)
+    assert terms["entropy"].item() == pytest.approx(0.6)  # mean H; the loss subtracts ent_coef times it
     assert terms["clip_fraction"].item() == pytest.approx(0.5)
     expected_kl = ((1.5 - 1) - np.log(1.5) + (0.9 - 1) - np.log(0.9)) / 2
     assert terms["approx_kl"].item() == pytest.approx(expected_kl, rel=1e-5)
@@ -202,7 +201,7 @@ def test_total_steps_is_exact_and_annealing_reaches_zero():
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", [PPO, A2C])
 def test_solves_cartpole_v1_with_its_preset(algo):
-    config = config_with_preset(algo.config_class, algo.name, "CartPole-v1", None).replace(seed=0)
+    config = algo.config_class.from_preset("CartPole-v1").replace(seed=0)
     agent = algo(config).learn()
     assert agent.last_eval is not None and agent.last_eval.mean() >= 475, agent.last_eval
     assert agent.global_step < config.total_steps  # stopped early, once solved
@@ -211,7 +210,7 @@ def test_solves_cartpole_v1_with_its_preset(algo):
 @pytest.mark.slow
 def test_trpo_clearly_improves_pendulum():
     # 60k steps: at 40k the return depends on the seed (-500 to -720 over seeds 0-3), at 60k -170 to -280
-    config = config_with_preset(TRPOConfig, "trpo", "Pendulum-v1", None).replace(seed=0, total_steps=60_000)
+    config = TRPOConfig.from_preset("Pendulum-v1").replace(seed=0, total_steps=60_000)
     agent = TRPO(config)
     before = agent.evaluate(10).mean()
     agent.learn()

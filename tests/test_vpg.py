@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bellmax.algos import VPG, VPGConfig
-from bellmax.core.buffers import discounted_returns, gae
+from bellmax.core.returns import discounted_returns, gae
 from bellmax.errors import ConfigError
 
 SMALL = dict(num_envs=2, n_steps=64, batch_size=64, total_steps=256, hidden_sizes=(16,))
@@ -118,9 +118,8 @@ def test_batch_larger_than_rollout_is_rejected_with_the_field_name():
 @pytest.mark.slow
 def test_vpg_solves_cartpole_v1_with_its_preset():
     """The foundation issue's learning test: mean return >= 195 within a short seeded run."""
-    from bellmax.config import config_with_preset
 
-    config = config_with_preset(VPGConfig, "vpg", "CartPole-v1", None).replace(seed=0)
+    config = VPGConfig.from_preset("CartPole-v1").replace(seed=0)
     agent = VPG(config).learn()
     eval_returns = agent.evaluate(20)
     assert agent.global_step <= 60_000

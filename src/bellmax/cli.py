@@ -15,10 +15,6 @@ from pathlib import Path
 
 from bellmax.errors import BellmaxError, TrainingInterrupted
 
-# what --resume may change: everything else must match the run for it to continue exactly (a run
-# moved to another --device continues with the same state, but its numbers differ in the last bits)
-RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "eval_episodes", "device", "torch_threads")
-
 STARTED = time.perf_counter()  # for the "took N s" line: counts imports, training and evaluation
 
 USAGE = """usage: bellmax COMMAND [ARGS...]
@@ -131,20 +127,13 @@ def train(args: list[str]) -> int:
         state = load_checkpoint(run_dir / CHECKPOINT_FILE)
         saved_config = algo_class.config_class.from_dict(state["config"])
         config = tyro.cli(algo_class.config_class, default=saved_config, args=rest, prog=prog, description=description)
-        changed = [k for k, v in config.to_dict().items()
-                   if v != saved_config.to_dict()[k] and k not in RESUMABLE_FIELDS]
-        if meta.env and meta.env != saved_config.env:
-            changed.append("env")
-        if changed:
-            allowed = ", ".join(f"--{k.replace('_', '-')}" for k in RESUMABLE_FIELDS)
-            raise BellmaxError(f"--resume continues a run exactly; only {allowed} may change "
-                               f"(you changed {', '.join(changed)})")
-        config.validate()
-        agent = algo_class.from_state(state, **{k: getattr(config, k) for k in RESUMABLE_FIELDS})
+        if meta.env:
+            config = config.replace(env=meta.env)
+        changes = {k: v for k, v in config.to_dict().items() if v != saved_config.to_dict()[k]}
+        agent = algo_class.from_state(state, **changes)  # refuses changes a resume cannot make
+        agent.set_budget()  # refuses a budget already spent
         agent.check_resources(run_dir)
-        if agent.global_step >= config.total_steps:
-            raise BellmaxError(f"{run_dir} already has {agent.global_step} steps; "
-                               "pass a larger --total-steps to continue")
+        config = agent.config
         run = Run(run_dir, algo_class.name, config.to_dict(), resume_step=agent.global_step,
                   progress=not meta.no_progress, tensorboard=not meta.no_tensorboard)
         device_note = f" (networks on {agent.device})" if agent.device.type != "cpu" else ""
@@ -156,7 +145,7 @@ def train(args: list[str]) -> int:
         if meta.env:
             check_env_id(meta.env)
         found = find_preset(algo_class.name, meta.env or algo_class.config_class().env, meta.preset)
-        defaults = config_with_preset(algo_class.config_class, algo_class.name, meta.env, meta.preset)
+        defaults = config_with_preset(algo_class.config_class, meta.env, meta.preset)
         config = tyro.cli(algo_class.config_class, default=defaults, args=rest, prog=prog, description=description)
         config.validate()  # before anything is created on disk
         check_env_id(config.env)
@@ -205,12 +194,12 @@ def evaluate(args: list[str]) -> int:
     if opts.episodes < 1:
         raise BellmaxError(f"--episodes {opts.episodes} must be at least 1")
 
-    from bellmax.core.algorithm import Algorithm
+    from bellmax.algos import load
     from bellmax.core.run import CHECKPOINT_FILE, read_run_config
 
     read_run_config(opts.run_dir)  # a clear error for a directory that is not a run
     # mapped, not read: a DQN Atari checkpoint holds a 6.6 GiB replay that evaluation never touches
-    agent = Algorithm.load(Path(opts.run_dir) / CHECKPOINT_FILE, mmap=True, device=opts.device)
+    agent = load(Path(opts.run_dir) / CHECKPOINT_FILE, mmap=True, device=opts.device)
     returns = agent.evaluate(opts.episodes, seed=opts.seed)
     result = {
         "mean_return": float(returns.mean()),

@@ -1,13 +1,18 @@
-"""Typed configuration: the shared `Config` fields, validation with clear errors, and presets.
+"""Typed configuration: the fields the algorithms share, validation with clear errors, and presets.
 
-Every algorithm's Config subclasses `Config`, so the shared fields keep one name everywhere
-(`seed`, `total_steps`, `num_envs`, `learning_rate`, `gamma`, `gae_lambda`, `checkpoint_every`;
-`batch_size`, the minibatch size, is declared by the algorithms that take minibatches) and the
-CLI flags are their kebab-case (`--learning-rate`). Validation runs before any work: a bad value
-raises `ConfigError` naming the field, the allowed range and the flag.
+`Config` holds the fields every algorithm reads; `OnPolicyConfig` adds what the policy-gradient
+family (VPG, A2C, TRPO, PPO) reads, `OffPolicyConfig` what the replay family (DQN, DDPG, TD3, SAC)
+reads, and each algorithm's own Config (in its file under `bellmax/algos/`) the rest. A field
+exists only on the configs whose algorithm reads it, and one idea keeps one name everywhere
+(`learning_rate`, `gamma`, `batch_size`, `ent_coef`, ...). The CLI flags are the kebab-case
+names (`--learning-rate`). Validation runs before any work: a bad value raises `ConfigError`
+naming the field, the allowed range and the flag.
 
 Presets are plain JSON under `bellmax/presets/`, one file per algorithm, each entry with the env
-it was tuned for and its provenance (paper, rl-zoo3, or our own tuning and the benchmark behind it).
+it was tuned for and its provenance (paper, rl-zoo3, or our own tuning and the benchmark behind it):
+`PPOConfig.from_preset("CartPole-v1")` is what `bellmax train ppo --env CartPole-v1` starts from.
+
+This module imports neither torch nor gymnasium.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import math
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from bellmax.errors import BellmaxError, ConfigError
 
@@ -30,93 +35,121 @@ def flag(name: str) -> str:
 
 
 def require(ok: bool, name: str, value: Any, allowed: str) -> None:
-    """Raise ConfigError unless `ok`: '<name>=<value> is invalid: must be <allowed> (set --<flag>)'."""
+    """Raise ConfigError unless `ok`: 'invalid <name>=<value>: must be <allowed> (set --<flag>)'."""
     if not ok:
         raise ConfigError(f"invalid {name}={value!r}: must be {allowed} (set {flag(name)})")
 
 
+def require_step_size(name: str, value: float) -> None:
+    """A learning rate: finite and positive."""
+    require(math.isfinite(value) and value > 0, name, value, "a positive number (e.g. 3e-4)")
+
+
 @dataclass
 class Config:
-    """Fields every algorithm shares."""
+    """Fields every algorithm reads."""
+
+    algo: ClassVar[str] = ""
+    """The algorithm (and preset file) this config belongs to; set by each algorithm's Config."""
+    renamed: ClassVar[dict[str, str | None]] = {}
+    """Fields of older bellmax releases: old name -> new name (None: a field that was never read,
+    dropped). Applied by `from_dict`, so older run directories and checkpoints still load."""
 
     env: str = "CartPole-v1"
     """Gymnasium environment id (e.g. CartPole-v1, bellmax/GridWorld-v0)."""
     seed: int = 0
     """Seed for Python, NumPy, torch and the environments; same seed, same numbers."""
     total_steps: int = 100_000
-    """Environment steps to train for, summed over all vectorized envs."""
+    """The run's budget: environment steps in all, summed over the vectorized envs. Every schedule
+    (learning-rate and clip-range annealing, epsilon, prioritized replay's beta) runs over it."""
     num_envs: int = 8
     """Environments stepped together as one batch."""
-    learning_rate: float = 3e-4
-    """Adam step size."""
     gamma: float = 0.99
     """Discount factor in R = sum_t gamma^t r_t."""
-    gae_lambda: float = 0.95
-    """lambda of GAE(gamma, lambda): 0 gives the TD residual, 1 the Monte Carlo advantage."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Widths of the hidden layers of the MLPs (image observations use the Nature CNN instead)."""
+    clip_reward: bool = False
+    """Learn from sign(r) (Atari convention); reported returns stay raw game scores."""
+    episodic_life: bool = False
+    """Atari: treat a lost life as the end of the episode for learning (no bootstrap across it)."""
     checkpoint_every: int = 25_000
     """Write a checkpoint every this many environment steps (0: only at the end of training)."""
+    eval_every: int = 0
+    """Evaluate the deterministic policy every this many steps (0: only at the end)."""
     eval_episodes: int = 10
-    """Episodes of deterministic evaluation at the end of training."""
+    """Episodes of each deterministic evaluation (periodic and at the end; 0: none)."""
+    stop_at_return: float | None = None
+    """Stop early once a periodic evaluation's mean return reaches this value."""
     torch_threads: int = 1
     """Threads torch may use; small MLPs run fastest on one."""
     device: str = "auto"
     """Where the networks run: auto (a CUDA GPU for image observations when one is present, else the
     CPU: small MLPs wait on the environments, not on arithmetic), cpu, cuda, cuda:N or mps."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Widths of the hidden layers of the policy and value MLPs."""
-    normalize_obs: bool = False
-    """Normalize observations by running mean and std (statistics are saved in checkpoints)."""
-    normalize_reward: bool = False
-    """Scale rewards by the running std of the discounted return (reported returns stay raw)."""
-    clip_reward: bool = False
-    """Learn from sign(r) (Atari convention); reported returns stay raw game scores."""
-    episodic_life: bool = False
-    """Atari: treat a lost life as the end of the episode for learning (no bootstrap across it)."""
-    eval_every: int = 0
-    """Evaluate the deterministic policy every this many steps (0: only at the end)."""
-    stop_at_return: float | None = None
-    """Stop early once a periodic evaluation's mean return reaches this value."""
 
     def validate(self) -> None:
         """Check every field; raise ConfigError naming the first bad one. Subclasses extend this."""
-        require(isinstance(self.env, str) and bool(self.env), "env", self.env, "a Gymnasium id")
+        require(isinstance(self.env, str) and bool(self.env), "env", self.env,
+                "a Gymnasium id such as 'CartPole-v1' (to train on an environment object, pass it as "
+                "ALGO(config, env=...) and set env to its id)")
         require(self.seed >= 0, "seed", self.seed, "a non-negative integer")
         require(self.total_steps > 0, "total_steps", self.total_steps, "a positive integer")
         require(self.num_envs >= 1, "num_envs", self.num_envs, "at least 1")
-        require(
-            math.isfinite(self.learning_rate) and self.learning_rate > 0,
-            "learning_rate", self.learning_rate, "a positive number (e.g. 3e-4)",
-        )
         require(0.0 < self.gamma <= 1.0, "gamma", self.gamma, "in (0, 1]")
-        require(0.0 <= self.gae_lambda <= 1.0, "gae_lambda", self.gae_lambda, "in [0, 1]")
-        require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, ">= 0")
-        require(self.eval_episodes >= 0, "eval_episodes", self.eval_episodes, ">= 0")
-        require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "at least 1")
-        require(isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device) is not None,
-                "device", self.device, "auto, cpu, cuda, cuda:N or mps")
-        require(self.eval_every >= 0, "eval_every", self.eval_every, ">= 0")
-        require(self.stop_at_return is None or (self.eval_every > 0 and self.eval_episodes > 0),
-                "stop_at_return", self.stop_at_return, "used with --eval-every N > 0 and --eval-episodes K > 0")
         require(
             len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
             "hidden_sizes", self.hidden_sizes, "one or more positive layer widths",
         )
+        require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, ">= 0")
+        require(self.eval_every >= 0, "eval_every", self.eval_every, ">= 0")
+        require(self.eval_episodes >= 0, "eval_episodes", self.eval_episodes, ">= 0")
+        require(self.stop_at_return is None or (self.eval_every > 0 and self.eval_episodes > 0),
+                "stop_at_return", self.stop_at_return, "used with --eval-every N > 0 and --eval-episodes K > 0")
+        require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "at least 1")
+        require(isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device) is not None,
+                "device", self.device, "auto, cpu, cuda, cuda:N or mps")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
+    def renamed_fields(cls) -> dict[str, str | None]:
+        """`renamed` of this class and every base class."""
+        merged: dict[str, str | None] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(vars(klass).get("renamed", {}))
+        return merged
+
+    @classmethod
     def from_dict(cls: type[C], values: dict[str, Any]) -> C:
-        """Build from a dict (config.json or a preset); unknown keys are an error, not ignored."""
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(names))
+        """Build from a dict (config.json, a checkpoint or a preset). Fields renamed since an older
+        release are read under their new name; any other unknown key is an error, not ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        renamed = cls.renamed_fields()
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in names and key in renamed:
+                if renamed[key] is None:
+                    continue
+                key = renamed[key]
+            kwargs[key] = tuple(value) if isinstance(value, list) else value  # JSON has no tuples
+        unknown = sorted(set(kwargs) - names)
         if unknown:
-            raise ConfigError(f"unknown {cls.__name__} field(s) {', '.join(unknown)}; known: {', '.join(names)}")
-        kwargs = dict(values)
-        for key, value in kwargs.items():
-            if isinstance(value, list):  # JSON has no tuples
-                kwargs[key] = tuple(value)
+            raise ConfigError(f"unknown {cls.__name__} field(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(names))}")
         return cls(**kwargs)
+
+    @classmethod
+    def from_preset(cls: type[C], env: str | None = None, name: str | None = None, **overrides: Any) -> C:
+        """The tuned preset `bellmax train` uses: the one called `name`, or else the one tuned for
+        `env`, with `overrides` on top. PPOConfig.from_preset("CartPole-v1", seed=3)."""
+        if not cls.algo:
+            raise BellmaxError(f"{cls.__name__} belongs to no algorithm, so it has no presets")
+        found = find_preset(cls.algo, env, name)
+        if found is None:
+            known = ", ".join(f"{key} ({entry['env']})" for key, entry in _preset_file(cls.algo).items()) or "none"
+            raise BellmaxError(f"no {cls.algo} preset is tuned for {env}; presets: {known}. "
+                               f"{cls.__name__}(env={env!r}) gives the defaults")
+        return config_with_preset(cls, env, name).replace(**overrides)
 
     def replace(self: C, **changes: Any) -> C:
         return dataclasses.replace(self, **changes)
@@ -124,22 +157,75 @@ class Config:
 
 @dataclass
 class OnPolicyConfig(Config):
-    """Fields the policy-gradient family (VPG, A2C, TRPO, PPO) shares."""
+    """Fields the policy-gradient family (VPG, A2C, TRPO, PPO) reads."""
 
     n_steps: int = 256
     """Vector steps per rollout; one batch holds n_steps x num_envs transitions."""
+    gae_lambda: float = 0.95
+    """lambda of GAE(gamma, lambda): 0 gives the TD residual, 1 the Monte Carlo advantage."""
     activation: Literal["tanh", "relu"] = "tanh"
     """Nonlinearity of the policy and value MLPs."""
     log_std_init: float = 0.0
     """Initial log standard deviation of the Gaussian policy (continuous actions)."""
+    normalize_obs: bool = False
+    """Normalize observations by running mean and std (statistics are saved in checkpoints)."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return (reported returns stay raw)."""
 
     def validate(self) -> None:
         super().validate()
         require(self.n_steps >= 1, "n_steps", self.n_steps, "at least 1")
+        require(0.0 <= self.gae_lambda <= 1.0, "gae_lambda", self.gae_lambda, "in [0, 1]")
         require(-20 <= self.log_std_init <= 2, "log_std_init", self.log_std_init, "in [-20, 2]")
 
     def rollout_size(self) -> int:
         return self.n_steps * self.num_envs
+
+    def require_minibatch(self, name: str, value: int) -> None:
+        """A minibatch size: at least 1 and at most one rollout's transitions."""
+        require(1 <= value <= self.rollout_size(), name, value,
+                f"between 1 and the rollout n_steps x num_envs = {self.rollout_size()}")
+
+
+@dataclass
+class OffPolicyConfig(Config):
+    """Fields every replay-based algorithm (DQN, DDPG, TD3, SAC) reads."""
+
+    # fields older releases had on every config, which no replay-based algorithm reads
+    renamed: ClassVar[dict[str, str | None]] = {"gae_lambda": None, "normalize_obs": None, "normalize_reward": None}
+
+    num_envs: int = 1
+    learning_rate: float = 3e-4
+    """Adam step size."""
+    buffer_size: int = 1_000_000
+    """Transitions the replay buffer holds (oldest overwritten first)."""
+    learning_starts: int = 1000
+    """Steps of uniformly random actions before learning begins."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    train_freq: int = 1
+    """Vector steps between rounds of gradient steps."""
+    gradient_steps: int = 1
+    """Gradient steps per round."""
+    tau: float = 0.005
+    """Polyak factor of the target networks: theta' <- tau theta + (1 - tau) theta'."""
+    log_every: int = 1000
+    """Environment steps per logged iteration."""
+    n_step: int = 1
+    """Bootstrap after n rewards: y = r_t + ... + gamma^(n-1) r_{t+n-1} + gamma^n (1 - d) V(s_{t+n})."""
+
+    def validate(self) -> None:
+        super().validate()
+        require_step_size("learning_rate", self.learning_rate)
+        require(self.buffer_size >= 1, "buffer_size", self.buffer_size, "at least 1")
+        require(self.learning_starts >= 0, "learning_starts", self.learning_starts, ">= 0")
+        require(1 <= self.batch_size <= self.buffer_size, "batch_size", self.batch_size,
+                f"between 1 and buffer_size ({self.buffer_size})")
+        require(self.train_freq >= 1, "train_freq", self.train_freq, "at least 1")
+        require(self.gradient_steps >= 0, "gradient_steps", self.gradient_steps, ">= 0")
+        require(0 < self.tau <= 1, "tau", self.tau, "in (0, 1]")
+        require(self.log_every >= 1, "log_every", self.log_every, "at least 1")
+        require(self.n_step >= 1, "n_step", self.n_step, "at least 1")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +237,8 @@ def _preset_file(algo: str) -> dict[str, Any]:
         text = resources.files("bellmax.presets").joinpath(f"{algo}.json").read_text()
     except FileNotFoundError:
         return {}
-    return json.loads(text)
+    presets: dict[str, Any] = json.loads(text)
+    return presets
 
 
 def preset_names(algo: str) -> list[str]:
@@ -175,12 +262,12 @@ def find_preset(algo: str, env: str | None, name: str | None) -> tuple[str, dict
     return None
 
 
-def config_with_preset(config_class: type[C], algo: str, env: str | None, preset: str | None) -> C:
+def config_with_preset(config_class: type[C], env: str | None, preset: str | None) -> C:
     """Defaults of `config_class`, overlaid by the preset called `preset` or else the one tuned
     for `env` (default: the config's default env)."""
     if env is None and preset is None:
         env = config_class().env
-    found = find_preset(algo, env, preset)
+    found = find_preset(config_class.algo, env, preset)
     values: dict[str, Any] = {}
     if found is not None:
         _, entry = found

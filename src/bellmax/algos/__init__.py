@@ -2,6 +2,7 @@
 
     from bellmax.algos import VPG, VPGConfig
     VPG(VPGConfig(env="CartPole-v1")).learn(50_000)
+    agent = bellmax.algos.load("runs/vpg-CartPole-v1-s0-...")   # any checkpoint or run directory
 
 Names resolve lazily (PEP 562), so `import bellmax.algos` stays cheap until an algorithm is used.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bellmax.errors import BellmaxError
@@ -41,6 +43,17 @@ def get_algorithm(name: str) -> type[Algorithm]:
     return getattr(importlib.import_module(module), cls)
 
 
+def load(path: str | Path, mmap: bool = False, **changes: Any) -> Algorithm:
+    """The agent in a checkpoint file or run directory, as the algorithm that wrote it, ready to
+    continue (`learn`) or act (`predict`, `evaluate`). Only the fields a resumed run may change
+    (`bellmax.core.algorithm.RESUMABLE_FIELDS`: total_steps, checkpoint_every, eval_episodes,
+    device, torch_threads) can be passed; mmap=True maps a large replay buffer instead of reading it."""
+    from bellmax.core.run import load_checkpoint
+
+    state = load_checkpoint(Path(path), mmap=mmap)
+    return get_algorithm(state["algo"]).from_state(state, **changes)
+
+
 def __getattr__(attr: str) -> Any:
     for module, cls, config_cls in ALGORITHMS.values():
         if attr in (cls, config_cls):
@@ -48,4 +61,4 @@ def __getattr__(attr: str) -> Any:
     raise AttributeError(f"module 'bellmax.algos' has no attribute {attr!r}")
 
 
-__all__ = ["ALGORITHMS", "get_algorithm"] + [n for v in ALGORITHMS.values() for n in v[1:]]
+__all__ = ["ALGORITHMS", "get_algorithm", "load"] + [n for v in ALGORITHMS.values() for n in v[1:]]

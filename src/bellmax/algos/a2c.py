@@ -15,14 +15,15 @@ sample; PPO reuses each batch for several epochs instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
-from bellmax.config import OnPolicyConfig, require
-from bellmax.core.algorithm import Algorithm
-from bellmax.core.buffers import advantages_and_returns, explained_variance, standardize, valid_samples
+from bellmax.config import OnPolicyConfig, require, require_step_size
+from bellmax.core.onpolicy import OnPolicyAlgorithm
 from bellmax.core.optim import Adam, RMSprop, clip_grad_norm
+from bellmax.core.returns import explained_variance, standardize
+from bellmax.core.rollout import advantages_and_returns, valid_samples
 
 
 @dataclass
@@ -30,7 +31,10 @@ class A2CConfig(OnPolicyConfig):
     """A2C; defaults follow Stable-Baselines3's (5-step rollouts, lambda = 1), with Adam by default
     (`optimizer="rmsprop"`: the paper's RMSprop, as SB3 and rl-zoo3 use)."""
 
+    algo: ClassVar[str] = "a2c"
+
     learning_rate: float = 7e-4
+    """Step size of the optimizer (of policy and value together)."""
     num_envs: int = 16
     n_steps: int = 5
     gae_lambda: float = 1.0
@@ -43,7 +47,7 @@ class A2CConfig(OnPolicyConfig):
     normalize_advantages: bool = False
     """Standardize advantages within each batch."""
     anneal_lr: bool = False
-    """Decay the learning rate linearly to 0 over total_steps."""
+    """Decay the learning rate linearly to 0 over the run's budget (total_steps)."""
     optimizer: Literal["adam", "rmsprop"] = "adam"
     """adam, or rmsprop: the A2C paper's (TensorFlow's) RMSprop, as rl-zoo3 runs A2C on Atari."""
     adam_eps: float = 1e-5
@@ -55,6 +59,7 @@ class A2CConfig(OnPolicyConfig):
 
     def validate(self) -> None:
         super().validate()
+        require_step_size("learning_rate", self.learning_rate)
         require(self.optimizer in ("adam", "rmsprop"), "optimizer", self.optimizer, "adam or rmsprop")
         require(0 <= self.rmsprop_alpha < 1, "rmsprop_alpha", self.rmsprop_alpha, "in [0, 1)")
         require(self.rmsprop_eps > 0, "rmsprop_eps", self.rmsprop_eps, "positive")
@@ -65,15 +70,16 @@ class A2CConfig(OnPolicyConfig):
 
 def a2c_loss(log_prob: torch.Tensor, advantages: torch.Tensor, values: torch.Tensor, returns: torch.Tensor,
              entropy: torch.Tensor, vf_coef: float, ent_coef: float) -> dict[str, torch.Tensor]:
-    """The actor-critic loss (to minimize) and its named terms."""
+    """The actor-critic loss (to minimize) and its named terms: the loss is
+    loss_policy + vf_coef loss_value - ent_coef entropy."""
     loss_policy = -(log_prob * advantages).mean()  # -E[log pi(a|s) A]
     loss_value = 0.5 * ((values - returns) ** 2).mean()
-    loss_entropy = -entropy.mean()
-    return {"loss": loss_policy + vf_coef * loss_value + ent_coef * loss_entropy, "loss_policy": loss_policy,
-            "loss_value": loss_value, "loss_entropy": loss_entropy}
+    mean_entropy = entropy.mean()
+    return {"loss": loss_policy + vf_coef * loss_value - ent_coef * mean_entropy, "loss_policy": loss_policy,
+            "loss_value": loss_value, "entropy": mean_entropy}
 
 
-class A2C(Algorithm):
+class A2C(OnPolicyAlgorithm):
     name = "a2c"
     config_class = A2CConfig
     config: A2CConfig
@@ -96,8 +102,8 @@ class A2C(Algorithm):
 
     def train_iteration(self, max_steps: int) -> dict[str, float]:
         cfg = self.config
-        if cfg.anneal_lr:
-            self.optimizer.param_groups[0]["lr"] = cfg.learning_rate * max(0.0, 1 - self.global_step / cfg.total_steps)
+        lr = cfg.learning_rate * self.progress_remaining() if cfg.anneal_lr else cfg.learning_rate
+        self.optimizer.param_groups[0]["lr"] = lr
         self.collect_rollout(self.buffer, self.rollout_length(max_steps), self.value)
         advantages, returns = advantages_and_returns(self.buffer, cfg.gamma, cfg.gae_lambda)
         batch = self.to_device(valid_samples(self.buffer, advantages=advantages, returns=returns))
@@ -112,5 +118,6 @@ class A2C(Algorithm):
         self.optimizer.step()
         metrics = {f"losses/{k}": v.item() for k, v in terms.items() if k != "loss"}
         metrics["losses/grad_norm"] = grad_norm
+        metrics["losses/learning_rate"] = lr
         metrics["losses/explained_variance"] = explained_variance(batch["values"], batch["returns"])
         return metrics

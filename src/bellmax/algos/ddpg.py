@@ -14,21 +14,23 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from bellmax.config import require
+from bellmax.config import OffPolicyConfig, require
 from bellmax.core.nets import BoundedActor, QNet, frozen, polyak_update
-from bellmax.core.offpolicy import OffPolicyAlgorithm, OffPolicyConfig
+from bellmax.core.offpolicy import OffPolicyAlgorithm
 from bellmax.core.optim import Adam
 
 
 @dataclass
 class DDPGConfig(OffPolicyConfig):
     """DDPG; defaults follow the TD3 paper's re-implementation of it (256x256 ReLU nets)."""
+
+    algo: ClassVar[str] = "ddpg"
 
     learning_rate: float = 1e-3
     """Adam step size of actor and critic."""

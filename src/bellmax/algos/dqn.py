@@ -16,21 +16,24 @@ terminations: after a time-limit truncation the target still bootstraps.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from bellmax.config import require
-from bellmax.core.buffers import PrioritizedFrameStackReplayBuffer, PrioritizedReplayBuffer
+from bellmax.config import OffPolicyConfig, require
 from bellmax.core.nets import NatureCNN, QHead, is_image_space, polyak_update
-from bellmax.core.offpolicy import OffPolicyAlgorithm, OffPolicyConfig
+from bellmax.core.offpolicy import OffPolicyAlgorithm
 from bellmax.core.optim import Adam, clip_grad_norm
+from bellmax.core.replay import PrioritizedFrameStackReplayBuffer, PrioritizedReplayBuffer
 
 
 @dataclass
 class DQNConfig(OffPolicyConfig):
     """DQN; defaults are Stable-Baselines3's for classic control."""
+
+    algo: ClassVar[str] = "dqn"
 
     learning_rate: float = 1e-4
     buffer_size: int = 100_000
@@ -46,7 +49,7 @@ class DQNConfig(OffPolicyConfig):
     exploration_final: float = 0.05
     """epsilon after the decay."""
     exploration_fraction: float = 0.1
-    """Share of total_steps over which epsilon decays linearly."""
+    """Share of the run's budget (total_steps) over which epsilon decays linearly."""
     max_grad_norm: float = 10.0
     """Clip the global gradient norm to this."""
     double_q: bool = True
@@ -58,7 +61,7 @@ class DQNConfig(OffPolicyConfig):
     priority_alpha: float = 0.6
     """alpha: 0 is uniform sampling, 1 fully proportional."""
     priority_beta: float = 0.4
-    """Initial beta of the importance weights (w = (N P(i))^-beta), annealed linearly to 1."""
+    """Initial beta of the importance weights (w = (N P(i))^-beta), annealed linearly to 1 over the budget."""
     hidden_sizes: tuple[int, ...] = (64, 64)
 
     def validate(self) -> None:
@@ -105,7 +108,7 @@ class DQN(OffPolicyAlgorithm):
         self.optimizer = Adam(self.q.parameters(), lr=cfg.learning_rate)
         self.last_target_update = 0
 
-    def make_replay(self):  # the prioritized variant replaces the uniform buffer
+    def make_replay(self) -> Any:  # the prioritized variant replaces the uniform buffer
         cfg = self.config
         if not cfg.prioritized_replay:
             return super().make_replay()
@@ -128,10 +131,17 @@ class DQN(OffPolicyAlgorithm):
         return cfg.exploration_initial + progress * (cfg.exploration_final - cfg.exploration_initial)
 
     def before_sampling(self) -> None:
-        """Anneal the importance-weight exponent beta linearly to 1 over training."""
+        """Anneal the importance-weight exponent beta linearly to 1 over the run's budget."""
         if self.config.prioritized_replay:
             progress = min(1.0, self.global_step / self.config.total_steps)
             self.replay.beta = self.config.priority_beta + progress * (1.0 - self.config.priority_beta)
+
+    def train_iteration(self, max_steps: int) -> dict[str, float]:
+        metrics = super().train_iteration(max_steps)
+        metrics["rollout/epsilon"] = self.epsilon()
+        if self.config.prioritized_replay:
+            metrics["losses/priority_beta"] = self.replay.beta
+        return metrics
 
     def explore(self, obs: torch.Tensor) -> np.ndarray:
         """epsilon-greedy: a random action with probability epsilon, else argmax_a Q(s, a)."""
@@ -160,13 +170,12 @@ class DQN(OffPolicyAlgorithm):
         if self.global_step - self.last_target_update >= cfg.target_update_interval:
             polyak_update(self.q_target, self.q, cfg.tau)
             self.last_target_update = self.global_step
-        return {"losses/loss_q": loss.item(), "losses/q_values": q_taken.mean().item(),
-                "charts/epsilon": self.epsilon()}
+        return {"losses/loss_q": loss.item(), "losses/q_values": q_taken.mean().item()}
 
-    def extra_state(self) -> dict:
+    def extra_state(self) -> dict[str, Any]:
         return {**super().extra_state(), "last_target_update": self.last_target_update}
 
-    def load_extra_state(self, state: dict) -> None:
+    def load_extra_state(self, state: dict[str, Any]) -> None:
         super().load_extra_state(state)
         self.last_target_update = state["last_target_update"]
 

@@ -16,19 +16,25 @@ approximate KL to pi_old passes target_kl.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from bellmax.config import OnPolicyConfig, require
-from bellmax.core.algorithm import Algorithm
-from bellmax.core.buffers import advantages_and_returns, explained_variance, minibatches, standardize, valid_samples
+from bellmax.config import OnPolicyConfig, require, require_step_size
+from bellmax.core.onpolicy import OnPolicyAlgorithm
 from bellmax.core.optim import Adam, clip_grad_norm
+from bellmax.core.returns import explained_variance, standardize
+from bellmax.core.rollout import advantages_and_returns, minibatches, valid_samples
 
 
 @dataclass
 class PPOConfig(OnPolicyConfig):
     """PPO-Clip; defaults follow the PPO paper's MuJoCo settings where they apply."""
 
+    algo: ClassVar[str] = "ppo"
+
+    learning_rate: float = 3e-4
+    """Adam step size (of policy and value together)."""
     num_envs: int = 8
     n_steps: int = 256
     batch_size: int = 256
@@ -48,9 +54,9 @@ class PPOConfig(OnPolicyConfig):
     target_kl: float | None = None
     """Stop the epochs early when the approximate KL to pi_old exceeds this (None: never)."""
     anneal_lr: bool = False
-    """Decay the learning rate linearly to 0 over total_steps."""
+    """Decay the learning rate linearly to 0 over the run's budget (total_steps)."""
     anneal_clip: bool = False
-    """Decay clip_range linearly to 0 over total_steps."""
+    """Decay clip_range linearly to 0 over the run's budget (total_steps)."""
     normalize_advantages: bool = True
     """Standardize advantages within each minibatch."""
     adam_eps: float = 1e-5
@@ -58,6 +64,7 @@ class PPOConfig(OnPolicyConfig):
 
     def validate(self) -> None:
         super().validate()
+        require_step_size("learning_rate", self.learning_rate)
         require(self.n_epochs >= 1, "n_epochs", self.n_epochs, "at least 1")
         require(0 < self.clip_range < 1, "clip_range", self.clip_range, "in (0, 1)")
         require(self.clip_range_vf is None or self.clip_range_vf > 0, "clip_range_vf", self.clip_range_vf,
@@ -66,17 +73,15 @@ class PPOConfig(OnPolicyConfig):
         require(self.vf_coef >= 0, "vf_coef", self.vf_coef, ">= 0")
         require(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "positive")
         require(self.target_kl is None or self.target_kl > 0, "target_kl", self.target_kl, "positive or None")
-        batch = self.n_steps * self.num_envs
-        require(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
-        require(self.batch_size <= batch, "batch_size", self.batch_size,
-                f"at most the rollout n_steps x num_envs = {batch}")
+        self.require_minibatch("batch_size", self.batch_size)
 
 
 def ppo_loss(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
              new_values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, entropy: torch.Tensor,
              clip_range: float, clip_range_vf: float | None, vf_coef: float,
              ent_coef: float) -> dict[str, torch.Tensor]:
-    """The PPO-Clip loss (to minimize) and its named terms."""
+    """The PPO-Clip loss (to minimize) and its named terms: the loss is
+    loss_policy + vf_coef loss_value - ent_coef entropy."""
     log_ratio = new_log_prob - old_log_prob
     ratio = log_ratio.exp()
     # L_clip = E[min(r A, clip(r, 1 - eps, 1 + eps) A)]
@@ -88,16 +93,16 @@ def ppo_loss(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages:
         clipped = old_values + (new_values - old_values).clamp(-clip_range_vf, clip_range_vf)
         value_error = torch.max(value_error, (clipped - returns) ** 2)
     loss_value = 0.5 * value_error.mean()
-    loss_entropy = -entropy.mean()
+    mean_entropy = entropy.mean()
     with torch.no_grad():
         approx_kl = ((ratio - 1) - log_ratio).mean()  # k3 estimator of KL(pi_old || pi_theta), >= 0
         clip_fraction = ((ratio - 1).abs() > clip_range).float().mean()
-    return {"loss": loss_policy + vf_coef * loss_value + ent_coef * loss_entropy, "loss_policy": loss_policy,
-            "loss_value": loss_value, "loss_entropy": loss_entropy, "approx_kl": approx_kl,
+    return {"loss": loss_policy + vf_coef * loss_value - ent_coef * mean_entropy, "loss_policy": loss_policy,
+            "loss_value": loss_value, "entropy": mean_entropy, "approx_kl": approx_kl,
             "clip_fraction": clip_fraction}
 
 
-class PPO(Algorithm):
+class PPO(OnPolicyAlgorithm):
     name = "ppo"
     config_class = PPOConfig
     config: PPOConfig
@@ -114,9 +119,6 @@ class PPO(Algorithm):
     def optimizers(self) -> dict[str, Adam]:
         return {"optimizer": self.optimizer}
 
-    def progress_remaining(self) -> float:
-        return max(0.0, 1.0 - self.global_step / self.config.total_steps)
-
     # -- one iteration: collect -> advantages -> epochs of minibatch updates ------------------
     def train_iteration(self, max_steps: int) -> dict[str, float]:
         cfg = self.config
@@ -130,8 +132,8 @@ class PPO(Algorithm):
         batch = self.to_device(valid_samples(self.buffer, advantages=advantages, returns=returns))
         metrics = self.update(batch, clip_range)
         metrics["losses/explained_variance"] = explained_variance(batch["values"], batch["returns"])
-        metrics["charts/learning_rate"] = lr
-        metrics["charts/clip_range"] = clip_range
+        metrics["losses/learning_rate"] = lr
+        metrics["losses/clip_range"] = clip_range
         return metrics
 
     def update(self, batch: dict[str, torch.Tensor], clip_range: float) -> dict[str, float]:

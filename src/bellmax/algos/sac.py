@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from bellmax.config import require
+from bellmax.config import OffPolicyConfig, require
 from bellmax.core.nets import QNet, SquashedGaussianActor, frozen, polyak_update
-from bellmax.core.offpolicy import OffPolicyAlgorithm, OffPolicyConfig
+from bellmax.core.offpolicy import OffPolicyAlgorithm
 from bellmax.core.optim import Adam
 
 
@@ -31,22 +32,26 @@ from bellmax.core.optim import Adam
 class SACConfig(OffPolicyConfig):
     """SAC; defaults follow the paper and CleanRL (256x256 ReLU nets, policy lr 3e-4, Q lr 1e-3)."""
 
+    algo: ClassVar[str] = "sac"
+    renamed: ClassVar[dict[str, str | None]] = {"ent_coef": "alpha", "init_ent_coef": "alpha_init"}
+
     learning_rate: float = 3e-4
     """Adam step size of the policy and of alpha."""
     q_learning_rate: float = 1e-3
     """Adam step size of the critics."""
     hidden_sizes: tuple[int, ...] = (256, 256)
     learning_starts: int = 5000
-    ent_coef: float | None = None
-    """A fixed alpha, or None to tune it automatically towards H_target = -dim(A)."""
-    init_ent_coef: float = 1.0
+    alpha: float | None = None
+    """The temperature alpha weighting the entropy in the objective: a fixed value, or None to tune
+    it automatically towards H_target = -dim(A)."""
+    alpha_init: float = 1.0
     """Starting alpha when tuned automatically."""
 
     def validate(self) -> None:
         super().validate()
         require(self.q_learning_rate > 0, "q_learning_rate", self.q_learning_rate, "positive")
-        require(self.ent_coef is None or self.ent_coef >= 0, "ent_coef", self.ent_coef, ">= 0 or None (auto)")
-        require(self.init_ent_coef > 0, "init_ent_coef", self.init_ent_coef, "positive")
+        require(self.alpha is None or self.alpha >= 0, "alpha", self.alpha, ">= 0 or None (tuned automatically)")
+        require(self.alpha_init > 0, "alpha_init", self.alpha_init, "positive")
 
 
 class SAC(OffPolicyAlgorithm):
@@ -63,11 +68,11 @@ class SAC(OffPolicyAlgorithm):
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
         self.policy = self.actor
         self.target_entropy = -float(np.prod(action_space.shape))
-        self.log_alpha = nn.Parameter(torch.tensor(float(np.log(cfg.ent_coef or cfg.init_ent_coef))),
-                                      requires_grad=cfg.ent_coef is None)
+        self.log_alpha = nn.Parameter(torch.tensor(float(np.log(cfg.alpha or cfg.alpha_init))),
+                                      requires_grad=cfg.alpha is None)
         self.actor_optimizer = Adam(self.actor.parameters(), lr=cfg.learning_rate)
         self.critic_optimizer = Adam(self.critics.parameters(), lr=cfg.q_learning_rate)
-        self.alpha_optimizer = Adam([self.log_alpha], lr=cfg.learning_rate) if cfg.ent_coef is None else None
+        self.alpha_optimizer = Adam([self.log_alpha], lr=cfg.learning_rate) if cfg.alpha is None else None
 
     def modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critics": self.critics, "critics_target": self.critics_target,
@@ -118,7 +123,7 @@ class SAC(OffPolicyAlgorithm):
             loss_alpha.backward()
             self.alpha_optimizer.step()
             metrics["losses/loss_alpha"] = loss_alpha.item()
-        metrics["charts/alpha"] = self.log_alpha.exp().item()
+        metrics["losses/alpha"] = self.log_alpha.exp().item()
         polyak_update(self.critics_target, self.critics, cfg.tau)
         return metrics
 

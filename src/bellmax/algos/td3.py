@@ -11,6 +11,7 @@ overestimation of Q:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -21,6 +22,8 @@ from bellmax.config import require
 @dataclass
 class TD3Config(DDPGConfig):
     """TD3; defaults from the paper (delay 2, target noise 0.2 clipped at 0.5)."""
+
+    algo: ClassVar[str] = "td3"
 
     policy_delay: int = 2
     target_policy_noise: float = 0.2

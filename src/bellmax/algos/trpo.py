@@ -16,22 +16,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch.nn.utils import parameters_to_vector
 
-from bellmax.config import OnPolicyConfig, require
-from bellmax.core.algorithm import Algorithm
-from bellmax.core.buffers import advantages_and_returns, explained_variance, minibatches, standardize, valid_samples
+from bellmax.config import OnPolicyConfig, require, require_step_size
+from bellmax.core.onpolicy import OnPolicyAlgorithm
 from bellmax.core.optim import Adam
+from bellmax.core.returns import explained_variance, standardize
+from bellmax.core.rollout import advantages_and_returns, minibatches, valid_samples
 
 
 @dataclass
 class TRPOConfig(OnPolicyConfig):
     """TRPO; defaults follow sb3-contrib's (delta 0.01, damping 0.1, 0.8 backtracking)."""
 
-    learning_rate: float = 1e-3
-    """Adam step size of the critic (the policy step size comes from the trust region)."""
+    algo: ClassVar[str] = "trpo"
+    renamed: ClassVar[dict[str, str | None]] = {"learning_rate": "value_learning_rate"}
+
+    value_learning_rate: float = 1e-3
+    """Adam step size of the critic V_phi (the policy's step comes from the trust region, not a rate)."""
     num_envs: int = 8
     n_steps: int = 256
     max_kl: float = 0.01
@@ -56,16 +61,14 @@ class TRPOConfig(OnPolicyConfig):
 
     def validate(self) -> None:
         super().validate()
+        require_step_size("value_learning_rate", self.value_learning_rate)
         require(self.max_kl > 0, "max_kl", self.max_kl, "positive")
         require(self.cg_iterations >= 1, "cg_iterations", self.cg_iterations, "at least 1")
         require(self.cg_damping >= 0, "cg_damping", self.cg_damping, ">= 0")
         require(self.line_search_steps >= 1, "line_search_steps", self.line_search_steps, "at least 1")
         require(0 < self.line_search_shrink < 1, "line_search_shrink", self.line_search_shrink, "in (0, 1)")
         require(self.value_epochs >= 0, "value_epochs", self.value_epochs, ">= 0")
-        batch = self.n_steps * self.num_envs
-        require(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
-        require(self.batch_size <= batch, "batch_size", self.batch_size,
-                f"at most the rollout n_steps x num_envs = {batch}")
+        self.require_minibatch("batch_size", self.batch_size)
 
 
 def conjugate_gradient(matrix_vector: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor,
@@ -98,7 +101,7 @@ def set_flat_params(params: list[torch.nn.Parameter], flat: torch.Tensor) -> Non
         offset += p.numel()
 
 
-class TRPO(Algorithm):
+class TRPO(OnPolicyAlgorithm):
     name = "trpo"
     config_class = TRPOConfig
     config: TRPOConfig
@@ -107,7 +110,7 @@ class TRPO(Algorithm):
         cfg = self.config
         self.policy, self.value = self.make_policy_and_value()
         self.buffer = self.make_rollout_buffer(cfg.n_steps)
-        self.value_optimizer = Adam(self.value.parameters(), lr=cfg.learning_rate)
+        self.value_optimizer = Adam(self.value.parameters(), lr=cfg.value_learning_rate)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"policy": self.policy, "value": self.value}
@@ -172,11 +175,13 @@ class TRPO(Algorithm):
 
     def fit_value(self, obs: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
         """phi <- argmin E[(V_phi(s_t) - R_t)^2] by minibatch Adam."""
-        loss = torch.zeros(())
+        total, updates = 0.0, 0
         for _ in range(self.config.value_epochs):
             for obs_mb, returns_mb in minibatches(self.config.batch_size, obs, returns):
                 loss = 0.5 * ((self.value(obs_mb) - returns_mb) ** 2).mean()
                 self.value_optimizer.zero_grad()
                 loss.backward()
                 self.value_optimizer.step()
-        return {"losses/loss_value": loss.item()}
+                total += loss.item()
+                updates += 1
+        return {"losses/loss_value": total / max(updates, 1)}

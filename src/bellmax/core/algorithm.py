@@ -1,15 +1,18 @@
 """The Algorithm base: learn / predict / evaluate / save / load, and a state_dict that holds
 everything needed to continue a run bit-for-bit.
 
-A subclass builds its networks in `build()`, does one iteration of its method in
-`train_iteration(max_steps)` (collect -> estimate -> update, returning named scalars) and lists
-its modules and optimizers in `modules()` / `optimizers()`. The base owns the environment loop
-state (current observations, episode tracker, autoreset flags), seeding, checkpoints and the
-outer training loop, so no algorithm copies them.
+A family base (`core/onpolicy.py`, `core/offpolicy.py`) or an algorithm builds its networks in
+`build()`, does one iteration of its method in `train_iteration(max_steps)` (collect -> estimate
+-> update, returning named scalars) and lists its modules and optimizers in `modules()` /
+`optimizers()`. This base owns what every algorithm shares: seeding, the environments and their
+loop state (current observations, episode tracker, autoreset flags), the training budget and the
+outer loop (periodic evaluation, logging, checkpoints, stop requests), and checkpoints with the
+rule of what a resumed run may change.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import random
@@ -17,7 +20,7 @@ import time
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Self, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -25,13 +28,18 @@ import torch
 from torch import nn
 
 from bellmax.config import Config
-from bellmax.core.buffers import EpisodeTracker, RolloutBuffer
-from bellmax.core.nets import ACTIVATIONS, NatureCNN, Policy, ValueNet, is_image_space
-from bellmax.core.normalize import ObsNormalizer, RewardNormalizer
-from bellmax.core.optim import Adam
+from bellmax.core.nets import is_image_space
+from bellmax.core.optim import Optimizer
+from bellmax.core.rollout import EpisodeTracker
 from bellmax.core.run import CHECKPOINT_FILE, Run, StopRequests, load_checkpoint, save_checkpoint
-from bellmax.envs.make import env_state, make_vec_env, restore_env
-from bellmax.errors import BellmaxError, TrainingInterrupted
+from bellmax.envs.make import as_vector_env, env_state, make_vec_env, restore_env
+from bellmax.errors import BellmaxError, ConfigError, TrainingInterrupted
+
+C = TypeVar("C", bound=Config)
+
+# What a loaded run may change: everything else must match for it to continue exactly (a run moved
+# to another device or thread count continues with the same state, but its numbers differ in the last bits)
+RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "eval_episodes", "device", "torch_threads")
 
 
 def seed_everything(seed: int) -> None:
@@ -89,6 +97,26 @@ def params_sha256(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def resumed_config(saved: C, changes: dict[str, Any]) -> C:
+    """The config a loaded run continues with: `saved` with `changes`, which may differ from it only
+    in RESUMABLE_FIELDS (anything else would not continue the same run)."""
+    names = {f.name for f in dataclasses.fields(saved)}
+    unknown = sorted(set(changes) - names)
+    if unknown:
+        raise ConfigError(f"unknown {type(saved).__name__} field(s) {', '.join(unknown)}")
+    changed = sorted(k for k, v in changes.items() if v != getattr(saved, k) and k not in RESUMABLE_FIELDS)
+    if changed:
+        allowed = ", ".join("--" + k.replace("_", "-") for k in RESUMABLE_FIELDS)
+        raise BellmaxError(f"a resumed run continues exactly as it was configured: only {allowed} may change "
+                           f"(you changed {', '.join(changed)}); start a new run for other settings")
+    return saved.replace(**changes)
+
+
+def multiple_crossed(every: int, before: int, after: int) -> bool:
+    """Whether a multiple of `every` lies in (before, after]: a periodic event is due (never, for 0)."""
+    return every > 0 and after // every > before // every
+
+
 class EnvStep(NamedTuple):
     """One vector step as learning sees it. obs: the observations acted on (raw); rewards and
     terminated: after clipping/normalization and life losses; done: true episode ends; valid:
@@ -104,16 +132,26 @@ class EnvStep(NamedTuple):
 
 
 class Algorithm:
-    """Base of every deep RL algorithm in `bellmax.algos`."""
+    """Base of every deep RL algorithm in `bellmax.algos`.
+
+        agent = PPO(PPOConfig(env="CartPole-v1"))       # or PPOConfig.from_preset("CartPole-v1")
+        agent.learn(50_000)                             # the run's budget: 50k environment steps in all
+        action = agent.predict(obs)                     # one observation -> one action; a batch -> a batch
+        agent.save("ppo.pt"); bellmax.algos.load("ppo.pt")
+    """
 
     name: ClassVar[str]
     config_class: ClassVar[type[Config]]
     supports_discrete: ClassVar[bool] = True
     supports_continuous: ClassVar[bool] = True
 
+    config: Config
     policy: nn.Module
 
-    def __init__(self, config: Config, env: gym.vector.VectorEnv | None = None):
+    def __init__(self, config: Config, env: gym.Env | gym.vector.VectorEnv | None = None):
+        """`env`: train on this environment object instead of making `config.env` (a vector env of
+        `config.num_envs` copies, or one gym.Env when num_envs is 1; it must be the registered id
+        `config.env`, which evaluation and checkpoints make more copies of)."""
         if not isinstance(config, self.config_class):
             raise BellmaxError(f"{self.name} needs a {self.config_class.__name__}, got {type(config).__name__}")
         config.validate()
@@ -121,25 +159,21 @@ class Algorithm:
         torch.set_num_threads(config.torch_threads)
         seed_everything(config.seed)
         if env is None:
-            env = make_vec_env(config.env, config.num_envs, seed=config.seed)
-            obs = env.initial_obs
+            self.env = make_vec_env(config.env, config.num_envs, seed=config.seed)
+            self.obs = self.env.initial_obs
         else:
-            obs, _ = env.reset(seed=config.seed)
-        self.env = env
-        self._check_action_space(env.single_action_space)
-        self.obs = obs
-        self.prev_done = np.zeros(env.num_envs, dtype=bool)  # NEXT_STEP autoreset: next step is filler
-        self.tracker = EpisodeTracker(env.num_envs)
-        obs_space = env.single_observation_space
-        self.obs_normalizer = ObsNormalizer(obs_space.shape) if config.normalize_obs else None
-        self.reward_normalizer = RewardNormalizer(env.num_envs, config.gamma) if config.normalize_reward else None
+            self.env = as_vector_env(env, config.env, config.num_envs)
+            self.obs, _ = self.env.reset(seed=config.seed)
+        self._check_action_space(self.env.single_action_space)
+        self.prev_done = np.zeros(self.env.num_envs, dtype=bool)  # NEXT_STEP autoreset: next step is filler
+        self.tracker = EpisodeTracker(self.env.num_envs)
         self.global_step = 0
         self.iteration = 0
         self.last_eval: np.ndarray | None = None
         self.lives: np.ndarray | None = None  # Atari lives per env, for episodic_life
         self.rollout_seconds = 0.0
         self._eval_env: gym.vector.VectorEnv | None = None  # evaluation's own envs, never checkpointed
-        self.device = resolve_device(config.device, obs_space)
+        self.device = resolve_device(config.device, self.env.single_observation_space)
         # networks, their optimizer states and other tensors made in build() start on the device
         with torch.device(self.device) if self.device.type != "cpu" else nullcontext():
             self.build()
@@ -156,35 +190,10 @@ class Algorithm:
     def modules(self) -> dict[str, nn.Module]:
         raise NotImplementedError
 
-    def optimizers(self) -> dict[str, Adam]:
+    def optimizers(self) -> dict[str, Optimizer]:
         raise NotImplementedError
 
     # -- shared building blocks ---------------------------------------------------------------
-    def make_policy_and_value(self) -> tuple[Policy, ValueNet]:
-        """pi_theta and V_phi from the config: separate MLPs, or one Nature CNN torso shared by
-        both heads for image observations (Atari)."""
-        cfg = self.config
-        obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
-        if is_image_space(obs_space):
-            torso = NatureCNN(obs_space)
-            return (Policy(obs_space, action_space, (), torso=torso, log_std_init=cfg.log_std_init),
-                    ValueNet(obs_space, (), torso=torso))
-        activation = ACTIVATIONS[cfg.activation]
-        return (Policy(obs_space, action_space, cfg.hidden_sizes, activation=activation, log_std_init=cfg.log_std_init),
-                ValueNet(obs_space, cfg.hidden_sizes, activation=activation))
-
-    def make_rollout_buffer(self, n_steps: int) -> RolloutBuffer:
-        obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
-        discrete_actions = isinstance(action_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete))
-        if isinstance(obs_space, gym.spaces.Discrete):
-            obs_dtype = torch.long
-        elif is_image_space(obs_space):
-            obs_dtype = torch.uint8
-        else:
-            obs_dtype = torch.float32
-        return RolloutBuffer(n_steps, self.env.num_envs, obs_space.shape, action_space.shape,
-                             obs_dtype=obs_dtype, action_dtype=torch.long if discrete_actions else torch.float32)
-
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A batch from a (CPU) buffer, on the networks' device (no copy on the CPU)."""
         return {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
@@ -197,6 +206,10 @@ class Algorithm:
                 seen.setdefault(id(p), p)
         return list(seen.values())
 
+    def progress_remaining(self) -> float:
+        """1 at the start of the run's budget, 0 at its end: what linear schedules anneal by."""
+        return max(0.0, 1.0 - self.global_step / self.config.total_steps)
+
     # -- checks -------------------------------------------------------------------------------
     def _check_action_space(self, space: gym.Space) -> None:
         discrete = not isinstance(space, gym.spaces.Box)
@@ -208,61 +221,36 @@ class Algorithm:
             raise BellmaxError(f"{self.name} supports Discrete, MultiDiscrete and Box actions; "
                                f"{self.config.env} has {space}")
 
+    def check_resources(self, run_dir: Path | None = None) -> None:
+        """Refuse (or warn about) what would stop training hours in, before its first step: `learn`
+        calls it, and `bellmax train` before it creates the run directory. Nothing to check here;
+        replay-based algorithms check that their buffer fits in memory and its checkpoints on disk."""
+
     # -- acting -------------------------------------------------------------------------------
     def env_actions(self, actions: torch.Tensor) -> np.ndarray:
         """What the env receives: Gaussian samples are clipped to the Box bounds (the raw sample
         is what the policy gradient uses)."""
         space = self.env.single_action_space
-        actions = actions.cpu().numpy()
+        as_numpy = actions.cpu().numpy()
         if isinstance(space, gym.spaces.Box):
-            return np.clip(actions, space.low, space.high)
-        return actions.astype(np.int64)
+            return np.clip(as_numpy, space.low, space.high)
+        return as_numpy.astype(np.int64)
 
     def normalize_obs(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
-        """What the networks see: raw observations, or normalized ones (statistics updated
-        only from training rollouts)."""
-        if self.obs_normalizer is None:
-            return obs
-        return self.obs_normalizer(obs, update)
+        """What the networks see of raw observations (the on-policy family may normalize them)."""
+        return obs
 
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Actions for a batch of raw observations (argmax / Gaussian mean when deterministic)."""
-        obs_t = torch.as_tensor(self.normalize_obs(np.asarray(obs)), device=self.device)
-        return self.env_actions(self.policy.act(obs_t, deterministic=deterministic))
-
-    def collect_rollout(self, buffer: RolloutBuffer, n_steps: int, value_fn: nn.Module) -> None:
-        """Run the current policy for n_steps vector steps, filling `buffer` (on-policy).
-
-        The buffer gets what learning uses (normalized observations and rewards when enabled);
-        the episode tracker gets the raw rewards.
-        """
-        start = time.perf_counter()
-        buffer.length = n_steps
-        store = buffer.numpy()  # NumPy views of the buffer's tensors: cheap per-step writes
-        for t in range(n_steps):
-            obs = self.normalize_obs(self.obs, update=True)
-            obs_t = torch.as_tensor(obs, device=self.device)
-            with torch.inference_mode():
-                actions, log_probs = self.policy.sample(obs_t)
-                actions = actions.cpu()
-                store["log_probs"][t] = log_probs.cpu().numpy()
-                store["values"][t] = value_fn(obs_t).cpu().numpy()
-            step = self.step_envs(self.env_actions(actions))
-            store["obs"][t] = obs
-            store["actions"][t] = actions.numpy().reshape(store["actions"][t].shape)
-            store["rewards"][t] = step.rewards
-            store["terminated"][t] = step.terminated
-            store["truncated"][t] = step.truncated
-            store["valid"][t] = step.valid
-        with torch.inference_mode():
-            last_obs = torch.as_tensor(self.normalize_obs(self.obs), device=self.device)
-            buffer.last_value = value_fn(last_obs).cpu().clone()
-        self.global_step += n_steps * self.env.num_envs
-        self.rollout_seconds = time.perf_counter() - start
-
-    def rollout_length(self, max_steps: int) -> int:
-        """Vector steps of the next rollout: n_steps, or fewer so total_steps is an exact budget."""
-        return min(self.config.n_steps, -(-max_steps // self.env.num_envs))
+        """Actions for raw observations, as the environment takes them: one observation (shaped
+        like the observation space) gives one action, a batch (a leading axis) a batch of actions.
+        Deterministic: the argmax or the Gaussian mean; deterministic=False samples."""
+        obs = np.asarray(obs)
+        single = obs.ndim == len(self.env.single_observation_space.shape)
+        batch = obs[None] if single else obs
+        obs_t = torch.as_tensor(self.normalize_obs(batch), device=self.device)
+        with torch.no_grad():
+            actions = self.env_actions(self.policy.act(obs_t, deterministic=deterministic))
+        return actions[0] if single else actions
 
     def step_envs(self, env_actions: np.ndarray) -> EnvStep:
         """Step every env once and do the bookkeeping all algorithms share: mark the NEXT_STEP
@@ -273,15 +261,16 @@ class Algorithm:
         valid = ~self.prev_done
         done = terminated | truncated  # real episode ends: the env resets on the next step
         raw_rewards = np.asarray(rewards, dtype=np.float64)
-        learn_rewards = np.sign(raw_rewards) if self.config.clip_reward else raw_rewards
-        if self.reward_normalizer is not None:
-            learn_rewards = self.reward_normalizer(learn_rewards, done)
-        step = EnvStep(obs=self.obs, next_obs=next_obs, rewards=learn_rewards,
+        step = EnvStep(obs=self.obs, next_obs=next_obs, rewards=self.learning_rewards(raw_rewards, done),
                        terminated=self.learning_terminations(terminated, done, info), truncated=truncated,
                        done=done, valid=valid)
         self.tracker.update(raw_rewards, done, valid)
         self.prev_done, self.obs = done, next_obs
         return step
+
+    def learning_rewards(self, raw_rewards: np.ndarray, done: np.ndarray) -> np.ndarray:
+        """Rewards as learning sees them: raw, or sign(r) with `clip_reward`."""
+        return np.sign(raw_rewards) if self.config.clip_reward else raw_rewards
 
     def learning_terminations(self, terminated: np.ndarray, done: np.ndarray, info: dict) -> np.ndarray:
         """`terminated` as learning sees it: with `episodic_life`, a lost life also ends the
@@ -294,75 +283,102 @@ class Algorithm:
         return terminated | lost
 
     # -- the outer loop -----------------------------------------------------------------------
-    def learn(self, total_steps: int | None = None, run: Run | None = None,
-              checkpoint_every: int | None = None) -> Algorithm:
-        """Train until `total_steps` environment steps in all (counting steps already done), or
-        until a periodic evaluation reaches `config.stop_at_return`. With a `run`, log every
-        iteration, checkpoint every `checkpoint_every` steps and at the end, and evaluate at the end.
+    def set_budget(self, total_steps: int | None = None) -> None:
+        """Make `total_steps` the run's budget (None: keep `config.total_steps`); a budget already
+        spent is refused rather than silently training for nothing."""
+        if total_steps is not None:
+            self.config = self.config.replace(total_steps=total_steps)
+            self.config.validate()
+        if self.global_step >= self.config.total_steps:
+            raise BellmaxError(f"this run has taken {self.global_step:,} steps, its whole budget "
+                               f"(total_steps={self.config.total_steps:,}): pass a larger total_steps "
+                               "(--total-steps) to train further")
 
-        With a `run`, Ctrl-C or SIGTERM stops at the end of the current iteration: a checkpoint of
-        that step is written, then `TrainingInterrupted` is raised (a second signal stops at once)."""
-        self.check_resources(None if run is None else run.dir)
+    def learn(self, total_steps: int | None = None, *, run: Run | None = None,
+              until_step: int | None = None) -> Self:
+        """Train until the run has taken `total_steps` environment steps in all, or until a periodic
+        evaluation reaches `config.stop_at_return`.
+
+        total_steps: the run's budget, counting the steps already taken (a loaded agent's too); it
+            becomes `config.total_steps`, the one horizon every schedule follows (learning-rate and
+            clip-range annealing, epsilon, prioritized replay's beta). None keeps config.total_steps.
+        run: log every iteration to this run directory, checkpoint every `config.checkpoint_every`
+            steps and at the end, and evaluate at the end. Ctrl-C or SIGTERM then stops at the end of
+            the current iteration, writes a checkpoint of that step and raises `TrainingInterrupted`
+            (a second signal stops at once).
+        until_step: pause at the end of the first iteration that reaches this step, the budget and
+            schedules unchanged; a later `learn()` (or a resume of the checkpoint a run writes at the
+            pause) continues exactly as if training had never paused.
+        """
+        self.set_budget(total_steps)
         cfg = self.config
-        total = cfg.total_steps if total_steps is None else total_steps
-        every = cfg.checkpoint_every if checkpoint_every is None else checkpoint_every
-        next_checkpoint = (self.global_step // every + 1) * every if every else None
-        next_eval = (self.global_step // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
-        evaluated_at = None
+        pause_at = cfg.total_steps if until_step is None else until_step
+        if not self.global_step < pause_at <= cfg.total_steps:
+            raise BellmaxError(f"until_step={until_step:,} must lie after the steps taken ({self.global_step:,}) "
+                               f"and within the budget (total_steps={cfg.total_steps:,})")
+        self.check_resources(None if run is None else run.dir)
         if run is not None:
-            run.start_progress(total, self.global_step)
+            run.update_config(cfg.to_dict())
+            run.start_progress(cfg.total_steps, self.global_step)
         start, start_step = time.perf_counter(), self.global_step
         try:
             with StopRequests(run.notify) if run is not None else nullcontext() as stop_requests:
-                while self.global_step < total:
-                    t0 = time.perf_counter()
-                    metrics = self.train_iteration(total - self.global_step)
-                    self.iteration += 1
-                    metrics["time/iteration_seconds"] = time.perf_counter() - t0
-                    metrics["time/rollout_seconds"] = self.rollout_seconds
-                    sps = (self.global_step - start_step) / max(time.perf_counter() - start, 1e-9)
-                    metrics["time/sps"] = sps
-                    metrics["rollout/ep_return"] = self.tracker.mean_return()
-                    metrics["rollout/ep_length"] = self.tracker.mean_length()
-                    metrics["rollout/episodes"] = self.tracker.episodes
-                    stop = False
-                    if next_eval is not None and self.global_step >= next_eval:
-                        metrics.update(self._evaluate_and_record())
-                        evaluated_at = self.global_step
-                        next_eval = (self.global_step // cfg.eval_every + 1) * cfg.eval_every
-                        stop = cfg.stop_at_return is not None and metrics["eval/return"] >= cfg.stop_at_return
+                reached = False
+                while self.global_step < pause_at and not reached:
+                    before = self.global_step
+                    metrics = self.iterate()
+                    metrics["time/sps"] = (self.global_step - start_step) / max(time.perf_counter() - start, 1e-9)
+                    if multiple_crossed(cfg.eval_every, before, self.global_step):
+                        metrics.update(self.evaluate_and_record())
+                        reached = cfg.stop_at_return is not None and metrics["eval/return"] >= cfg.stop_at_return
                     if run is not None:
-                        run.log(self.global_step, metrics)
-                        run.update_progress(self.global_step, sps, self.tracker.mean_return())
-                        if evaluated_at == self.global_step:  # a line per evaluation, also without the bar
-                            run.notify(f"step {self.global_step:,}: eval/return {metrics['eval/return']:.2f} "
-                                       f"+- {metrics['eval/return_std']:.2f} over {metrics['eval/episodes']} "
-                                       "episodes (deterministic policy)")
-                        saved = next_checkpoint is not None and self.global_step >= next_checkpoint
-                        if saved:
-                            self.save(run.dir / CHECKPOINT_FILE)
-                            next_checkpoint = (self.global_step // every + 1) * every
-                        if stop_requests.requested:  # at an iteration's end, so resuming is exact
-                            if not saved:
-                                self.save(run.dir / CHECKPOINT_FILE)
-                            raise TrainingInterrupted(stop_requests.requested, self.name, self.global_step, run.dir)
-                    if stop:
-                        break
+                        self.record(run, metrics, multiple_crossed(cfg.checkpoint_every, before, self.global_step),
+                                    stop_requests)
                 if run is not None:
-                    self.save(run.dir / CHECKPOINT_FILE)
-                    if cfg.eval_episodes and evaluated_at != self.global_step:
-                        run.log(self.global_step, self._evaluate_and_record())
+                    self.finish(run, evaluate=reached or self.global_step >= cfg.total_steps)
         finally:
             if run is not None:
                 run.close()
         return self
 
-    def check_resources(self, run_dir: Path | None = None) -> None:
-        """Refuse (or warn about) what would stop training hours in, before its first step: `learn`
-        calls it, and `bellmax train` before it creates the run directory. Nothing to check here;
-        replay-based algorithms check that their buffer fits in memory and its checkpoints on disk."""
+    def iterate(self) -> dict[str, Any]:
+        """One iteration of the method, and the scalars every algorithm reports with it."""
+        start = time.perf_counter()
+        metrics: dict[str, Any] = self.train_iteration(self.config.total_steps - self.global_step)
+        self.iteration += 1
+        metrics["time/iteration_seconds"] = time.perf_counter() - start
+        metrics["time/rollout_seconds"] = self.rollout_seconds
+        metrics["rollout/ep_return"] = self.tracker.mean_return()
+        metrics["rollout/ep_length"] = self.tracker.mean_length()
+        metrics["rollout/episodes"] = self.tracker.episodes
+        return metrics
 
-    def _evaluate_and_record(self) -> dict[str, float]:
+    def record(self, run: Run, metrics: dict[str, Any], checkpoint_due: bool, stop_requests: StopRequests) -> None:
+        """Log an iteration; checkpoint it when one is due or a stop was requested (then stop)."""
+        run.log(self.global_step, metrics)
+        run.update_progress(self.global_step, metrics["time/sps"], metrics["rollout/ep_return"])
+        if "eval/return" in metrics:  # a line per evaluation, also without the progress bar
+            run.notify(f"step {self.global_step:,}: eval/return {metrics['eval/return']:.2f} "
+                       f"+- {metrics['eval/return_std']:.2f} over {metrics['eval/episodes']} "
+                       "episodes (deterministic policy)")
+        if checkpoint_due or stop_requests.requested:
+            self.save(run.dir / CHECKPOINT_FILE)
+            run.checkpointed_at = self.global_step
+        if stop_requests.requested:  # at an iteration's end (or during its checkpoint), so resuming is exact
+            raise TrainingInterrupted(stop_requests.requested, self.name, self.global_step, run.dir)
+
+    def finish(self, run: Run, evaluate: bool) -> None:
+        """Checkpoint where training ended (or paused) and, when it ended, evaluate once more unless
+        the last iteration just did."""
+        if run.checkpointed_at != self.global_step:
+            self.save(run.dir / CHECKPOINT_FILE)
+            run.checkpointed_at = self.global_step
+        last = run.rows[-1] if run.rows else {}
+        if evaluate and self.config.eval_episodes and not (last.get("step") == self.global_step
+                                                           and "eval/return" in last):
+            run.log(self.global_step, self.evaluate_and_record())
+
+    def evaluate_and_record(self) -> dict[str, float]:
         start = time.perf_counter()
         returns = self.evaluate(self.config.eval_episodes)
         self.last_eval = returns
@@ -399,26 +415,24 @@ class Algorithm:
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        env_bytes = env_state(self.env)
         return {
             "algo": self.name,
             "config": self.config.to_dict(),
             "modules": {k: m.state_dict() for k, m in self.modules().items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
             "rng": rng_state(),
-            "env": env_bytes,
+            "env": env_state(self.env),
             "obs": self.obs,
             "prev_done": self.prev_done,
             "lives": self.lives,
             "tracker": self.tracker,
-            "normalizers": {"obs": self.obs_normalizer, "reward": self.reward_normalizer},
             "global_step": self.global_step,
             "iteration": self.iteration,
             "extra": self.extra_state(),
         }
 
     def extra_state(self) -> dict[str, Any]:
-        """Algorithm-specific state beyond modules and optimizers (schedules, normalizers)."""
+        """Algorithm-specific state beyond modules and optimizers (schedules, buffers, noise)."""
         return {}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
@@ -442,8 +456,6 @@ class Algorithm:
                           stacklevel=2)
             self.obs, _ = self.env.reset(seed=self.config.seed + state["global_step"])
             self.prev_done = np.zeros(self.env.num_envs, dtype=bool)
-        self.obs_normalizer = state["normalizers"]["obs"]
-        self.reward_normalizer = state["normalizers"]["reward"]
         self.global_step = state["global_step"]
         self.iteration = state["iteration"]
         self.load_extra_state(state.get("extra", {}))
@@ -454,22 +466,23 @@ class Algorithm:
         save_checkpoint(Path(path), self.state_dict())
 
     @classmethod
-    def load(cls, path: str | Path, mmap: bool = False, **config_changes: Any) -> Algorithm:
-        """Rebuild an algorithm from a checkpoint file or run directory, ready to continue.
-        mmap=True (for evaluation) maps the checkpoint instead of reading it, so a large replay
-        buffer is not read into memory unless it is used (see `load_checkpoint`)."""
-        state = load_checkpoint(Path(path), mmap=mmap)
-        if cls is not Algorithm and state["algo"] != cls.name:
-            raise BellmaxError(f"{path} holds a {state['algo']} checkpoint, not {cls.name}")
-        return cls.from_state(state, **config_changes)
+    def load(cls, path: str | Path, mmap: bool = False, **changes: Any) -> Self:
+        """Rebuild this algorithm from a checkpoint file or run directory, ready to continue; only
+        RESUMABLE_FIELDS may be changed (`PPO.load(path, total_steps=200_000)`). mmap=True (for
+        evaluation) maps the checkpoint instead of reading it, so a large replay buffer is not read
+        into memory unless it is used. `bellmax.algos.load(path)` picks the algorithm for you."""
+        if getattr(cls, "name", None) is None:
+            raise BellmaxError(f"{cls.__name__}.load needs a concrete algorithm: bellmax.algos.load(path) "
+                               "reads which one from the checkpoint (or call PPO.load(path), ...)")
+        return cls.from_state(load_checkpoint(Path(path), mmap=mmap), **changes)
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], **config_changes: Any) -> Algorithm:
-        """Rebuild an algorithm from a loaded checkpoint dict (see `load`)."""
-        from bellmax.algos import get_algorithm
-
-        algo_class = get_algorithm(state["algo"])
-        config = algo_class.config_class.from_dict(state["config"]).replace(**config_changes)
-        agent = algo_class(config)
+    def from_state(cls, state: dict[str, Any], **changes: Any) -> Self:
+        """Rebuild from a loaded checkpoint dict (see `load`)."""
+        if state["algo"] != cls.name:
+            raise BellmaxError(f"the checkpoint holds a {state['algo']} agent, not {cls.name}: "
+                               "load it with bellmax.algos.load(path)")
+        config = resumed_config(cls.config_class.from_dict(state["config"]), changes)
+        agent = cls(config)
         agent.load_state_dict(state)
         return agent

@@ -1,5 +1,6 @@
-"""What the off-policy family (DQN, DDPG, TD3, SAC) shares: its Config fields, the replay
-buffer, and the loop that interleaves acting and learning.
+"""What the off-policy family (DQN, DDPG, TD3, SAC) shares: the replay buffer, the checks that
+it fits in memory and on disk, and the loop that interleaves acting and learning (its Config
+fields are `bellmax.config.OffPolicyConfig`).
 
 An off-policy algorithm provides `build()`, `explore(obs)` (actions to try: epsilon-greedy,
 noisy, or sampled), `gradient_step(batch)` (one update on a replay minibatch, returning named
@@ -13,7 +14,6 @@ from __future__ import annotations
 import shutil
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,50 +21,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from bellmax.config import Config, require
+from bellmax.config import OffPolicyConfig
 from bellmax.core.algorithm import Algorithm, EnvStep
-from bellmax.core.buffers import FrameStackReplayBuffer, NStepAccumulator, ReplayBuffer
 from bellmax.core.nets import is_image_space
+from bellmax.core.replay import FrameStackReplayBuffer, NStepAccumulator, ReplayBuffer
 from bellmax.errors import BellmaxError
-
-
-@dataclass
-class OffPolicyConfig(Config):
-    """Fields every replay-based algorithm shares."""
-
-    num_envs: int = 1
-    buffer_size: int = 1_000_000
-    """Transitions the replay buffer holds (oldest overwritten first)."""
-    learning_starts: int = 1000
-    """Steps of uniformly random actions before learning begins."""
-    batch_size: int = 256
-    """Transitions per gradient step."""
-    train_freq: int = 1
-    """Vector steps between rounds of gradient steps."""
-    gradient_steps: int = 1
-    """Gradient steps per round."""
-    tau: float = 0.005
-    """Polyak factor of the target networks: theta' <- tau theta + (1 - tau) theta'."""
-    log_every: int = 1000
-    """Environment steps per logged iteration."""
-    n_step: int = 1
-    """Bootstrap after n rewards: y = r_t + ... + gamma^(n-1) r_{t+n-1} + gamma^n (1 - d) V(s_{t+n})."""
-
-    def validate(self) -> None:
-        super().validate()
-        require(self.buffer_size >= 1, "buffer_size", self.buffer_size, "at least 1")
-        require(self.learning_starts >= 0, "learning_starts", self.learning_starts, ">= 0")
-        require(1 <= self.batch_size <= self.buffer_size, "batch_size", self.batch_size,
-                f"between 1 and buffer_size ({self.buffer_size})")
-        require(self.train_freq >= 1, "train_freq", self.train_freq, "at least 1")
-        require(self.gradient_steps >= 0, "gradient_steps", self.gradient_steps, ">= 0")
-        require(0 < self.tau <= 1, "tau", self.tau, "in (0, 1]")
-        require(self.log_every >= 1, "log_every", self.log_every, "at least 1")
-        require(self.n_step >= 1, "n_step", self.n_step, "at least 1")
-        require(not self.normalize_obs, "normalize_obs", self.normalize_obs,
-                "False for off-policy algorithms (not supported yet)")
-        require(not self.normalize_reward, "normalize_reward", self.normalize_reward,
-                "False for off-policy algorithms (not supported yet)")
 
 
 def memory_bytes() -> tuple[int, int] | None:
@@ -121,7 +82,7 @@ def check_disk_for_checkpoints(run_dir: Path, replay_nbytes: int) -> None:
 class OffPolicyAlgorithm(Algorithm):
     config: OffPolicyConfig
 
-    def __init__(self, config: OffPolicyConfig, env: gym.vector.VectorEnv | None = None):
+    def __init__(self, config: OffPolicyConfig, env: gym.Env | gym.vector.VectorEnv | None = None):
         super().__init__(config, env)
         self.replay = self.make_replay()
         # n-step transitions are built as they arrive, except by the frame buffer (when sampled)

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 
-class _Optimizer:
+class Optimizer:
     """What both optimizers share: the trainable parameters, `param_groups[0]["lr"]` for schedules,
     and the indices of the parameters that received a gradient this step."""
 
@@ -33,6 +33,9 @@ class _Optimizer:
             raise ValueError(f"{type(self).__name__} got no trainable parameters")
         self.param_groups = [group]
         self.step_count = 0
+
+    def step(self) -> None:
+        raise NotImplementedError
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -56,7 +59,7 @@ class _Optimizer:
                 dst.copy_(src)
 
 
-class Adam(_Optimizer):
+class Adam(Optimizer):
     moments = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3,
@@ -87,7 +90,7 @@ class Adam(_Optimizer):
         torch._foreach_addcdiv_(params, m, denom, -step_size)
 
 
-class RMSprop(_Optimizer):
+class RMSprop(Optimizer):
     """RMSprop as the A2C paper's TensorFlow code runs it (and Stable-Baselines3's `RMSpropTFLike`,
     which rl-zoo3 gives A2C on Atari): the running mean of g^2 starts at 1 and epsilon sits inside
     the square root,

@@ -20,11 +20,13 @@ import io
 import json
 import math
 import os
+import pickle
 import signal
 import sys
 import tempfile
 import threading
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -129,6 +131,26 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
                            "it), then continue with --resume") from None
 
 
+# Classes that moved since older checkpoints pickled them: (module, name) then -> module now
+MOVED_CLASSES = {
+    **{("bellmax.core.buffers", name): "bellmax.core.rollout" for name in ("EpisodeTracker", "RolloutBuffer")},
+    **{("bellmax.core.buffers", name): "bellmax.core.replay"
+       for name in ("ReplayBuffer", "NStepAccumulator", "FrameStackReplayBuffer", "PrioritizedFrameStackReplayBuffer",
+                    "PrioritizedReplayBuffer", "SumTree")},
+}
+
+
+class _CheckpointUnpickler(pickle.Unpickler):
+    """pickle's Unpickler that finds moved classes (`MOVED_CLASSES`) where they live now."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(MOVED_CLASSES.get((module, name), module), name)
+
+
+# what torch.load takes as its pickle module: pickle, with the unpickler above
+_checkpoint_pickle = types.SimpleNamespace(__name__="pickle", Unpickler=_CheckpointUnpickler, load=pickle.load)
+
+
 def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
     """Read a checkpoint; a missing or damaged file is a BellmaxError that says what to do.
 
@@ -144,7 +166,7 @@ def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
     try:
         # Our own file format holds NumPy RNG states and the pickled env, hence weights_only=False:
         # load checkpoints only from runs you trust, as with any pickle.
-        state = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap, pickle_module=_checkpoint_pickle)
     except Exception as exc:
         raise BellmaxError(
             f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}); "
@@ -226,7 +248,8 @@ class Run:
     """Owns one run directory: writes config.json, logs metrics, holds the progress bar.
 
     With `resume_step`, metrics logged after that step (by a run that was killed after its last
-    checkpoint) are dropped so the resumed run continues the record without duplicates.
+    checkpoint) are dropped so the resumed run continues the record without duplicates, in
+    metrics.jsonl, metrics.csv and TensorBoard alike.
     """
 
     def __init__(self, run_dir: Path, algo: str, config: dict[str, Any], *, preset: str | None = None,
@@ -236,6 +259,7 @@ class Run:
         self._lock = lock_run_dir(self.dir)  # before anything in the directory is rewritten
         self.algo = algo
         self.start_time = time.perf_counter()
+        self.checkpointed_at: int | None = resume_step  # the step of the checkpoint on disk, if known
         if resume_step is None:
             from bellmax import __version__
 
@@ -253,11 +277,19 @@ class Run:
 
             # a deep event queue: with the default (10) every add_scalar waits for the writer thread,
             # about 0.35 ms per scalar here, which was most of A2C's logging time; metrics.jsonl and
-            # metrics.csv, written at once, stay the record a crash cannot lose
-            self._tb = SummaryWriter(str(self.dir / "tb"), purge_step=resume_step, max_queue=1000, flush_secs=30)
+            # metrics.csv, written at once, stay the record a crash cannot lose. On a resume, TensorBoard
+            # drops the events after the checkpoint's step (purge_step drops that step and later ones)
+            purge_step = None if resume_step is None else resume_step + 1
+            self._tb = SummaryWriter(str(self.dir / "tb"), purge_step=purge_step, max_queue=1000, flush_secs=30)
         self._progress = None
         self._task = None
         self._show_progress = progress
+
+    def update_config(self, config: dict[str, Any]) -> None:
+        """Record the config training actually runs with (`learn` sets the budget) in config.json."""
+        meta = read_run_config(self.dir)
+        if meta.get("config") != config:
+            atomic_write_text(self.dir / CONFIG_FILE, json.dumps({**meta, "config": config}, indent=2) + "\n")
 
     # -- metrics ------------------------------------------------------------------------------
     def _rewrite_metrics(self) -> None:
@@ -291,15 +323,17 @@ class Run:
     def start_progress(self, total_steps: int, done_steps: int) -> None:
         if not self._show_progress:
             return
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self._progress = Progress(
             TextColumn(f"[bold]{self.algo}[/]"),
             BarColumn(bar_width=20),
             TextColumn("{task.completed:>9,.0f}/{task.total:,.0f} steps"),
             TextColumn("{task.fields[sps]:>7} steps/s"),
-            TextColumn("return {task.fields[ret]}"),
+            TextColumn("train return {task.fields[ret]}"),  # rollout/ep_return: the stochastic policy's
             TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
             transient=False,
         )
         self._progress.start()
@@ -318,8 +352,8 @@ class Run:
 
     def notify(self, message: str) -> None:
         """One line on stderr, above the progress bar when one is showing (instead of under its redraw)."""
-        if self._progress is not None:
-            self._progress.console.print(message, markup=False, highlight=False)
+        if self._progress is not None:  # soft_wrap: a long line (a path) is never broken mid-word
+            self._progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
         else:
             print(message, file=sys.stderr, flush=True)
 

@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 import bellmax.envs  # noqa: F401  (registers bellmax/GridWorld-v0)
-from bellmax.errors import BellmaxError
+from bellmax.errors import BellmaxError, ConfigError
 
 
 def register_atari() -> bool:
@@ -85,6 +85,40 @@ def make_vec_env(env_id: str, num_envs: int, seed: int | None = None, **kwargs: 
         obs, _ = env.reset(seed=seed)
         env.initial_obs = obs
     return env
+
+
+def _given(env: gym.Env) -> gym.Env:
+    # SyncVectorEnv makes its envs by calling functions; this one hands over an env that exists
+    # already (a module-level function in a partial, so the vector env still pickles for checkpoints)
+    return env
+
+
+def as_vector_env(env: gym.Env | gym.vector.VectorEnv, env_id: str, num_envs: int) -> gym.vector.VectorEnv:
+    """An environment object a user passes in, as the vector env of `num_envs` copies training
+    steps: a VectorEnv of that size as it is, or one gym.Env (num_envs 1) in a SyncVectorEnv. It
+    must be the registered id `env_id`, which evaluation and checkpoints make more copies of."""
+    if isinstance(env, gym.vector.VectorEnv):
+        copies = env.num_envs
+    elif isinstance(env, gym.Env):
+        copies = 1
+    else:
+        raise ConfigError(f"env={env!r} is neither a gymnasium.Env nor a gymnasium.vector.VectorEnv")
+    if copies != num_envs:
+        raise ConfigError(f"invalid num_envs={num_envs}: the environment passed has {copies} cop"
+                          f"{'y' if copies == 1 else 'ies'}; set num_envs={copies} (set --num-envs)")
+    spec = env.spec
+    if spec is None and isinstance(env, gym.vector.VectorEnv):  # a vector env built from functions
+        spec = env.get_attr("spec")[0]
+    spec_id = getattr(spec, "id", None)
+    if spec_id is None:
+        raise ConfigError("the environment passed has no registered id: register it (gymnasium.register) and "
+                          "set env to that id, so that evaluation and checkpoints can make copies of it")
+    if spec_id != env_id:
+        raise ConfigError(f"invalid env={env_id!r}: the environment passed is {spec_id!r}; set env={spec_id!r} "
+                          "(evaluation makes its copies from that id)")
+    if isinstance(env, gym.vector.VectorEnv):
+        return env
+    return gym.vector.SyncVectorEnv([functools.partial(_given, env)])
 
 
 def make_atari_vec_env(env_id: str, num_envs: int, **kwargs: Any) -> gym.vector.VectorEnv:

@@ -18,7 +18,7 @@ one. (`losses/approx_kl`, the "k3" estimate of KL(pi_old || pi_phi) inside an up
 step-size diagnostic, not the penalty.)
 
 Each iteration: rollout (sample responses) -> score (old log-probs, values, reference log-probs,
-reward model) -> advantages (per-token rewards, GAE(gamma, lambda) from core.buffers) -> update
+reward model) -> advantages (per-token rewards, GAE(gamma, lambda) from core.returns) -> update
 (n_epochs of the clipped surrogate of algos.ppo.ppo_loss on the response tokens, plus gamma_ptx
 times the pretraining negative log-likelihood) -> log. The adaptive KL controller (Ziegler et
 al., 2019) moves beta so that the KL tracks a target.
@@ -37,8 +37,8 @@ import torch
 
 from bellmax.algos.ppo import ppo_loss
 from bellmax.config import require
-from bellmax.core.buffers import explained_variance, gae, standardize
 from bellmax.core.optim import Adam, clip_grad_norm
+from bellmax.core.returns import explained_variance, gae, standardize
 from bellmax.core.run import Run
 from bellmax.rlhf import data, task
 from bellmax.rlhf.model import (
@@ -208,7 +208,7 @@ def kl_penalized_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Ten
 
 def token_advantages(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float,
                      lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """GAE over response tokens with core.buffers.gae (time-major); the episode terminates at the last
+    """GAE over response tokens with core.returns.gae (time-major); the episode terminates at the last
     response token, padding is cut off. Returns (advantages, returns = advantages + V), both (B, R)."""
     valid = mask.bool()
     values = values * mask

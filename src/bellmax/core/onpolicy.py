@@ -1,0 +1,116 @@
+"""What the policy-gradient family (VPG, A2C, TRPO, PPO) shares: the policy pi_theta and value
+V_phi built from the config, the rollout of the current policy into a RolloutBuffer, the rollout
+length that makes `total_steps` an exact budget, and observation / reward normalization.
+
+An on-policy algorithm provides `build()` (networks, optimizers, `self.buffer =
+self.make_rollout_buffer(...)`), `train_iteration(max_steps)` (collect -> estimate -> update),
+`modules()` and `optimizers()`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from bellmax.config import OnPolicyConfig
+from bellmax.core.algorithm import Algorithm
+from bellmax.core.nets import ACTIVATIONS, NatureCNN, Policy, ValueNet, is_image_space
+from bellmax.core.normalize import ObsNormalizer, RewardNormalizer
+from bellmax.core.rollout import RolloutBuffer
+
+
+class OnPolicyAlgorithm(Algorithm):
+    config: OnPolicyConfig
+
+    def __init__(self, config: OnPolicyConfig, env: gym.Env | gym.vector.VectorEnv | None = None):
+        super().__init__(config, env)
+        self.obs_normalizer = ObsNormalizer(self.env.single_observation_space.shape) if config.normalize_obs else None
+        self.reward_normalizer = RewardNormalizer(self.env.num_envs, config.gamma) if config.normalize_reward else None
+
+    # -- networks and storage -----------------------------------------------------------------
+    def make_policy_and_value(self) -> tuple[Policy, ValueNet]:
+        """pi_theta and V_phi from the config: separate MLPs, or one Nature CNN torso shared by
+        both heads for image observations (Atari)."""
+        cfg = self.config
+        obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
+        if is_image_space(obs_space):
+            torso = NatureCNN(obs_space)
+            return (Policy(obs_space, action_space, (), torso=torso, log_std_init=cfg.log_std_init),
+                    ValueNet(obs_space, (), torso=torso))
+        activation = ACTIVATIONS[cfg.activation]
+        return (Policy(obs_space, action_space, cfg.hidden_sizes, activation=activation, log_std_init=cfg.log_std_init),
+                ValueNet(obs_space, cfg.hidden_sizes, activation=activation))
+
+    def make_rollout_buffer(self, n_steps: int) -> RolloutBuffer:
+        obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
+        discrete_actions = isinstance(action_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete))
+        if isinstance(obs_space, gym.spaces.Discrete):
+            obs_dtype = torch.long
+        elif is_image_space(obs_space):
+            obs_dtype = torch.uint8
+        else:
+            obs_dtype = torch.float32
+        return RolloutBuffer(n_steps, self.env.num_envs, obs_space.shape, action_space.shape,
+                             obs_dtype=obs_dtype, action_dtype=torch.long if discrete_actions else torch.float32)
+
+    # -- what the networks and learning see ---------------------------------------------------
+    def normalize_obs(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
+        """Raw observations, or normalized ones (statistics updated only from training rollouts)."""
+        if self.obs_normalizer is None:
+            return obs
+        return self.obs_normalizer(obs, update)
+
+    def learning_rewards(self, raw_rewards: np.ndarray, done: np.ndarray) -> np.ndarray:
+        rewards = super().learning_rewards(raw_rewards, done)
+        if self.reward_normalizer is not None:
+            rewards = self.reward_normalizer(rewards, done)
+        return rewards
+
+    # -- collecting ---------------------------------------------------------------------------
+    def rollout_length(self, max_steps: int) -> int:
+        """Vector steps of the next rollout: n_steps, or fewer so total_steps is an exact budget."""
+        return min(self.config.n_steps, -(-max_steps // self.env.num_envs))
+
+    def collect_rollout(self, buffer: RolloutBuffer, n_steps: int, value_fn: nn.Module) -> None:
+        """Run the current policy for n_steps vector steps, filling `buffer`.
+
+        The buffer gets what learning uses (normalized observations and rewards when enabled);
+        the episode tracker gets the raw rewards.
+        """
+        start = time.perf_counter()
+        buffer.length = n_steps
+        store = buffer.numpy()  # NumPy views of the buffer's tensors: cheap per-step writes
+        for t in range(n_steps):
+            obs = self.normalize_obs(self.obs, update=True)
+            obs_t = torch.as_tensor(obs, device=self.device)
+            with torch.inference_mode():
+                actions, log_probs = self.policy.sample(obs_t)
+                actions = actions.cpu()
+                store["log_probs"][t] = log_probs.cpu().numpy()
+                store["values"][t] = value_fn(obs_t).cpu().numpy()
+            step = self.step_envs(self.env_actions(actions))
+            store["obs"][t] = obs
+            store["actions"][t] = actions.numpy().reshape(store["actions"][t].shape)
+            store["rewards"][t] = step.rewards
+            store["terminated"][t] = step.terminated
+            store["truncated"][t] = step.truncated
+            store["valid"][t] = step.valid
+        with torch.inference_mode():
+            last_obs = torch.as_tensor(self.normalize_obs(self.obs), device=self.device)
+            buffer.last_value = value_fn(last_obs).cpu().clone()
+        self.global_step += n_steps * self.env.num_envs
+        self.rollout_seconds = time.perf_counter() - start
+
+    # -- state --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "normalizers": {"obs": self.obs_normalizer, "reward": self.reward_normalizer}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.obs_normalizer = state["normalizers"]["obs"]
+        self.reward_normalizer = state["normalizers"]["reward"]
