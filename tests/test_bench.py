@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from bellmax.bench import main, parse_args
+from bellmax.bench import main
 from bellmax.bench.harness import display, last_json_line, summarize_bellmax_run
+from bellmax.bench.parser import parse_args
 from bellmax.bench.report import (
     breakdown_table,
     cartpole_sample_table,
@@ -160,7 +161,7 @@ def test_off_policy_reuse_takes_both_sb3_groups_and_plans_only_bellmax(tmp_path,
 
 
 def test_reuse_sb3_refuses_another_comparison_and_keeps_the_first_provenance(tmp_path):
-    from bellmax.bench import load_reused_runs
+    from bellmax.bench.plans import load_reused_runs
 
     earlier = write_bench_json(tmp_path / "earlier.json", steps=100_000)
     with pytest.raises(BellmaxError, match="reuse only the same comparison"):
@@ -229,10 +230,21 @@ def test_cli_prints_bad_bench_input_as_one_line():
 
 
 def test_bellmax_core_does_not_import_stable_baselines3():
-    code = ("import sys, bellmax.cli, bellmax.algos.ppo, bellmax.bench, bellmax.bench.harness, bellmax.bench.report; "
+    code = ("import sys, bellmax.cli, bellmax.algos.ppo, bellmax.bench, bellmax.bench.harness, bellmax.bench.report, "
+            "bellmax.bench.plans, bellmax.bench.execute, bellmax.bench.writeup; "
             "print(any(m.startswith(('stable_baselines3', 'sb3_contrib')) for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_bench_help_imports_no_heavy_library():
+    """`bellmax bench --help` (and every bench module it loads) stays light: torch, numpy, matplotlib
+    and SB3 are imported only where a benchmark runs or draws."""
+    code = ("import sys; from bellmax.bench import main; main(['--help']); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'torch', 'numpy', 'matplotlib', 'stable_baselines3', 'sb3_contrib', 'gymnasium'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
 
 
 # -- reading results back ---------------------------------------------------------------------
@@ -389,10 +401,11 @@ def test_sb3_runner_stops_at_the_return_threshold(tmp_path):
 def test_outputs_of_an_atari_benchmark_are_files_in_the_out_dir(tmp_path, capsys):
     import argparse
 
-    from bellmax.bench import Plan, _write_outputs
+    from bellmax.bench.plans import Plan
+    from bellmax.bench.writeup import write_outputs
 
     plan = Plan("rollout_ALE/Pong-v5")
-    _write_outputs(argparse.Namespace(out_dir=str(tmp_path)), plan, "bellmax bench rollout", "text", {"results": {}})
+    write_outputs(argparse.Namespace(out_dir=str(tmp_path)), plan, "bellmax bench rollout", "text", {"results": {}})
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["bench_rollout_ALE_Pong-v5.json", "bench_rollout_ALE_Pong-v5.md"]
 
@@ -400,7 +413,8 @@ def test_outputs_of_an_atari_benchmark_are_files_in_the_out_dir(tmp_path, capsys
 def test_parallel_jobs_keep_plan_order_and_leave_partial_results(tmp_path):
     """--jobs N runs N processes at a time; results come back grouped in plan (seed) order even
     when later jobs finish first, and every finished run is in results.partial.json at once."""
-    from bellmax.bench import Job, Plan, execute
+    from bellmax.bench.execute import execute
+    from bellmax.bench.plans import Job, Plan
 
     def job(group, seed, delay):
         code = f"import time, json; time.sleep({delay}); print(json.dumps({{'seed': {seed}, 'group': '{group}'}}))"
@@ -420,7 +434,7 @@ def test_mujoco_variant_flags_and_tag_reach_the_bellmax_command_and_file_name(ca
     assert "--normalize-reward" not in lines[1]  # SB3's side keeps rl-zoo3's values
     from pathlib import Path
 
-    from bellmax.bench import mujoco_plan
+    from bellmax.bench.plans import mujoco_plan
 
     opts = parse_args(["mujoco", "--algo", "sac", "--tag", "variant"])
     plan = mujoco_plan(opts, Path("RUNS"))
