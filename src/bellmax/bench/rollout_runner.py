@@ -34,11 +34,11 @@ def _bellmax_config(env_id: str, seed: int):
 
     algo = get_algorithm("ppo")
     # on the CPU as SB3's side below, also where a GPU would take the Atari CNN (--device auto)
-    return algo, config_with_preset(algo.config_class, "ppo", env_id, None).replace(seed=seed, device="cpu")
+    return algo, config_with_preset(algo.config_class, env_id, None).replace(seed=seed, device="cpu")
 
 
 def measure_bellmax(env_id: str, steps: int, seed: int) -> dict[str, Any]:
-    from bellmax.core.buffers import advantages_and_returns
+    from bellmax.core.rollout import advantages_and_returns
 
     algo, config = _bellmax_config(env_id, seed)
     agent = algo(config)
