@@ -21,7 +21,7 @@ from bellmax.tabular import (
     resolve_gymnasium_id,
     value_iteration,
 )
-from bellmax.tabular.solve import main as solve_main
+from bellmax.commands.solve import main as solve_main
 
 GAMMA = 0.9
 
@@ -347,7 +347,7 @@ def test_solve_bad_input_raises_bellmax_error(argv, message):
 
 def test_solve_does_not_import_torch():
     code = (
-        "import sys; from bellmax.tabular.solve import main; main(['gridworld', '--json']); "
+        "import sys; from bellmax.commands.solve import main; main(['gridworld', '--json']); "
         "assert 'torch' not in sys.modules, 'bellmax solve imported torch'"
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

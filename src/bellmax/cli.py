@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------------------------------
 def solve(args: list[str]) -> int:
-    from bellmax.tabular.solve import main as solve_main
+    from bellmax.commands.solve import main as solve_main
 
     return solve_main(args)
 
@@ -271,7 +271,7 @@ def rlhf(args: list[str]) -> int:
 
     if importlib.util.find_spec("transformers") is None:
         raise BellmaxError("bellmax rlhf needs the rlhf extra: pip install -c constraints.txt -e '.[rlhf]'")
-    from bellmax.rlhf.commands import main as rlhf_main
+    from bellmax.commands.rlhf import main as rlhf_main
 
     return rlhf_main(args)
 

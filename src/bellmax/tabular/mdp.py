@@ -10,8 +10,8 @@ plus a boolean `terminal` mask. Terminal states are absorbing with zero reward
 bootstrapped past the end of an episode: V(t) = 0 for every Bellman operator in dp.py.
 
 Two constructors build one:
-- `TabularMDP.from_gridworld(...)` (the lecture's 4x3 gridworld or any text map; see
-  `bellmax.envs.gridworld`);
+- `bellmax.envs.gridworld.gridworld_mdp(...)`: the lecture's 4x3 gridworld or any text map,
+  defined beside its Gymnasium environment;
 - `from_gymnasium(env_id, **kwargs)`, from a Gymnasium toy-text environment's `P` table
   (FrozenLake, Taxi, CliffWalking). Each transition flagged `done=True` in that table leads to
   one added absorbing state (named "terminal", the last index), keeping its reward.
@@ -169,13 +169,6 @@ class TabularMDP:
         same_P = np.all(np.abs(self.P - self.P[:, :1, :]) <= 1e-12, axis=(1, 2))
         same_R = np.all(np.abs(self.R - self.R[:, :1, :]) <= 1e-12, axis=(1, 2))
         return ~self.terminal & ~(same_P & same_R)
-
-    @classmethod
-    def from_gridworld(cls, **kwargs: Any) -> TabularMDP:
-        """The lecture's gridworld (or a text map): see `bellmax.envs.gridworld.gridworld_mdp`."""
-        from bellmax.envs.gridworld import gridworld_mdp
-
-        return gridworld_mdp(**kwargs)
 
     @classmethod
     def from_gymnasium(cls, env_id: str, **kwargs: Any) -> TabularMDP:
