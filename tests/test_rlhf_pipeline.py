@@ -46,10 +46,19 @@ def test_run_writes_every_stage_and_the_summary(pipeline):
     comparisons = (pipeline / "compare" / "comparisons.jsonl").read_text().splitlines()
     assert set(json.loads(comparisons[0])) == {"prompt", "chosen", "rejected"}
     metrics = [json.loads(line) for line in (pipeline / "ppo" / "metrics.jsonl").read_text().splitlines()]
-    assert {"objective/kl", "objective/scores", "rollout/response_length", "policy/entropy", "losses/clip_fraction",
+    assert {"objective/kl", "objective/scores", "rollout/response_length", "rollout/entropy", "losses/clip_fraction",
             "losses/explained_variance", "losses/loss_ptx", "gold/score"} <= set(metrics[-1])
     reward_metrics = (pipeline / "reward" / "metrics.jsonl").read_text().splitlines()
     assert {"eval/accuracy", "eval/margin"} <= set(json.loads(reward_metrics[-1]))
+
+
+def test_every_stage_logs_only_the_agreed_metric_names(pipeline):
+    from bellmax.core.metrics import METRICS
+
+    for stage in ("pretrain", "sft", "reward", "ppo"):
+        keys = {key for line in (pipeline / stage / "metrics.jsonl").read_text().splitlines()
+                for key in json.loads(line)} - {"step"}
+        assert keys and keys <= set(METRICS), (stage, sorted(keys - set(METRICS)))
 
 
 def test_ppo_raises_the_reward_model_score(pipeline):

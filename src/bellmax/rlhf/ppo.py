@@ -255,7 +255,7 @@ def ppo_update(policy: PolicyWithValue, optimizer: Adam, batch: Rollout, advanta
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
             steps += 1
     policy.eval()
-    return {f"losses/{k}": v / steps for k, v in sums.items()}
+    return {f"losses/{k}": v / steps for k, v in sums.items() if k != "loss"}
 
 
 def iteration_metrics(batch: Rollout, kl: torch.Tensor, returns: torch.Tensor, kl_coef: float,
@@ -269,7 +269,7 @@ def iteration_metrics(batch: Rollout, kl: torch.Tensor, returns: torch.Tensor, k
         "objective/kl_coef": kl_coef,
         "objective/rlhf_reward": float((batch.scores - kl_coef * kl_per_response).mean()),
         "rollout/response_length": float(batch.response_mask.sum(1).float().mean()),
-        "policy/entropy": float(batch.entropy[mask].mean()),
+        "rollout/entropy": float(batch.entropy[mask].mean()),
         "losses/explained_variance": explained_variance(batch.values[mask], returns[mask]),
     }
     if gold is not None:
@@ -322,7 +322,7 @@ def run_ppo(config: RLHFPPOConfig, model_path: Path, reward_path: Path, data_dir
             metrics = iteration_metrics(batch, kl, returns, controller.value, gold)
             metrics.update(ppo_update(policy, optimizer, batch, advantages, returns, config, generator, ptx_tensors))
             controller.update(metrics["objective/kl"], config.batch_size)
-            metrics["time/iteration_s"] = time.perf_counter() - tick
+            metrics["time/iteration_seconds"] = time.perf_counter() - tick
             run.log(iteration, metrics)
             first = first or metrics
             last = metrics
@@ -347,5 +347,5 @@ def _is_task(prompt: str) -> bool:
 
 
 def _summary(metrics: dict[str, float]) -> dict[str, float]:
-    keys = ("objective/scores", "objective/kl", "rollout/response_length", "gold/score", "policy/entropy")
+    keys = ("objective/scores", "objective/kl", "rollout/response_length", "gold/score", "rollout/entropy")
     return {k: metrics[k] for k in keys if k in metrics}

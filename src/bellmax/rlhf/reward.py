@@ -281,7 +281,7 @@ def run_reward(config: RewardConfig, model_path: Path, comparisons_dir: Path, ru
                     held = evaluate_rankings(reward_model, tokenizer, held_out)
                     gold = {"eval/gold_accuracy": held["gold_accuracy"]} if "gold_accuracy" in held else {}
                     run.log(step, {"losses/reward": float(terms["loss"].detach()),
-                                   "train/accuracy": float(terms["accuracy"]),
+                                   "losses/accuracy": float(terms["accuracy"]),
                                    "eval/accuracy": held["accuracy"], "eval/margin": held["margin"], **gold})
         reward_model.eval()
         held = evaluate_rankings(reward_model, tokenizer, held_out)

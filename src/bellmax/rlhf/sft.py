@@ -169,7 +169,7 @@ def train_lm(model, tensors, config: LMTrainConfig, run: Run | None = None) -> d
         if run is not None and ((step + 1) % config.log_every == 0 or step + 1 == config.steps):
             seconds = time.perf_counter() - started
             run.log(step + 1, {"losses/lm": sum(losses[-config.log_every:]) / len(losses[-config.log_every:]),
-                               "train/learning_rate": optimizer.param_groups[0]["lr"],
+                               "losses/learning_rate": optimizer.param_groups[0]["lr"],
                                "time/tokens_per_s": tokens / seconds})
     model.eval()
     seconds = time.perf_counter() - started
