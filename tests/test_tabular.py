@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from bellmax.commands.solve import main as solve_main
 from bellmax.envs.gridworld import gridworld_mdp
 from bellmax.errors import BellmaxError
 from bellmax.tabular import (
@@ -21,7 +22,6 @@ from bellmax.tabular import (
     resolve_gymnasium_id,
     value_iteration,
 )
-from bellmax.commands.solve import main as solve_main
 
 GAMMA = 0.9
 
