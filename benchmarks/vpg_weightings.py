@@ -66,7 +66,7 @@ def main() -> None:
               f"steps to 195: {np.median(reached) if reached else float('nan'):>8}  "
               f"({len(reached)}/{args.seeds} seeds)   {np.mean(seconds):.1f} s/run", flush=True)
 
-    plot_runs(run_dirs, Path(args.out), labels=labels,
+    plot_runs(run_dirs, Path(args.out), key="rollout/ep_return", labels=labels,
               title=f"VPG weightings on CartPole-v1 ({args.seeds} seeds, mean +-1 std)")
     summary = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "seeds": args.seeds,
                "total_steps": args.total_steps, "results": results}

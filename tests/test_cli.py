@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bellmax.cli import main
+from bellmax.core.run import read_metrics
 
 TINY = ["--total-steps", "400", "--num-envs", "2", "--n-steps", "50", "--batch-size", "50",
         "--hidden-sizes", "16", "--no-progress", "--eval-episodes", "2"]
@@ -163,6 +164,25 @@ def test_plot_writes_a_png(trained, tmp_path, capsys):
     out = tmp_path / "curve.png"
     code, _, _ = run_cli(["plot", str(trained), str(trained), "-o", str(out)], capsys)
     assert code == 0 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_shows_the_evaluation_return_beside_the_training_return(trained, tmp_path, capsys, monkeypatch):
+    """A first-time user sees the training return (stochastic policy, still exploring) and the
+    deterministic evaluation the run reports, labelled, in one colour per run group."""
+    from bellmax import plotting
+
+    figures = []
+    monkeypatch.setattr(plotting, "save_figure", lambda fig, output: figures.append(fig) or output)
+    assert run_cli(["plot", str(trained)], capsys)[0] == 0
+    lines = figures[-1].axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["vpg CartPole-v1 (gae), train return (stochastic policy) (1 seed)",
+                                                    "vpg CartPole-v1 (gae), eval return (deterministic policy) (1 seed)"]
+    assert lines[0].get_color() == lines[1].get_color() and lines[1].get_linestyle() == "--"
+    eval_rows = [r for r in read_metrics(trained) if "eval/return" in r]
+    assert list(lines[1].get_ydata()) == [r["eval/return"] for r in eval_rows]
+    assert figures[-1].axes[0].get_ylabel() == "return"
+    assert run_cli(["plot", str(trained), "--key", "losses/loss_policy"], capsys)[0] == 0
+    assert [line.get_label() for line in figures[-1].axes[0].get_lines()] == ["vpg CartPole-v1 (gae) (1 seed)"]
 
 
 @pytest.mark.parametrize("args, message", [

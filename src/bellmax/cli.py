@@ -217,21 +217,24 @@ def evaluate(args: list[str]) -> int:
 
 # ---------------------------------------------------------------------------------------------
 def plot(args: list[str]) -> int:
-    """bellmax plot RUN_DIR... [-o FILE] [--key rollout/ep_return] [--group-by env|algo|dir]."""
+    """bellmax plot RUN_DIR... [-o FILE] [--key KEY] [--title TITLE]."""
     parser = argparse.ArgumentParser(prog="bellmax plot", description="Learning curves: mean and spread over seeds.")
     parser.add_argument("run_dirs", nargs="+", help="run directories; runs of the same algorithm and env are one curve")
     parser.add_argument("-o", "--output", default=None, help="PNG/PDF/SVG file (default: learning_curves.png, "
                         "or RUN_DIR/learning_curve.png for one run)")
-    parser.add_argument("--key", default="rollout/ep_return", help="metric to plot (default rollout/ep_return)")
+    parser.add_argument("--key", default=None,
+                        help="metric to plot (default: the training return rollout/ep_return and, where logged, "
+                             "the evaluation return eval/return)")
     parser.add_argument("--title", default=None)
     opts = parser.parse_args(args)
 
-    from bellmax.plotting import plot_runs
+    from bellmax.plotting import DEFAULT_KEYS, plot_runs
 
     if opts.output is None:
         single = len(opts.run_dirs) == 1
         opts.output = str(Path(opts.run_dirs[0]) / "learning_curve.png") if single else "learning_curves.png"
-    path = plot_runs([Path(d) for d in opts.run_dirs], Path(opts.output), key=opts.key, title=opts.title)
+    path = plot_runs([Path(d) for d in opts.run_dirs], Path(opts.output), key=opts.key or DEFAULT_KEYS,
+                     title=opts.title)
     print(f"wrote {path}")
     return 0
 

@@ -1,5 +1,6 @@
-"""Learning curves from run directories: one line per (algorithm, env, label), mean over seeds
-with a shaded band of one standard deviation (and the min-max range, lighter)."""
+"""Learning curves from run directories: one colour per (algorithm, env, label), mean over seeds
+with a shaded band of one standard deviation (and the min-max range, lighter). By default the
+training return (solid) and the deterministic evaluation return (dashed, points) side by side."""
 
 from __future__ import annotations
 
@@ -39,33 +40,52 @@ def group_label(config: dict) -> str:
     return label
 
 
-def plot_runs(run_dirs: list[Path], output: Path, key: str = "rollout/ep_return", title: str | None = None,
-              labels: list[str] | None = None) -> Path:
+# what `bellmax plot` draws by default: the training return and, where the runs have one, the
+# evaluation return, in the same colour (solid: training, dashed with points: evaluation)
+DEFAULT_KEYS = ("rollout/ep_return", "eval/return")
+KEY_LABELS = {"rollout/ep_return": "train return (stochastic policy)",
+              "eval/return": "eval return (deterministic policy)"}
+
+
+def plot_runs(run_dirs: list[Path], output: Path, key: str | tuple[str, ...] = DEFAULT_KEYS,
+              title: str | None = None, labels: list[str] | None = None) -> Path:
+    """Learning curves of `run_dirs`, one colour per group (algorithm and env, or `labels`), mean
+    over seeds with bands. Of several keys, the first must be in every run; later ones (the
+    evaluation return) are drawn where runs have them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+    keys = (key,) if isinstance(key, str) else tuple(key)
+    groups: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = defaultdict(lambda: defaultdict(list))
     for i, run_dir in enumerate(run_dirs):
         config = read_run_config(run_dir)
-        steps, values = run_curve(run_dir, key)
-        if len(steps) == 0:
-            raise BellmaxError(f"{run_dir} has no values of {key!r} yet (see its metrics.csv for the keys)")
-        groups[labels[i] if labels else group_label(config)].append((steps, values))
+        label = labels[i] if labels else group_label(config)
+        for k in keys:
+            steps, values = run_curve(run_dir, k)
+            if len(steps) == 0 and k == keys[0]:
+                raise BellmaxError(f"{run_dir} has no values of {k!r} yet (see its metrics.csv for the keys)")
+            if len(steps):
+                groups[label][k].append((steps, values))
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for label, curves in groups.items():
-        grid, values = aggregate(curves)
-        mean, std = values.mean(0), values.std(0)
-        marker = "o" if len(grid) <= 40 else None  # sparse points (evaluations) are points, not a curve
-        line, = ax.plot(grid, mean, marker=marker, markersize=3,
-                        label=f"{label} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
-        if len(curves) > 1:
-            ax.fill_between(grid, mean - std, mean + std, color=line.get_color(), alpha=0.25, linewidth=0)
-            ax.fill_between(grid, values.min(0), values.max(0), color=line.get_color(), alpha=0.08, linewidth=0)
+    for label, by_key in groups.items():
+        color = None
+        for k, curves in by_key.items():
+            grid, values = aggregate(curves)
+            mean, std = values.mean(0), values.std(0)
+            marker = "o" if len(grid) <= 40 else None  # sparse points (evaluations) are points, not a curve
+            seeds = f"{len(curves)} seed{'s' if len(curves) > 1 else ''}"
+            name = f"{label}, {KEY_LABELS.get(k, k)} ({seeds})" if len(keys) > 1 else f"{label} ({seeds})"
+            line, = ax.plot(grid, mean, marker=marker, markersize=3, color=color, label=name,
+                            linestyle="--" if k != keys[0] else "-")
+            color = line.get_color()
+            if len(curves) > 1:
+                ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.25, linewidth=0)
+                ax.fill_between(grid, values.min(0), values.max(0), color=color, alpha=0.08, linewidth=0)
     ax.set_xlabel("environment steps")
-    ax.set_ylabel(key)
+    ax.set_ylabel("return" if keys == DEFAULT_KEYS else ", ".join(keys))
     ax.set_title(title or "learning curves (mean, +-1 std, min-max over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
