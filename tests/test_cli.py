@@ -175,8 +175,9 @@ def test_plot_shows_the_evaluation_return_beside_the_training_return(trained, tm
     monkeypatch.setattr(plotting, "save_figure", lambda fig, output: figures.append(fig) or output)
     assert run_cli(["plot", str(trained)], capsys)[0] == 0
     lines = figures[-1].axes[0].get_lines()
-    assert [line.get_label() for line in lines] == ["vpg CartPole-v1 (gae), train return (stochastic policy) (1 seed)",
-                                                    "vpg CartPole-v1 (gae), eval return (deterministic policy) (1 seed)"]
+    assert [line.get_label() for line in lines] == [
+        "vpg CartPole-v1 (gae), train return (stochastic policy) (1 seed)",
+        "vpg CartPole-v1 (gae), eval return (deterministic policy) (1 seed)"]
     assert lines[0].get_color() == lines[1].get_color() and lines[1].get_linestyle() == "--"
     eval_rows = [r for r in read_metrics(trained) if "eval/return" in r]
     assert list(lines[1].get_ydata()) == [r["eval/return"] for r in eval_rows]

@@ -104,18 +104,21 @@ def train(args: list[str]) -> int:
               f" [config flags]\nalgorithms: {', '.join(ALGORITHMS)}\n`bellmax train ALGO --help` lists the flags.")
         return 0 if meta.help else 2
 
+    from bellmax.algos import algorithm_key
+    from bellmax.commands.fast_help import train_description, train_help
+
+    algo = algorithm_key(meta.algo)
+    if meta.help:  # from the config's source: no torch, well under a second
+        return train_help(algo, meta.env, meta.preset, meta.resume)
+
     import tyro
 
     from bellmax.algos import get_algorithm
     from bellmax.config import config_with_preset, find_preset
     from bellmax.core.run import CHECKPOINT_FILE, Run, check_run_dir_free, load_checkpoint, read_run_config
 
-    algo_class = get_algorithm(meta.algo)
-    if meta.help:
-        rest = ["--help"]
-    prog = f"bellmax train {algo_class.name}"
-    description = (f"Train {algo_class.name.upper()}. Also: --env ID, --preset NAME, --run-dir DIR, "
-                   "--resume DIR, --no-progress, --no-tensorboard.")
+    algo_class = get_algorithm(algo)
+    prog = f"bellmax train {algo}"
 
     if meta.resume:
         run_dir = Path(meta.resume)
@@ -126,6 +129,7 @@ def train(args: list[str]) -> int:
         check_run_dir_free(run_dir)  # before a load that can take a minute (a DQN Atari replay)
         state = load_checkpoint(run_dir / CHECKPOINT_FILE)
         saved_config = algo_class.config_class.from_dict(state["config"])
+        description = train_description(algo, saved_config.env, None, resume=str(run_dir))
         config = tyro.cli(algo_class.config_class, default=saved_config, args=rest, prog=prog, description=description)
         if meta.env:
             config = config.replace(env=meta.env)
@@ -146,6 +150,7 @@ def train(args: list[str]) -> int:
             check_env_id(meta.env)
         found = find_preset(algo_class.name, meta.env or algo_class.config_class().env, meta.preset)
         defaults = config_with_preset(algo_class.config_class, meta.env, meta.preset)
+        description = train_description(algo, defaults.env, found)
         config = tyro.cli(algo_class.config_class, default=defaults, args=rest, prog=prog, description=description)
         config.validate()  # before anything is created on disk
         check_env_id(config.env)

@@ -28,6 +28,12 @@ from typing import Any, ClassVar, Literal, TypeVar
 from bellmax.errors import BellmaxError, ConfigError
 
 C = TypeVar("C", bound="Config")
+D = TypeVar("D")
+
+# What a loaded (resumed) run may change: everything else must match for it to continue exactly (a run
+# moved to another device or thread count continues with the same state, but its numbers differ in the
+# last bits). `Algorithm.from_state` enforces it.
+RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "eval_episodes", "device", "torch_threads")
 
 
 def flag(name: str) -> str:
@@ -123,20 +129,7 @@ class Config:
     def from_dict(cls: type[C], values: dict[str, Any]) -> C:
         """Build from a dict (config.json, a checkpoint or a preset). Fields renamed since an older
         release are read under their new name; any other unknown key is an error, not ignored."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        renamed = cls.renamed_fields()
-        kwargs: dict[str, Any] = {}
-        for key, value in values.items():
-            if key not in names and key in renamed:
-                if renamed[key] is None:
-                    continue
-                key = renamed[key]
-            kwargs[key] = tuple(value) if isinstance(value, list) else value  # JSON has no tuples
-        unknown = sorted(set(kwargs) - names)
-        if unknown:
-            raise ConfigError(f"unknown {cls.__name__} field(s) {', '.join(unknown)}; "
-                              f"known: {', '.join(sorted(names))}")
-        return cls(**kwargs)
+        return nested_dataclass(cls, with_new_names(values, cls.renamed_fields()))
 
     @classmethod
     def from_preset(cls: type[C], env: str | None = None, name: str | None = None, **overrides: Any) -> C:
@@ -226,6 +219,36 @@ class OffPolicyConfig(Config):
         require(0 < self.tau <= 1, "tau", self.tau, "in (0, 1]")
         require(self.log_every >= 1, "log_every", self.log_every, "at least 1")
         require(self.n_step >= 1, "n_step", self.n_step, "at least 1")
+
+
+def with_new_names(values: dict[str, Any], renamed: dict[str, str | None]) -> dict[str, Any]:
+    """`values` with the keys of older releases renamed (`Config.renamed`); dropped where None."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in renamed:
+            if renamed[key] is None:
+                continue
+            key = renamed[key]  # type: ignore[assignment]
+        out[key] = value
+    return out
+
+
+def nested_dataclass(cls: type[D], values: dict[str, Any]) -> D:
+    """An instance of dataclass `cls` from plain data: a dict for a field whose default is a
+    dataclass (default_factory) builds that dataclass, JSON lists become tuples, and an unknown key
+    is an error naming the known ones."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} field(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        factory = fields[key].default_factory
+        if isinstance(value, dict) and isinstance(factory, type) and dataclasses.is_dataclass(factory):
+            kwargs[key] = nested_dataclass(factory, value)
+        else:
+            kwargs[key] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)
 
 
 # ---------------------------------------------------------------------------------------------

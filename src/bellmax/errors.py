@@ -23,3 +23,12 @@ class TrainingInterrupted(KeyboardInterrupt):
         super().__init__(f"{signal_name} at step {step:,}: checkpoint saved; "
                          f"continue with `bellmax train {algo} --resume {run_dir}`")
         self.signal_name, self.algo, self.step, self.run_dir = signal_name, algo, step, run_dir
+
+
+def unknown_name(what: str, name: str, known: list[str]) -> BellmaxError:
+    """The error for a name that is not among `known`: "unknown <what> 'x' (did you mean y?); known: ..."."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return BellmaxError(f"unknown {what} {name!r}{hint}; known: {', '.join(known)}")

@@ -32,21 +32,27 @@ ALGORITHMS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def get_algorithm(name: str) -> type[Algorithm]:
-    """The Algorithm class for `name` (e.g. "vpg"); a clear error lists the known names."""
+def algorithm_key(name: str) -> str:
+    """The registry key of `name` ("PPO" -> "ppo"); a clear error lists the known names."""
     key = name.lower()
     if key not in ALGORITHMS:
         close = difflib.get_close_matches(key, ALGORITHMS, n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         raise BellmaxError(f"unknown algorithm {name!r}{hint} (known: {', '.join(ALGORITHMS)})")
-    module, cls, _ = ALGORITHMS[key]
-    return getattr(importlib.import_module(module), cls)
+    return key
+
+
+def get_algorithm(name: str) -> type[Algorithm]:
+    """The Algorithm class for `name` (e.g. "vpg"); a clear error lists the known names."""
+    module, cls, _ = ALGORITHMS[algorithm_key(name)]
+    algorithm: type[Algorithm] = getattr(importlib.import_module(module), cls)
+    return algorithm
 
 
 def load(path: str | Path, mmap: bool = False, **changes: Any) -> Algorithm:
     """The agent in a checkpoint file or run directory, as the algorithm that wrote it, ready to
     continue (`learn`) or act (`predict`, `evaluate`). Only the fields a resumed run may change
-    (`bellmax.core.algorithm.RESUMABLE_FIELDS`: total_steps, checkpoint_every, eval_episodes,
+    (`bellmax.config.RESUMABLE_FIELDS`: total_steps, checkpoint_every, eval_episodes,
     device, torch_threads) can be passed; mmap=True maps a large replay buffer instead of reading it."""
     from bellmax.core.run import load_checkpoint
 
@@ -61,4 +67,4 @@ def __getattr__(attr: str) -> Any:
     raise AttributeError(f"module 'bellmax.algos' has no attribute {attr!r}")
 
 
-__all__ = ["ALGORITHMS", "get_algorithm", "load"] + [n for v in ALGORITHMS.values() for n in v[1:]]
+__all__ = ["ALGORITHMS", "algorithm_key", "get_algorithm", "load"] + [n for v in ALGORITHMS.values() for n in v[1:]]

@@ -47,11 +47,14 @@ INPUTS = {
 MODEL_INPUTS = {"model", "reward_model", "sft", "pretrained", "rl", "rl_no_kl", "extra_model"}
 
 
+PIPELINE = ("bellmax.rlhf.pipeline", "PipelineConfig")  # where the stage configs and PRESETS are defined
+
+
 def main(args: list[str]) -> int:
-    from bellmax.rlhf.pipeline import PRESETS
+    from bellmax.commands.fast_help import literal_assignment
 
     if not args or args[0] in ("-h", "--help", "help"):
-        print(USAGE.format(presets=", ".join(PRESETS)))
+        print(USAGE.format(presets=", ".join(literal_assignment(PIPELINE[0], "PRESETS"))))
         return 0 if args else 2
     stage, rest = args[0], args[1:]
     if stage == "run":
@@ -105,21 +108,42 @@ def _check_run_dir(run_dir: str | None, stage: str) -> Path:
     return path
 
 
+def fast_help(preset_name: str, stage: str | None, prog: str, description: str) -> int:
+    """The help of `bellmax rlhf run` (stage None) or of one stage, from the configs' source: the
+    stage modules import torch and transformers, seconds before a word of help."""
+    from bellmax.commands.fast_help import literal_assignment, print_help, static_dataclass
+    from bellmax.config import nested_dataclass
+    from bellmax.errors import unknown_name
+
+    presets = literal_assignment(PIPELINE[0], "PRESETS")
+    if preset_name not in presets:
+        raise unknown_name("RLHF preset", preset_name, list(presets))
+    pipeline = nested_dataclass(static_dataclass(*PIPELINE), presets[preset_name]["config"])
+    defaults = pipeline if stage is None else getattr(pipeline, stage)
+    return print_help(type(defaults), defaults, prog, description)
+
+
+def stage_description(stage: str, preset_name: str) -> str:
+    inputs = ", ".join(f"--{n.replace('_', '-')} DIR" for n in INPUTS[stage])
+    return (f"The {stage} stage of RLHF. Inputs: {inputs or 'none'}; also --run-dir DIR, --preset NAME. "
+            f"Defaults shown: preset {preset_name!r}.")
+
+
 def run_stage(stage: str, args: list[str]) -> int:
-    import tyro
-
-    from bellmax.rlhf.pipeline import preset
-
     extra = {"evaluate": ("pretrained", "rl", "rl_no_kl"), "compare": ("extra_model",)}.get(stage, ())
     parser = _meta_parser(f"bellmax rlhf {stage}", INPUTS[stage], extra)
     parser.add_argument("--ppo-run", nargs="+", default=[])  # evaluate: PPO runs whose curves to plot
     meta, rest = parser.parse_known_args(args)
+    prog, description = f"bellmax rlhf {stage}", stage_description(stage, meta.preset)
+    if meta.help:
+        return fast_help(meta.preset, stage, prog, description)
+
+    import tyro
+
+    from bellmax.rlhf.pipeline import preset
+
     defaults = getattr(preset(meta.preset), stage)
-    prog = f"bellmax rlhf {stage}"
-    inputs = ", ".join(f"--{n.replace('_', '-')} DIR" for n in INPUTS[stage])
-    description = f"The {stage} stage of RLHF. Inputs: {inputs or 'none'}; also --run-dir DIR, --preset NAME."
-    config = tyro.cli(type(defaults), default=defaults, args=["--help"] if meta.help else rest, prog=prog,
-                      description=description)
+    config = tyro.cli(type(defaults), default=defaults, args=rest, prog=prog, description=description)
     config.validate()
     paths = _check_inputs({name: getattr(meta, name) for name in (*INPUTS[stage], *extra)}, INPUTS[stage])
     ppo_runs = [Path(p) for p in meta.ppo_run]
@@ -169,15 +193,18 @@ def _dispatch(stage: str, config, paths: dict[str, Path], ppo_runs: list[Path], 
 
 def run(args: list[str]) -> int:
     """bellmax rlhf run --preset NAME --run-dir DIR [--seed S] [--STAGE.FIELD VALUE ...]."""
+    meta, rest = _meta_parser("bellmax rlhf run", ()).parse_known_args(args)
+    description = (f"All RLHF stages with one preset. Also: --preset NAME, --run-dir DIR. "
+                   f"Defaults shown: preset {meta.preset!r}.")
+    if meta.help:
+        return fast_help(meta.preset, None, "bellmax rlhf run", description)
+
     import tyro
 
     from bellmax.rlhf.pipeline import PipelineConfig, preset, run_pipeline
 
-    meta, rest = _meta_parser("bellmax rlhf run", ()).parse_known_args(args)
     defaults = preset(meta.preset)
-    config = tyro.cli(PipelineConfig, default=defaults, args=["--help"] if meta.help else rest,
-                      prog="bellmax rlhf run", description="All RLHF stages with one preset. Also: --preset NAME, "
-                      "--run-dir DIR.")
+    config = tyro.cli(PipelineConfig, default=defaults, args=rest, prog="bellmax rlhf run", description=description)
     config.with_seed().validate()
     if meta.run_dir is None:
         meta.run_dir = str(Path("runs") / f"rlhf-{meta.preset}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}")

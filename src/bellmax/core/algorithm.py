@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bellmax.config import Config
+from bellmax.config import RESUMABLE_FIELDS, Config
 from bellmax.core.nets import is_image_space
 from bellmax.core.optim import Optimizer
 from bellmax.core.rollout import EpisodeTracker
@@ -36,10 +36,6 @@ from bellmax.envs.make import as_vector_env, env_state, make_vec_env, restore_en
 from bellmax.errors import BellmaxError, ConfigError, TrainingInterrupted
 
 C = TypeVar("C", bound=Config)
-
-# What a loaded run may change: everything else must match for it to continue exactly (a run moved
-# to another device or thread count continues with the same state, but its numbers differ in the last bits)
-RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "eval_episodes", "device", "torch_threads")
 
 
 def seed_everything(seed: int) -> None:

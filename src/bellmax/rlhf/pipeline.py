@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bellmax.errors import BellmaxError
+from bellmax.config import nested_dataclass
+from bellmax.errors import unknown_name
 from bellmax.rlhf import data
 from bellmax.rlhf.data import DataConfig
 from bellmax.rlhf.evaluate import EvaluateConfig
@@ -101,27 +102,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _build(config_class, values: dict[str, Any]):
-    """A dataclass from nested plain data; unknown keys are an error."""
-    fields = {f.name: f for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise BellmaxError(f"unknown {config_class.__name__} field(s) {', '.join(unknown)}")
-    kwargs = {}
-    for key, value in values.items():
-        default = getattr(config_class(), key)
-        kwargs[key] = _build(type(default), value) if dataclasses.is_dataclass(default) else value
-    return config_class(**kwargs)
-
-
 def preset(name: str) -> PipelineConfig:
     if name not in PRESETS:
-        import difflib
-
-        close = difflib.get_close_matches(name, PRESETS, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise BellmaxError(f"unknown RLHF preset {name!r}{hint}; presets: {', '.join(PRESETS)}")
-    return _build(PipelineConfig, PRESETS[name]["config"])
+        raise unknown_name("RLHF preset", name, list(PRESETS))
+    return nested_dataclass(PipelineConfig, PRESETS[name]["config"])
 
 
 def run_pipeline(config: PipelineConfig, run_dir: Path, log=print) -> dict[str, Any]:
