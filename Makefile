@@ -56,8 +56,10 @@ bench: install
 		$(BIN)/bellmax bench mujoco --algo $$algo --env HalfCheetah-v5 --steps 100000 --seeds 3 --jobs 2 --out-dir docs/images; \
 		done; fi
 
+# ruff, and mypy over src/bellmax (its settings are in pyproject.toml): zero errors, in CI too
 lint: install
 	$(BIN)/python -m ruff check src tests benchmarks
+	$(BIN)/python -m mypy
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
