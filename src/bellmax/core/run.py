@@ -323,15 +323,15 @@ class Run:
     def start_progress(self, total_steps: int, done_steps: int) -> None:
         if not self._show_progress:
             return
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+        # about 75 columns: fits an 80-column terminal (the run's elapsed time is printed at its end)
         self._progress = Progress(
             TextColumn(f"[bold]{self.algo}[/]"),
-            BarColumn(bar_width=20),
-            TextColumn("{task.completed:>9,.0f}/{task.total:,.0f} steps"),
-            TextColumn("{task.fields[sps]:>7} steps/s"),
+            BarColumn(bar_width=10),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
+            TextColumn("{task.fields[sps]:>6} steps/s"),
             TextColumn("train return {task.fields[ret]}"),  # rollout/ep_return: the stochastic policy's
-            TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
             transient=False,
@@ -341,7 +341,7 @@ class Run:
 
     def update_progress(self, step: int, sps: float, recent_return: float | None) -> None:
         if self._progress is not None:
-            ret = "-" if recent_return is None else f"{recent_return:8.2f}"
+            ret = "-" if recent_return is None else f"{recent_return:.1f}"
             self._progress.update(self._task, completed=step, sps=f"{sps:,.0f}", ret=ret)
 
     def __enter__(self) -> Run:
