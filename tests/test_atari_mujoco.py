@@ -11,8 +11,9 @@ from bellmax.envs.make import env_state, make_vec_env, restore_env
 
 def test_atari_observations_are_stacked_84x84_grayscale_frames_and_rewards_are_raw():
     pytest.importorskip("ale_py")
-    env = make_vec_env("ALE/Pong-v5", 2, seed=0)
-    assert env.initial_obs.shape == (2, 4, 84, 84) and env.initial_obs.dtype == np.uint8
+    env = make_vec_env("ALE/Pong-v5", 2)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
     total = np.zeros(2)
     for _ in range(300):
         _, rewards, *_ = env.step(np.ones(2, dtype=np.int64) * 2)

@@ -169,6 +169,14 @@ def test_ppo_learns_a_multi_discrete_action():
     assert agent.predict(np.zeros((1, 1), np.float32)).tolist() == [[1, 2]]
 
 
+def test_dqn_refuses_multi_discrete_actions_it_has_no_single_argmax_over():
+    from bellmax.algos import DQN, DQNConfig
+    from bellmax.errors import BellmaxError
+
+    with pytest.raises(BellmaxError, match=r"dqn needs Discrete actions .* MultiDiscrete"):
+        DQN(DQNConfig(env="bellmax-test/PickTwo-v0", num_envs=1))
+
+
 @pytest.mark.parametrize("algo", [A2C, PPO, TRPO])
 def test_one_iteration_updates_every_trainable_parameter(algo):
     agent = algo(algo.config_class(seed=1, num_envs=2, n_steps=32, hidden_sizes=(16,),

@@ -23,12 +23,15 @@ import math
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from bellmax.errors import BellmaxError, ConfigError
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 C = TypeVar("C", bound="Config")
-D = TypeVar("D")
+D = TypeVar("D", bound="DataclassInstance")
 
 # What a loaded (resumed) run may change: everything else must match for it to continue exactly (a run
 # moved to another device or thread count continues with the same state, but its numbers differ in the
@@ -226,9 +229,10 @@ def with_new_names(values: dict[str, Any], renamed: dict[str, str | None]) -> di
     out: dict[str, Any] = {}
     for key, value in values.items():
         if key in renamed:
-            if renamed[key] is None:
+            new_name = renamed[key]
+            if new_name is None:
                 continue
-            key = renamed[key]  # type: ignore[assignment]
+            key = new_name
         out[key] = value
     return out
 
@@ -237,7 +241,7 @@ def nested_dataclass(cls: type[D], values: dict[str, Any]) -> D:
     """An instance of dataclass `cls` from plain data: a dict for a field whose default is a
     dataclass (default_factory) builds that dataclass, JSON lists become tuples, and an unknown key
     is an error naming the known ones."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} field(s) {', '.join(unknown)}; known: {', '.join(fields)}")

@@ -21,7 +21,7 @@ import torch
 
 from bellmax.config import OnPolicyConfig, require, require_step_size
 from bellmax.core.onpolicy import OnPolicyAlgorithm
-from bellmax.core.optim import Adam, RMSprop, clip_grad_norm
+from bellmax.core.optim import Adam, Optimizer, RMSprop, clip_grad_norm
 from bellmax.core.returns import explained_variance, standardize
 from bellmax.core.rollout import advantages_and_returns, valid_samples
 
@@ -89,15 +89,15 @@ class A2C(OnPolicyAlgorithm):
         self.policy, self.value = self.make_policy_and_value()
         self.buffer = self.make_rollout_buffer(cfg.n_steps)
         if cfg.optimizer == "rmsprop":
-            self.optimizer = RMSprop(self.trainable_parameters(), lr=cfg.learning_rate, alpha=cfg.rmsprop_alpha,
-                                     eps=cfg.rmsprop_eps)
+            self.optimizer: Optimizer = RMSprop(self.trainable_parameters(), lr=cfg.learning_rate,
+                                                alpha=cfg.rmsprop_alpha, eps=cfg.rmsprop_eps)
         else:
             self.optimizer = Adam(self.trainable_parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"policy": self.policy, "value": self.value}
 
-    def optimizers(self) -> dict[str, Adam | RMSprop]:
+    def optimizers(self) -> dict[str, Optimizer]:
         return {"optimizer": self.optimizer}
 
     def train_iteration(self, max_steps: int) -> dict[str, float]:

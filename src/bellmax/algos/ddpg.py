@@ -61,7 +61,7 @@ class DDPG(OffPolicyAlgorithm):
 
     def build(self) -> None:
         cfg = self.config
-        obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
+        obs_space, action_space = self.env.single_observation_space, self.action_box()
         self.actor = BoundedActor(obs_space, action_space, cfg.hidden_sizes)
         self.critics = nn.ModuleList(QNet(obs_space, action_space, cfg.hidden_sizes, nn.ReLU, orthogonal=False)
                                      for _ in range(2 if self.twin_critics else 1))
@@ -93,7 +93,7 @@ class DDPG(OffPolicyAlgorithm):
             noise = self.ou_noise
         else:
             noise = gaussian
-        space = self.env.single_action_space
+        space = self.action_box()
         return np.clip(mu + scale * noise, space.low, space.high).astype(np.float32)
 
     # -- learning -----------------------------------------------------------------------------

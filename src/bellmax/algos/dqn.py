@@ -18,15 +18,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
 from bellmax.config import OffPolicyConfig, require
-from bellmax.core.nets import NatureCNN, QHead, is_image_space, polyak_update
+from bellmax.core.nets import Actor, NatureCNN, QHead, is_image_space, polyak_update, space_shape
 from bellmax.core.offpolicy import OffPolicyAlgorithm
 from bellmax.core.optim import Adam, clip_grad_norm
-from bellmax.core.replay import PrioritizedFrameStackReplayBuffer, PrioritizedReplayBuffer
+from bellmax.core.replay import (
+    FrameStackReplayBuffer,
+    PrioritizedFrameStackReplayBuffer,
+    PrioritizedReplayBuffer,
+    PrioritySampling,
+    ReplayBuffer,
+)
+from bellmax.errors import BellmaxError
 
 
 @dataclass
@@ -93,12 +101,16 @@ class DQN(OffPolicyAlgorithm):
 
     def build(self) -> None:
         cfg = self.config
-        obs_space, n_actions = self.env.single_observation_space, int(self.env.single_action_space.n)
+        obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
+        if not isinstance(action_space, gym.spaces.Discrete):  # MultiDiscrete: no single argmax over actions
+            raise BellmaxError(f"{self.name} needs Discrete actions (one Q-value per action), "
+                               f"but {cfg.env} has {action_space}")
+        self.n_actions = int(action_space.n)
 
         def make_q() -> QHead:
             if is_image_space(obs_space):
-                return QHead(obs_space, n_actions, (), cfg.dueling, torso=NatureCNN(obs_space))
-            return QHead(obs_space, n_actions, cfg.hidden_sizes, cfg.dueling)
+                return QHead(obs_space, self.n_actions, (), cfg.dueling, torso=NatureCNN(obs_space))
+            return QHead(obs_space, self.n_actions, cfg.hidden_sizes, cfg.dueling)
 
         self.q = make_q()
         self.q_target = make_q()
@@ -108,7 +120,7 @@ class DQN(OffPolicyAlgorithm):
         self.optimizer = Adam(self.q.parameters(), lr=cfg.learning_rate)
         self.last_target_update = 0
 
-    def make_replay(self) -> Any:  # the prioritized variant replaces the uniform buffer
+    def make_replay(self) -> ReplayBuffer | FrameStackReplayBuffer:  # the prioritized variant replaces the uniform one
         cfg = self.config
         if not cfg.prioritized_replay:
             return super().make_replay()
@@ -116,7 +128,7 @@ class DQN(OffPolicyAlgorithm):
         if is_image_space(space):  # Atari: priorities over the frame rings
             return PrioritizedFrameStackReplayBuffer(cfg.buffer_size, self.env.num_envs, space.shape, (),
                                                      gamma=cfg.gamma, n_step=cfg.n_step, alpha=cfg.priority_alpha)
-        return PrioritizedReplayBuffer(cfg.buffer_size, space.shape, (), obs_dtype=self.replay_obs_dtype(),
+        return PrioritizedReplayBuffer(cfg.buffer_size, space_shape(space), (), obs_dtype=self.replay_obs_dtype(),
                                        action_dtype=np.int64, alpha=cfg.priority_alpha)
 
     def modules(self) -> dict[str, nn.Module]:
@@ -132,21 +144,21 @@ class DQN(OffPolicyAlgorithm):
 
     def before_sampling(self) -> None:
         """Anneal the importance-weight exponent beta linearly to 1 over the run's budget."""
-        if self.config.prioritized_replay:
+        if isinstance(self.replay, PrioritySampling):
             progress = min(1.0, self.global_step / self.config.total_steps)
             self.replay.beta = self.config.priority_beta + progress * (1.0 - self.config.priority_beta)
 
     def train_iteration(self, max_steps: int) -> dict[str, float]:
         metrics = super().train_iteration(max_steps)
         metrics["rollout/epsilon"] = self.epsilon()
-        if self.config.prioritized_replay:
+        if isinstance(self.replay, PrioritySampling):
             metrics["losses/priority_beta"] = self.replay.beta
         return metrics
 
     def explore(self, obs: torch.Tensor) -> np.ndarray:
         """epsilon-greedy: a random action with probability epsilon, else argmax_a Q(s, a)."""
         greedy = self.q(obs).argmax(-1).cpu().numpy()
-        random_actions = self.rng.integers(self.env.single_action_space.n, size=len(greedy))
+        random_actions = self.rng.integers(self.n_actions, size=len(greedy))
         return np.where(self.rng.random(len(greedy)) < self.epsilon(), random_actions, greedy)
 
     def gradient_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -158,7 +170,7 @@ class DQN(OffPolicyAlgorithm):
                                   batch["discounts"], cfg.double_q)
         q_taken = self.q(batch["obs"]).gather(-1, batch["actions"].long()[:, None]).squeeze(-1)
         huber = nn.functional.smooth_l1_loss(q_taken, targets, reduction="none")
-        if "weights" in batch:  # prioritized replay: importance-weighted, and new priorities |delta|
+        if isinstance(self.replay, PrioritySampling):  # prioritized: importance-weighted, new priorities |delta|
             loss = (batch["weights"] * huber).mean()
             self.replay.update_priorities(batch["indices"].cpu().numpy(), (q_taken - targets).detach().cpu().numpy())
         else:
@@ -180,7 +192,7 @@ class DQN(OffPolicyAlgorithm):
         self.last_target_update = state["last_target_update"]
 
 
-class _GreedyPolicy(nn.Module):
+class _GreedyPolicy(Actor):
     """argmax_a Q(s, a) with the interface evaluation expects (`act`)."""
 
     def __init__(self, q: QHead):

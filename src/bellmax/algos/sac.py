@@ -62,7 +62,7 @@ class SAC(OffPolicyAlgorithm):
 
     def build(self) -> None:
         cfg = self.config
-        obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
+        obs_space, action_space = self.env.single_observation_space, self.action_box()
         self.actor = SquashedGaussianActor(obs_space, action_space, cfg.hidden_sizes)
         self.critics = nn.ModuleList(QNet(obs_space, action_space, cfg.hidden_sizes, nn.ReLU) for _ in range(2))
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)

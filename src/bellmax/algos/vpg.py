@@ -132,6 +132,7 @@ class VPG(OnPolicyAlgorithm):
             return td_residuals(rewards, values, next_values, terminated, gamma)
         if w == "gae":
             return gae(rewards, values, next_values, terminated, cut, gamma, self.config.gae_lambda)
+        assert self.q_value is not None  # q_estimate and advantage: uses_q, so build() made Q_phi
         with torch.no_grad():
             q = self.q_value(obs, actions)
         return q if w == "q_estimate" else q - values  # option 4 / option 5: A = Q - V

@@ -138,6 +138,7 @@ def execute(plan: Plan, root: Path, import_samples: list[dict[str, float]] | Non
     def summarize_job(index: int, finished: Any) -> None:
         job = plan.jobs[index]
         if job.library == "bellmax":
+            assert job.run_dir is not None  # a bellmax job trains into its run directory
             summary = summarize_bellmax_run(job.run_dir, finished.seconds, plan.stop_at_return)
         elif job.library == "sb3":
             summary = summarize_sb3_run(finished)

@@ -202,7 +202,7 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("bellmax", "torch", "gymnasium", "stable_baselines3", "sb3_contrib", "mujoco", "numpy"):
         try:
             versions[package] = metadata.version(package.replace("_", "-"))

@@ -6,6 +6,7 @@ Errors are BellmaxError (one line from the CLI) rather than argparse's exit.
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
 from bellmax.bench.plans import CARTPOLE_STEPS, OFF_POLICY_BENCHMARKS
 from bellmax.errors import BellmaxError
@@ -14,7 +15,7 @@ from bellmax.errors import BellmaxError
 class _Parser(argparse.ArgumentParser):
     """argparse that raises BellmaxError (one line from the CLI) instead of exiting."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise BellmaxError(f"{self.prog}: {message}")
 
 

@@ -107,13 +107,13 @@ def reuse_sb3_runs(opts: argparse.Namespace, plan: Plan, groups: list[str], algo
     for group in groups:
         reused = load_reused_runs(opts.reuse_sb3, group, algo, env, steps, opts.seeds)
         plan.reused[group] = reused.pop("runs")
-        plan.reused_from = reused
-    machine = plan.reused_from["machine"]
+    plan.reused_from = reused  # file, command, machine and imports: one file, the same for every group
+    machine = reused["machine"]
     plan.notes.append(f"**SB3 side not re-run**: its runs ({', '.join(groups)}; {opts.seeds} seeds) are reused from "
                       f"{opts.reuse_sb3}, measured {machine.get('date', '?')} (bellmax commit "
                       f"{machine.get('bellmax_commit', '?')}, {machine.get('cpu_count', '?')} CPU cores "
                       f"{machine.get('cpu', '?')}, SB3 {machine.get('versions', {}).get('stable_baselines3', '?')}) "
-                      f"by `{plan.reused_from['command']}`; the bellmax side was measured now (date below)")
+                      f"by `{reused['command']}`; the bellmax side was measured now (date below)")
 
 
 def _run_dir_of(run: dict[str, Any]) -> Path | None:

@@ -79,8 +79,9 @@ def report_cartpole(opts: argparse.Namespace, plan: Plan, root: Path, results: d
     time breakdowns, and the return curves."""
     from bellmax.plotting import plot_runs
 
+    assert imports is not None  # probed for every benchmark but rollout
     seeds = list(range(opts.seeds))
-    figure = figure_path(opts, plan, root)
+    output = figure_path(opts, plan, root)
     dirs = {group: [job.run_dir for job in plan.jobs if job.group == group] for group in results}
     if opts.same_hparams:
         text = "\n\n".join([
@@ -89,7 +90,7 @@ def report_cartpole(opts: argparse.Namespace, plan: Plan, root: Path, results: d
             report.breakdown_table("bellmax time by phase (seconds):", seeds, results["bellmax"], imports),
             report.breakdown_table("SB3 time by phase (seconds):", seeds, results["sb3"], imports),
         ])
-        figure = _plot(plot_runs, dirs["bellmax"] + dirs["sb3"], figure, key="rollout/ep_return",
+        figure = _plot(plot_runs, dirs["bellmax"] + dirs["sb3"], output, key="rollout/ep_return",
                        labels=["bellmax PPO"] * len(seeds) + ["SB3 PPO"] * len(seeds),
                        title="PPO CartPole-v1, identical rl-zoo3 hyperparameters (training return)")
     else:
@@ -105,7 +106,7 @@ def report_cartpole(opts: argparse.Namespace, plan: Plan, root: Path, results: d
              [("bellmax PPO preset", dirs["bellmax"]), ("SB3 PPO rl-zoo3, same stop rule (b)", dirs["sb3_stop"])]),
             ("training return (last 100 episodes)", "rollout/ep_return",
              [("bellmax PPO preset", dirs["bellmax"]), ("SB3 PPO rl-zoo3, 100k steps (a)", dirs["sb3_zoo"])]),
-        ], figure, suptitle="PPO on CartPole-v1: bellmax vs Stable-Baselines3")
+        ], output, suptitle="PPO on CartPole-v1: bellmax vs Stable-Baselines3")
     return text, figure
 
 
@@ -113,6 +114,7 @@ def report_offpolicy(opts: argparse.Namespace, plan: Plan, root: Path, results: 
                      header: str) -> tuple[str, Path | None]:
     """dqn-cartpole / sac-pendulum: time and steps to solve, gradient updates per second, the time
     breakdowns (SB3's from the reused file's import probe where reused), and the return curves."""
+    assert imports is not None  # probed for every benchmark but rollout
     algo, env = OFF_POLICY_BENCHMARKS[opts.benchmark]
     seeds = list(range(opts.seeds))
     stop = results.get("sb3_stop")
@@ -126,7 +128,7 @@ def report_offpolicy(opts: argparse.Namespace, plan: Plan, root: Path, results: 
         parts.append(report.cartpole_sample_table(seeds, results["bellmax"], stop, threshold=threshold))
     sb3_imports, reused_note = imports, ""
     if plan.reused_from is not None:
-        sb3_imports = {**(imports or {}), **plan.reused_from["imports"]}
+        sb3_imports = {**imports, **plan.reused_from["imports"]}
         reused_note = f"; runs and import probe reused from {plan.reused_from['machine'].get('date', '?')}"
     parts += [
         report.updates_table(seeds, results["bellmax"], results["sb3_zoo"], stop),
@@ -158,10 +160,11 @@ def report_mujoco(opts: argparse.Namespace, plan: Plan, root: Path, results: dic
     breakdowns, and the training return curves."""
     from bellmax.plotting import plot_runs
 
+    assert imports is not None  # probed for every benchmark but rollout
     seeds = list(range(opts.seeds))
     sb3_imports, sb3_label = imports, "SB3 time by phase (seconds):"
     if plan.reused_from is not None:
-        sb3_imports = {**(imports or {}), **plan.reused_from["imports"]}
+        sb3_imports = {**imports, **plan.reused_from["imports"]}
         sb3_label = (f"SB3 time by phase (seconds; runs and import probe reused from "
                      f"{plan.reused_from['machine'].get('date', '?')}):")
     text = "\n\n".join([

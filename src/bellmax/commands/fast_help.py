@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import importlib.util
 import inspect
+import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -32,7 +33,7 @@ def _module_tree(module: str) -> ast.Module:
     return ast.parse(Path(spec.origin).read_text(), spec.origin)
 
 
-def _resolve(module: str, name: str) -> tuple[str, ast.AST]:
+def _resolve(module: str, name: str) -> tuple[str, ast.ClassDef | ast.expr]:
     """Where `name`, as used in `module`, is defined: (module, its ClassDef or assigned value)."""
     for node in _module_tree(module).body:
         if isinstance(node, ast.ClassDef) and node.name == name:
@@ -68,7 +69,7 @@ def _type(module: str, node: ast.expr) -> Any:
         if node.value.id == "tuple":
             args = tuple(... if isinstance(i, ast.Constant) and i.value is Ellipsis else _type(module, i)
                          for i in items)
-            return tuple[args]
+            return types.GenericAlias(tuple, args)  # tuple[args], made at run time
     raise TypeError(f"{module}: cannot read the annotation {ast.unparse(node)}")
 
 
@@ -89,7 +90,7 @@ def _is_classvar(annotation: ast.expr) -> bool:
 
 
 @functools.cache
-def static_dataclass(module: str, name: str) -> type:
+def static_dataclass(module: str, name: str) -> type[Any]:
     """A dataclass with the fields (names, types, defaults, docs) of dataclass `name` in `module`,
     read from the source. Its docstring is the class's; each field's help is its docstring."""
     where, node = _resolve(module, name)
@@ -105,7 +106,7 @@ def static_dataclass(module: str, name: str) -> type:
     renamed: dict[str, str | None] = {}
     for base in node.bases:
         if isinstance(base, ast.Name):
-            renamed.update(static_dataclass(where, base.id).renamed)  # type: ignore[attr-defined]
+            renamed.update(static_dataclass(where, base.id).renamed)
     for statement in node.body:
         if not isinstance(statement, ast.AnnAssign) or not isinstance(statement.target, ast.Name):
             continue
@@ -128,10 +129,10 @@ def static_dataclass(module: str, name: str) -> type:
         spec = (dataclasses.field(default_factory=default, metadata={"doc": doc}) if isinstance(default, type)
                 else dataclasses.field(default=default, metadata={"doc": doc}))
         made.append((field_name, annotated, spec))
-    stand_in = dataclasses.make_dataclass(name, made)
+    # renamed: Config.renamed of the class and its bases
+    stand_in = dataclasses.make_dataclass(name, made, namespace={"renamed": renamed})
     stand_in.__doc__ = ast.get_docstring(node)
     stand_in.__module__ = __name__
-    stand_in.renamed = renamed  # type: ignore[attr-defined]  (Config.renamed of the class and its bases)
     return stand_in
 
 
@@ -188,7 +189,7 @@ def train_help(algo: str, env: str | None, preset_name: str | None, resume: str 
     stand_in = static_dataclass(module, config_name)
     if resume is not None:
         saved = read_run_config(Path(resume)).get("config", {})
-        defaults = nested_dataclass(stand_in, with_new_names(saved, stand_in.renamed))  # type: ignore[attr-defined]
+        defaults = nested_dataclass(stand_in, with_new_names(saved, stand_in.renamed))
         found = None
     else:
         env = env or stand_in().env

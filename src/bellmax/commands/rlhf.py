@@ -186,7 +186,7 @@ def _dispatch(stage: str, config, paths: dict[str, Path], ppo_runs: list[Path], 
                        log=lambda line: print(line, file=sys.stderr))
     from bellmax.rlhf.evaluate import run_evaluate
 
-    policies = {name: paths[name] for name in ("pretrained", "rl", "rl_no_kl") if name in paths}
+    policies: dict[str, Path] = {name: paths[name] for name in ("pretrained", "rl", "rl_no_kl") if name in paths}
     runs = {path.name: path for path in ppo_runs}
     return run_evaluate(config, paths["sft"], policies, paths["data"], run_dir, runs)
 

@@ -18,6 +18,7 @@ import os
 import random
 import time
 import warnings
+from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Self, TypeVar
@@ -28,7 +29,7 @@ import torch
 from torch import nn
 
 from bellmax.config import RESUMABLE_FIELDS, Config
-from bellmax.core.nets import is_image_space
+from bellmax.core.nets import Actor, is_image_space, space_shape
 from bellmax.core.optim import Optimizer
 from bellmax.core.rollout import EpisodeTracker
 from bellmax.core.run import CHECKPOINT_FILE, Run, StopRequests, load_checkpoint, save_checkpoint
@@ -142,7 +143,7 @@ class Algorithm:
     supports_continuous: ClassVar[bool] = True
 
     config: Config
-    policy: nn.Module
+    policy: Actor
 
     def __init__(self, config: Config, env: gym.Env | gym.vector.VectorEnv | None = None):
         """`env`: train on this environment object instead of making `config.env` (a vector env of
@@ -155,11 +156,10 @@ class Algorithm:
         torch.set_num_threads(config.torch_threads)
         seed_everything(config.seed)
         if env is None:
-            self.env = make_vec_env(config.env, config.num_envs, seed=config.seed)
-            self.obs = self.env.initial_obs
+            self.env = make_vec_env(config.env, config.num_envs)
         else:
             self.env = as_vector_env(env, config.env, config.num_envs)
-            self.obs, _ = self.env.reset(seed=config.seed)
+        self.obs, _ = self.env.reset(seed=config.seed)
         self._check_action_space(self.env.single_action_space)
         self.prev_done = np.zeros(self.env.num_envs, dtype=bool)  # NEXT_STEP autoreset: next step is filler
         self.tracker = EpisodeTracker(self.env.num_envs)
@@ -186,7 +186,7 @@ class Algorithm:
     def modules(self) -> dict[str, nn.Module]:
         raise NotImplementedError
 
-    def optimizers(self) -> dict[str, Optimizer]:
+    def optimizers(self) -> Mapping[str, Optimizer]:
         raise NotImplementedError
 
     # -- shared building blocks ---------------------------------------------------------------
@@ -217,6 +217,13 @@ class Algorithm:
             raise BellmaxError(f"{self.name} supports Discrete, MultiDiscrete and Box actions; "
                                f"{self.config.env} has {space}")
 
+    def action_box(self) -> gym.spaces.Box:
+        """The action space of an algorithm with `supports_discrete = False`, which
+        `_check_action_space` made sure is a Box."""
+        space = self.env.single_action_space
+        assert isinstance(space, gym.spaces.Box), space
+        return space
+
     def check_resources(self, run_dir: Path | None = None) -> None:
         """Refuse (or warn about) what would stop training hours in, before its first step: `learn`
         calls it, and `bellmax train` before it creates the run directory. Nothing to check here;
@@ -241,7 +248,7 @@ class Algorithm:
         like the observation space) gives one action, a batch (a leading axis) a batch of actions.
         Deterministic: the argmax or the Gaussian mean; deterministic=False samples."""
         obs = np.asarray(obs)
-        single = obs.ndim == len(self.env.single_observation_space.shape)
+        single = obs.ndim == len(space_shape(self.env.single_observation_space))
         batch = obs[None] if single else obs
         obs_t = torch.as_tensor(self.normalize_obs(batch), device=self.device)
         with torch.no_grad():
@@ -327,7 +334,7 @@ class Algorithm:
                     if multiple_crossed(cfg.eval_every, before, self.global_step):
                         metrics.update(self.evaluate_and_record())
                         reached = cfg.stop_at_return is not None and metrics["eval/return"] >= cfg.stop_at_return
-                    if run is not None:
+                    if run is not None and stop_requests is not None:  # stop_requests: opened with the run
                         self.record(run, metrics, multiple_crossed(cfg.checkpoint_every, before, self.global_step),
                                     stop_requests)
                 if run is not None:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeGuard, TypeVar, cast
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
-from torch.distributions import Categorical, Distribution, Normal, kl_divergence
+from torch.distributions import Categorical, Distribution, Normal, kl_divergence, register_kl
+from torch.types import _size
 
 from bellmax.errors import BellmaxError
 
@@ -37,9 +39,13 @@ def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: type
     return nn.Sequential(*layers)
 
 
-def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
+_Layer = TypeVar("_Layer", nn.Linear, nn.Conv2d)
+
+
+def _orthogonal(layer: _Layer, gain: float) -> _Layer:
     nn.init.orthogonal_(layer.weight, gain)
-    nn.init.zeros_(layer.bias)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
     return layer
 
 
@@ -53,7 +59,20 @@ def flat_dim(space: gym.Space) -> int:
     raise BellmaxError(f"observation/action space {space} is not supported yet (Discrete and Box are)")
 
 
-class ObsEncoder(nn.Module):
+def space_shape(space: gym.Space) -> tuple[int, ...]:
+    """The shape of one element of `space` (every space bellmax supports has one; Discrete's is ())."""
+    if space.shape is None:
+        raise BellmaxError(f"observation/action space {space} is not supported (Discrete, MultiDiscrete and Box are)")
+    return space.shape
+
+
+class Encoder(nn.Module):
+    """A torso from observations to features: (*batch, *obs_shape) -> (*batch, dim)."""
+
+    dim: int
+
+
+class ObsEncoder(Encoder):
     """Flattens Box observations; one-hot encodes Discrete ones (tabular envs such as GridWorld)."""
 
     def __init__(self, space: gym.Space):
@@ -61,7 +80,7 @@ class ObsEncoder(nn.Module):
         self.discrete_n = int(space.n) if isinstance(space, gym.spaces.Discrete) else None
         self.nvec = [int(n) for n in space.nvec] if isinstance(space, gym.spaces.MultiDiscrete) else None
         self.dim = flat_dim(space)
-        self.obs_ndim = 0 if self.discrete_n is not None else len(space.shape)
+        self.obs_ndim = 0 if self.discrete_n is not None else len(space_shape(space))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if self.discrete_n is not None:
@@ -74,14 +93,14 @@ class ObsEncoder(nn.Module):
         return obs.float().reshape(*batch_shape, self.dim)
 
 
-class NatureCNN(nn.Module):
+class NatureCNN(Encoder):
     """The DQN Nature paper's torso: 3 conv layers and a 512-unit layer on (C, 84, 84) uint8 frames.
 
     The convolutions run in the channels-last layout (N, H, W, C in memory; shapes unchanged),
     which oneDNN's CPU kernels prefer: a DQN gradient step on 32 frame stacks takes 6-14% less time
     on one core than in PyTorch's default layout (benchmarks/cnn_layout.py)."""
 
-    def __init__(self, obs_space: gym.Space, features: int = 512):
+    def __init__(self, obs_space: gym.spaces.Box, features: int = 512):
         super().__init__()
         channels = obs_space.shape[0]
         self.net = nn.Sequential(
@@ -93,7 +112,7 @@ class NatureCNN(nn.Module):
         with torch.no_grad():
             n_flat = self.net(torch.zeros(1, *obs_space.shape)).shape[1]
         self.head = nn.Sequential(_orthogonal(nn.Linear(n_flat, features), math.sqrt(2)), nn.ReLU())
-        self.net.to(memory_format=torch.channels_last)
+        self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit memory_format
         self.dim = features
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -103,28 +122,33 @@ class NatureCNN(nn.Module):
         return self.head(self.net(x)).reshape(*batch_shape, self.dim)
 
 
-def is_image_space(space: gym.Space) -> bool:
+def is_image_space(space: gym.Space) -> TypeGuard[gym.spaces.Box]:
     return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
 
 
-class Policy(nn.Module):
+class Actor(nn.Module):
+    """A network that acts: `act(obs, deterministic)` gives the actions that `Algorithm.predict`
+    and evaluation use."""
+
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Policy(Actor):
     """pi_theta(a|s): categorical for Discrete, independent categoricals for MultiDiscrete,
     diagonal Gaussian for Box actions. `torso` (e.g. a NatureCNN shared with the value net)
     replaces the default observation encoder."""
 
     def __init__(self, obs_space: gym.Space, action_space: gym.Space, hidden_sizes: Sequence[int],
-                 torso: nn.Module | None = None, activation: type[nn.Module] = nn.Tanh, log_std_init: float = 0.0):
+                 torso: Encoder | None = None, activation: type[nn.Module] = nn.Tanh, log_std_init: float = 0.0):
         super().__init__()
         self.encoder = torso if torso is not None else ObsEncoder(obs_space)
         self.kind = _action_kind(action_space)
         self.discrete = self.kind != "box"
-        if self.kind == "discrete":
-            out = int(action_space.n)
-        elif self.kind == "multi_discrete":
+        out = flat_dim(action_space)  # a logit per action (per dimension's action), or the Gaussian's mean
+        if isinstance(action_space, gym.spaces.MultiDiscrete):
             self.nvec = [int(n) for n in action_space.nvec]
-            out = sum(self.nvec)
-        else:
-            out = int(np.prod(action_space.shape))
+        elif self.kind == "box":
             self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
         self.net = mlp(self.encoder.dim, hidden_sizes, out, activation, out_gain=0.01)
 
@@ -146,9 +170,7 @@ class Policy(nn.Module):
         return dist.entropy().sum(-1) if self.kind == "box" else dist.entropy()
 
     def kl(self, old: Distribution, new: Distribution) -> torch.Tensor:
-        """KL(old || new) per state, summed over action dimensions."""
-        if self.kind == "multi_discrete":
-            return sum(kl_divergence(p, q) for p, q in zip(old.dists, new.dists))
+        """KL(old || new) per state, summed over action dimensions (MultiCategorical sums itself)."""
         kl = kl_divergence(old, new)
         return kl.sum(-1) if self.kind == "box" else kl
 
@@ -169,11 +191,7 @@ class Policy(nn.Module):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         dist = self.distribution(obs)
-        if deterministic:
-            if self.kind == "box":
-                return dist.mean
-            return dist.mode if self.kind == "multi_discrete" else dist.probs.argmax(-1)
-        return dist.sample()
+        return dist.mode if deterministic else dist.sample()  # mode: argmax_a pi(a|s) (per dimension), or mu(s)
 
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -189,31 +207,38 @@ def _action_kind(space: gym.Space) -> str:
     raise BellmaxError(f"action space {space} is not supported (Discrete, MultiDiscrete and Box are)")
 
 
-class MultiCategorical:
-    """Independent categoricals over the dimensions of a MultiDiscrete action; log-probs and
-    entropies add up."""
+class MultiCategorical(Distribution):
+    """Independent categoricals over the dimensions of a MultiDiscrete action; log-probs,
+    entropies and KL divergences add up."""
 
     def __init__(self, logits: torch.Tensor, nvec: list[int]):
         self.dists = [Categorical(logits=chunk, validate_args=False) for chunk in logits.split(nvec, dim=-1)]
+        super().__init__(logits.shape[:-1], torch.Size([len(nvec)]), validate_args=False)
 
-    def sample(self) -> torch.Tensor:
-        return torch.stack([d.sample() for d in self.dists], dim=-1)
+    def sample(self, sample_shape: _size = ()) -> torch.Tensor:
+        return torch.stack([d.sample(sample_shape) for d in self.dists], dim=-1)
 
     @property
     def mode(self) -> torch.Tensor:
         return torch.stack([d.probs.argmax(-1) for d in self.dists], dim=-1)
 
-    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
-        return sum(d.log_prob(a) for d, a in zip(self.dists, actions.unbind(-1)))
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return sum(d.log_prob(a) for d, a in zip(self.dists, value.unbind(-1)))
 
     def entropy(self) -> torch.Tensor:
         return sum(d.entropy() for d in self.dists)
 
 
+@register_kl(MultiCategorical, MultiCategorical)
+def _kl_multi_categorical(p: MultiCategorical, q: MultiCategorical) -> torch.Tensor:
+    """KL(p || q) = sum_i KL(p_i || q_i) over the independent dimensions (at least one, so a tensor)."""
+    return cast(torch.Tensor, sum(kl_divergence(p_i, q_i) for p_i, q_i in zip(p.dists, q.dists)))
+
+
 class ValueNet(nn.Module):
     """V_phi(s): a scalar per observation."""
 
-    def __init__(self, obs_space: gym.Space, hidden_sizes: Sequence[int], torso: nn.Module | None = None,
+    def __init__(self, obs_space: gym.Space, hidden_sizes: Sequence[int], torso: Encoder | None = None,
                  activation: type[nn.Module] = nn.Tanh):
         super().__init__()
         self.encoder = torso if torso is not None else ObsEncoder(obs_space)
@@ -266,7 +291,7 @@ class QHead(nn.Module):
     Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a') (Wang et al., 2016)."""
 
     def __init__(self, obs_space: gym.Space, n_actions: int, hidden_sizes: Sequence[int], dueling: bool = False,
-                 torso: nn.Module | None = None):
+                 torso: Encoder | None = None):
         super().__init__()
         self.encoder = torso if torso is not None else ObsEncoder(obs_space)
         self.dueling = dueling
@@ -284,13 +309,16 @@ class QHead(nn.Module):
         return self.value(x) + advantage - advantage.mean(-1, keepdim=True)
 
 
-class BoundedActor(nn.Module):
+class BoundedActor(Actor):
     """Deterministic mu_theta(s) for DDPG/TD3, squashed into the Box: low + (tanh(.) + 1)/2 (high - low).
 
     PyTorch's default Linear init, as in the TD3 authors' code and SB3: its smaller weights start mu
     nearer the middle of the Box, where tanh has slope for the critic's gradient (on HalfCheetah
     observations mean |mu| about 0.3 of the half-range, against 0.5 with the orthogonal sqrt(2) init
     of the policy-gradient nets, which also learned worse in TD3: docs/BENCHMARKS.md)."""
+
+    scale: torch.Tensor  # buffers: (high - low) / 2 and (high + low) / 2
+    bias: torch.Tensor
 
     def __init__(self, obs_space: gym.Space, action_space: gym.spaces.Box, hidden_sizes: Sequence[int]):
         super().__init__()
@@ -307,11 +335,13 @@ class BoundedActor(nn.Module):
         return self(obs)
 
 
-class SquashedGaussianActor(nn.Module):
+class SquashedGaussianActor(Actor):
     """SAC's policy: u ~ N(mu(s), sigma(s)^2), a = bias + scale tanh(u), with the change-of-variables
     log-density  log pi(a|s) = log N(u) - sum_i log(scale_i (1 - tanh(u_i)^2))."""
 
     LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+    scale: torch.Tensor  # buffers: (high - low) / 2 and (high + low) / 2
+    bias: torch.Tensor
 
     def __init__(self, obs_space: gym.Space, action_space: gym.spaces.Box, hidden_sizes: Sequence[int]):
         super().__init__()

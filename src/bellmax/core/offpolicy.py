@@ -23,7 +23,7 @@ import torch
 
 from bellmax.config import OffPolicyConfig
 from bellmax.core.algorithm import Algorithm, EnvStep
-from bellmax.core.nets import is_image_space
+from bellmax.core.nets import is_image_space, space_shape
 from bellmax.core.replay import FrameStackReplayBuffer, NStepAccumulator, ReplayBuffer
 from bellmax.errors import BellmaxError
 
@@ -98,14 +98,15 @@ class OffPolicyAlgorithm(Algorithm):
         action_dtype = np.int64 if isinstance(action_space, gym.spaces.Discrete) else np.float32
         if is_image_space(obs_space):  # stacked Atari frames: store each frame once
             return FrameStackReplayBuffer(cfg.buffer_size, self.env.num_envs, obs_space.shape,
-                                          action_space.shape, action_dtype, gamma=cfg.gamma, n_step=cfg.n_step)
-        return ReplayBuffer(cfg.buffer_size, obs_space.shape, action_space.shape,
+                                          space_shape(action_space), action_dtype, gamma=cfg.gamma, n_step=cfg.n_step)
+        return ReplayBuffer(cfg.buffer_size, space_shape(obs_space), space_shape(action_space),
                             obs_dtype=self.replay_obs_dtype(), action_dtype=action_dtype)
 
     def replay_obs_dtype(self) -> np.dtype:
         """How a flat replay buffer stores observations: float64 ones (MuJoCo's) as the float32 the
         networks compute in (half the memory, no conversion in every forward pass, the same values)."""
         dtype = self.env.single_observation_space.dtype
+        assert dtype is not None  # Box and Discrete observations (the networks' encoders take no others) have one
         return np.dtype(np.float32) if dtype == np.float64 else dtype
 
     def before_sampling(self) -> None:
@@ -123,6 +124,7 @@ class OffPolicyAlgorithm(Algorithm):
         space, n = self.env.single_action_space, self.env.num_envs
         if isinstance(space, gym.spaces.Discrete):
             return self.rng.integers(space.n, size=n)
+        assert isinstance(space, gym.spaces.Box)  # DQN acts in Discrete spaces, DDPG, TD3 and SAC in Boxes
         return self.rng.uniform(space.low, space.high, size=(n, *space.shape)).astype(np.float32)
 
     def check_resources(self, run_dir: Path | None = None) -> None:

@@ -19,17 +19,20 @@ from torch import nn
 
 from bellmax.config import OnPolicyConfig
 from bellmax.core.algorithm import Algorithm
-from bellmax.core.nets import ACTIVATIONS, NatureCNN, Policy, ValueNet, is_image_space
+from bellmax.core.nets import ACTIVATIONS, NatureCNN, Policy, ValueNet, is_image_space, space_shape
 from bellmax.core.normalize import ObsNormalizer, RewardNormalizer
 from bellmax.core.rollout import RolloutBuffer
 
 
 class OnPolicyAlgorithm(Algorithm):
     config: OnPolicyConfig
+    policy: Policy
+    value: ValueNet
 
     def __init__(self, config: OnPolicyConfig, env: gym.Env | gym.vector.VectorEnv | None = None):
         super().__init__(config, env)
-        self.obs_normalizer = ObsNormalizer(self.env.single_observation_space.shape) if config.normalize_obs else None
+        self.obs_normalizer = (ObsNormalizer(space_shape(self.env.single_observation_space))
+                               if config.normalize_obs else None)
         self.reward_normalizer = RewardNormalizer(self.env.num_envs, config.gamma) if config.normalize_reward else None
 
     # -- networks and storage -----------------------------------------------------------------
@@ -55,7 +58,7 @@ class OnPolicyAlgorithm(Algorithm):
             obs_dtype = torch.uint8
         else:
             obs_dtype = torch.float32
-        return RolloutBuffer(n_steps, self.env.num_envs, obs_space.shape, action_space.shape,
+        return RolloutBuffer(n_steps, self.env.num_envs, space_shape(obs_space), space_shape(action_space),
                              obs_dtype=obs_dtype, action_dtype=torch.long if discrete_actions else torch.float32)
 
     # -- what the networks and learning see ---------------------------------------------------

@@ -77,8 +77,8 @@ class Adam(Optimizer):
         bias_correction2_sqrt = math.sqrt(1 - beta2**self.step_count)
         step_size = lr / bias_correction1
         live = self.live()
-        params = [self.params[i] for i in live]
-        grads = [p.grad for p in params]
+        params: list[torch.Tensor] = [self.params[i] for i in live]
+        grads = [p.grad for p in params if p.grad is not None]  # all of them: live() keeps those with one
         m = [self.exp_avg[i] for i in live]
         v = [self.exp_avg_sq[i] for i in live]
         torch._foreach_lerp_(m, grads, 1 - beta1)
@@ -113,8 +113,8 @@ class RMSprop(Optimizer):
         group = self.param_groups[0]
         self.step_count += 1
         live = self.live()
-        params = [self.params[i] for i in live]
-        grads = [p.grad for p in params]
+        params: list[torch.Tensor] = [self.params[i] for i in live]
+        grads = [p.grad for p in params if p.grad is not None]  # all of them: live() keeps those with one
         v = [self.square_avg[i] for i in live]
         torch._foreach_mul_(v, group["alpha"])
         torch._foreach_addcmul_(v, grads, grads, 1 - group["alpha"])

@@ -8,6 +8,7 @@ from collections import deque
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 
@@ -39,7 +40,21 @@ class SavedAsTensors:
         return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray | SavedAsTensors))
 
 
-class ReplayBuffer(SavedAsTensors):
+class Replay(SavedAsTensors):
+    """What the off-policy loop uses of a replay buffer: `add` one vector step, `sample` a batch."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def add(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """Add the valid rows of one vector step; return the entries that now hold them."""
+        raise NotImplementedError
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class ReplayBuffer(Replay):
     """A ring buffer of transitions (s, a, r, s', terminated) for off-policy learning.
 
     Stored as NumPy arrays of `capacity` rows; each vector step adds one row per environment whose
@@ -49,7 +64,7 @@ class ReplayBuffer(SavedAsTensors):
     """
 
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
-                 obs_dtype: type = np.float32, action_dtype: type = np.float32):
+                 obs_dtype: npt.DTypeLike = np.float32, action_dtype: npt.DTypeLike = np.float32):
         self.capacity = capacity
         self.obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
         self.next_obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
@@ -124,7 +139,7 @@ class NStepAccumulator:
         return ready
 
 
-class FrameStackReplayBuffer(SavedAsTensors):
+class FrameStackReplayBuffer(Replay):
     """Replay for stacked-frame observations (Atari: 4 x 84 x 84 uint8) that stores every frame
     once, so 1M transitions take about 7 GB instead of the 56 GB of storing (s, s') stacks.
 
@@ -142,7 +157,7 @@ class FrameStackReplayBuffer(SavedAsTensors):
     """
 
     def __init__(self, capacity: int, num_envs: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
-                 action_dtype: type = np.int64, gamma: float = 0.99, n_step: int = 1):
+                 action_dtype: npt.DTypeLike = np.int64, gamma: float = 0.99, n_step: int = 1):
         self.gamma, self.n_step = gamma, n_step
         self.stack = obs_shape[0]
         self.num_envs = num_envs
@@ -160,7 +175,7 @@ class FrameStackReplayBuffer(SavedAsTensors):
     def __len__(self) -> int:
         return int(min(self.transitions, self.num_envs * (self.ring - self.stack - 1)))
 
-    def _write(self, env: int, frame: np.ndarray) -> int:
+    def _write(self, env: int | np.integer, frame: np.ndarray) -> int:
         index = self.writes[env] % self.ring
         self.frames[env, index] = frame
         self.has_next[env, index] = False
@@ -203,7 +218,8 @@ class FrameStackReplayBuffer(SavedAsTensors):
         return self.frames[env[:, None], positions]
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        envs, indices = [], []
+        envs: list[np.ndarray] = []
+        indices: list[np.ndarray] = []
         while sum(len(e) for e in envs) < batch_size:
             env = rng.integers(0, self.num_envs, size=batch_size)
             index = rng.integers(0, self.ring, size=batch_size)
@@ -249,7 +265,7 @@ class FrameStackReplayBuffer(SavedAsTensors):
         return returns, last, terminated, discounts
 
 
-class PrioritySampling:
+class PrioritySampling(Replay):
     """What proportional prioritized replay (Schaul et al., 2016) adds to a buffer: transition i
     is drawn with probability P(i) = p_i^alpha / sum_j p_j^alpha, p_i = |delta_i| + eps from its
     last TD error (new transitions get the largest priority so far), and its loss is weighted by
@@ -281,7 +297,7 @@ class PrioritizedFrameStackReplayBuffer(PrioritySampling, FrameStackReplayBuffer
     sampled transition is a real one."""
 
     def __init__(self, capacity: int, num_envs: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
-                 action_dtype: type = np.int64, gamma: float = 0.99, n_step: int = 1, alpha: float = 0.6,
+                 action_dtype: npt.DTypeLike = np.int64, gamma: float = 0.99, n_step: int = 1, alpha: float = 0.6,
                  eps: float = 1e-6):
         super().__init__(capacity, num_envs, obs_shape, action_shape, action_dtype, gamma, n_step)
         self.init_priorities(num_envs * self.ring, alpha, eps)  # slot = env * ring + entry
@@ -341,7 +357,8 @@ class PrioritizedReplayBuffer(PrioritySampling, ReplayBuffer):
     """Prioritized replay (`PrioritySampling`) over a flat buffer: one priority per row."""
 
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
-                 obs_dtype: type = np.float32, action_dtype: type = np.float32, alpha: float = 0.6, eps: float = 1e-6):
+                 obs_dtype: npt.DTypeLike = np.float32, action_dtype: npt.DTypeLike = np.float32, alpha: float = 0.6,
+                 eps: float = 1e-6):
         super().__init__(capacity, obs_shape, action_shape, obs_dtype, action_dtype)
         self.init_priorities(capacity, alpha, eps)
 

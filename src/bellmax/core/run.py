@@ -29,9 +29,12 @@ import time
 import types
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from bellmax.errors import BellmaxError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -281,8 +284,8 @@ class Run:
             # drops the events after the checkpoint's step (purge_step drops that step and later ones)
             purge_step = None if resume_step is None else resume_step + 1
             self._tb = SummaryWriter(str(self.dir / "tb"), purge_step=purge_step, max_queue=1000, flush_secs=30)
-        self._progress = None
-        self._task = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
         self._show_progress = progress
 
     def update_config(self, config: dict[str, Any]) -> None:
@@ -340,7 +343,7 @@ class Run:
         self._task = self._progress.add_task("train", total=total_steps, completed=done_steps, sps="-", ret="-")
 
     def update_progress(self, step: int, sps: float, recent_return: float | None) -> None:
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             ret = "-" if recent_return is None else f"{recent_return:.1f}"
             self._progress.update(self._task, completed=step, sps=f"{sps:,.0f}", ret=ret)
 

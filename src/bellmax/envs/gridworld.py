@@ -239,6 +239,7 @@ class GridWorldEnv(gymnasium.Env):
         # Cumulative P(. | s, a), normalised so the last entry is exactly 1: inverse-CDF sampling.
         cumulative = np.cumsum(self.mdp.P, axis=2)
         self._cumulative_P = cumulative / cumulative[:, :, -1:]
+        assert self.mdp.initial_distribution is not None  # gridworld_mdp starts every episode in the start cell
         self._start_cumulative = np.cumsum(self.mdp.initial_distribution)
         self._start_cumulative /= self._start_cumulative[-1]
         self._state: int | None = None

@@ -64,11 +64,8 @@ def _make_single(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
 
 
 def make_vec_env(env_id: str, num_envs: int, seed: int | None = None, **kwargs: Any) -> gym.vector.VectorEnv:
-    """`num_envs` copies of `env_id` stepping as one batch, reset with seeds seed..seed+num_envs-1.
-
-    The returned env has been reset when `seed` is given; its first observation is available as
-    `env.initial_obs`.
-    """
+    """`num_envs` copies of `env_id` stepping as one batch, reset with seeds seed..seed+num_envs-1
+    when `seed` is given (otherwise the caller resets it before the first step)."""
     check_env_id(env_id)
     if num_envs < 1:
         raise BellmaxError(f"num_envs={num_envs} must be at least 1")
@@ -82,8 +79,7 @@ def make_vec_env(env_id: str, num_envs: int, seed: int | None = None, **kwargs: 
             [functools.partial(_make_single, env_id, dict(kwargs)) for _ in range(num_envs)]
         )
     if seed is not None:
-        obs, _ = env.reset(seed=seed)
-        env.initial_obs = obs
+        env.reset(seed=seed)
     return env
 
 
@@ -107,7 +103,7 @@ def as_vector_env(env: gym.Env | gym.vector.VectorEnv, env_id: str, num_envs: in
         raise ConfigError(f"invalid num_envs={num_envs}: the environment passed has {copies} cop"
                           f"{'y' if copies == 1 else 'ies'}; set num_envs={copies} (set --num-envs)")
     spec = env.spec
-    if spec is None and isinstance(env, gym.vector.VectorEnv):  # a vector env built from functions
+    if spec is None and isinstance(env, gym.vector.SyncVectorEnv | gym.vector.AsyncVectorEnv):  # built from functions
         spec = env.get_attr("spec")[0]
     spec_id = getattr(spec, "id", None)
     if spec_id is None:
@@ -168,6 +164,6 @@ def _mujoco_state(sub_env: gym.Env) -> dict[str, Any] | None:
     import mujoco
 
     spec = mujoco.mjtState.mjSTATE_INTEGRATION
-    physics = np.empty(mujoco.mj_stateSize(unwrapped.model, spec))
-    mujoco.mj_getState(unwrapped.model, unwrapped.data, physics, spec)
+    physics = np.empty(mujoco.mj_stateSize(model, spec))
+    mujoco.mj_getState(model, unwrapped.data, physics, spec)
     return {"physics": physics, "rng": unwrapped.np_random.bit_generator.state}

@@ -30,6 +30,7 @@ from transformers import (
     DynamicCache,
     GPT2Config,
     GPT2LMHeadModel,
+    PreTrainedModel,
     PreTrainedTokenizerFast,
 )
 
@@ -161,7 +162,7 @@ class PolicyWithValue(nn.Module):
     (one pass, as TRL's value-head models); with one (a sequence-classification model, e.g. a copy of
     the reward model, as in InstructGPT), V(s_t) is its scalar head at every position."""
 
-    def __init__(self, lm: nn.Module, critic: nn.Module | None = None):
+    def __init__(self, lm: PreTrainedModel, critic: PreTrainedModel | None = None):
         super().__init__()
         self.lm = lm
         self.critic = critic
@@ -181,7 +182,8 @@ class PolicyWithValue(nn.Module):
         if self.critic is None:
             return logits, self.value_head(hidden[:, before]).squeeze(-1)
         critic_hidden = self.critic.base_model(ids, attention_mask=mask, position_ids=position_ids).last_hidden_state
-        return logits, self.critic.score(critic_hidden[:, before]).squeeze(-1)
+        score = self.critic.get_submodule("score")  # a sequence classifier's scalar head
+        return logits, score(critic_hidden[:, before]).squeeze(-1)
 
 
 # -- sequences ----------------------------------------------------------------------------------
@@ -282,7 +284,7 @@ def response_logits(model: nn.Module, query: torch.Tensor, query_mask: torch.Ten
     return logits[:, query.shape[1] - 1: -1]
 
 
-def reward_scores(reward_model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, response: torch.Tensor,
+def reward_scores(reward_model: PreTrainedModel, query: torch.Tensor, query_mask: torch.Tensor, response: torch.Tensor,
                   response_mask: torch.Tensor) -> torch.Tensor:
     """r_theta(x, y): the scalar head at the last non-pad token of prompt + response, (B,)."""
     ids, mask = torch.cat([query, response], 1), torch.cat([query_mask, response_mask], 1)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -163,11 +163,12 @@ class Rollout:
     query_mask: torch.Tensor
     response: torch.Tensor
     response_mask: torch.Tensor
-    old_log_probs: torch.Tensor | None = None
-    ref_log_probs: torch.Tensor | None = None
-    values: torch.Tensor | None = None
-    entropy: torch.Tensor | None = None
-    scores: torch.Tensor | None = None
+    # set by score(), on the batch rollout() sampled
+    old_log_probs: torch.Tensor = field(init=False, repr=False)
+    ref_log_probs: torch.Tensor = field(init=False, repr=False)
+    values: torch.Tensor = field(init=False, repr=False)
+    entropy: torch.Tensor = field(init=False, repr=False)
+    scores: torch.Tensor = field(init=False, repr=False)
 
 
 # -- the pieces of one iteration ----------------------------------------------------------------
@@ -305,7 +306,8 @@ def run_ppo(config: RLHFPPOConfig, model_path: Path, reward_path: Path, data_dir
     with Run(run_dir, "rlhf-ppo", {"config": data.config_dict(config), "model": str(model_path),
                                    "reward_model": str(reward_path), "data": str(data_dir)}, tensorboard=False) as run:
         use_gold = config.log_gold and _is_task(prompts[0])
-        first = last = None
+        first: dict[str, float] = {}  # the metrics of the first and the last iteration
+        last: dict[str, float] = {}
         for iteration in range(1, config.iterations + 1):
             tick = time.perf_counter()
             batch_prompts = [rng.choice(prompts) for _ in range(config.batch_size)]

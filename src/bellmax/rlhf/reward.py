@@ -138,7 +138,8 @@ def reward_loss(rewards: torch.Tensor, winners: torch.Tensor, losers: torch.Tens
 
 def ranking_batch(rows: list[dict[str, Any]]) -> tuple[list[str], list[str], torch.Tensor, torch.Tensor, torch.Tensor]:
     """Flatten ranked lists: (prompt per response, responses, winners, losers, pair_k)."""
-    prompts, responses, winners, losers, pair_k = [], [], [], [], []
+    prompts, winners, losers, pair_k = [], [], [], []
+    responses: list[str] = []
     for row in rows:
         offset = len(responses)
         k = len(row["responses"])
@@ -214,7 +215,8 @@ def run_compare(config: CompareConfig, model_path: Path, data_dir: Path, run_dir
     all_prompts = [r["prompt"] for r in data.read_jsonl(Path(data_dir) / data.PROMPTS, ("prompt",))]
     setup_torch(config.seed, config.torch_threads)
     model, tokenizer = load_causal_lm(model_path)
-    extra = load_causal_lm(extra_model_path, "--extra-model")[0].eval() if config.k_extra else None
+    extra = (load_causal_lm(extra_model_path, "--extra-model")[0].eval()
+             if config.k_extra and extra_model_path is not None else None)
     model.eval()
     rng = random.Random(f"{config.seed}:compare")
     prompts = [rng.choice(all_prompts) for _ in range(config.prompts)]

@@ -253,8 +253,14 @@ def from_gymnasium(env_id: str, **kwargs: Any) -> TabularMDP:
             "Taxi's fickle_passenger changes destinations outside its P table; solve it with "
             "fickle_passenger=False."
         )
-    n_env_states = int(base_env.observation_space.n)
-    n_actions = int(base_env.action_space.n)
+    obs_space, action_space = base_env.observation_space, base_env.action_space
+    if not isinstance(obs_space, gym.spaces.Discrete) or not isinstance(action_space, gym.spaces.Discrete):
+        raise BellmaxError(
+            f"{resolved_id} has {obs_space} observations and {action_space} actions; exact methods "
+            "need Discrete ones (a finite table of states and actions)."
+        )
+    n_env_states = int(obs_space.n)
+    n_actions = int(action_space.n)
     n_states = n_env_states + 1  # + the absorbing terminal state
     absorbing = n_env_states
     P = np.zeros((n_states, n_actions, n_states))
