@@ -2,7 +2,7 @@
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= dev,mujoco,atari,box2d,rlhf
+EXTRAS ?= dev,mujoco,atari,box2d,rlhf,arena
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
