@@ -357,3 +357,18 @@ class BomberEngine:
             "steps": int(self.steps[game]),
             "over": bool(self.over[game]),
         }
+
+    def set_state(self, game: int, state: dict[str, Any]) -> None:
+        """Put a state in the layout of `state()` into game `game` (hand-made positions for tests,
+        a game copied from elsewhere)."""
+        size = self.size
+        for name in ("board", "items", "bomb_owner", "bomb_life", "bomb_strength", "flames"):
+            getattr(self, name)[game] = np.asarray(state[name]).reshape(-1)
+        position = np.asarray(state["position"])
+        self.position[game] = position[:, 0] * size + position[:, 1]
+        for name in ("alive", "ammo", "blast", "can_kick"):
+            getattr(self, name)[game] = state[name]
+        self.steps[game] = state["steps"]
+        self.over[game] = state["over"]
+        self.done[game] = state.get("done", ~np.asarray(state["alive"]))
+

@@ -1,0 +1,128 @@
+"""What each agent sees of a game, for a whole batch of games at once.
+
+State versus observation (the lecture's Pommerman slide): the engine's state is the whole board
+with every bomb's timer and strength, every flame's life, the hidden power-ups and every agent's
+ammo and blast strength (`BomberEngine.state`). An agent observes a window centred on itself:
+with partial observation the (2 r + 1) x (2 r + 1) cells within view radius r (9 x 9 by default),
+cells of the board outside it hidden; fully observed, a window of side 2 size - 1, which shows the
+whole board from any cell. Power-ups under wood are never seen.
+
+Two layouts:
+- `planes`: float32 (CHANNELS, side, side) per agent for a CNN, egocentric (the agent at the
+  centre), one channel per kind of object, timers and strengths as values scaled to [0, 1], cells
+  off the board marked as rigid walls, and the agent's own ammo, blast strength and kick flag (and
+  the share of the step limit used) as constant planes.
+- `dict_observation`: the original Pommerman layout for rule-based code: a board of codes
+  (0 passage, 1 rigid, 2 wood, 3 bomb, 4 flames, 5 fog, 6 extra bomb, 7 range, 8 kick, 10 + i
+  agent i), bomb life and strength grids, position, ammo, blast strength, can_kick, teammates,
+  enemies and alive.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bellmax.envs.bomber.config import BOMB_LIFE, EXTRA_BOMB, FLAME_LIFE, KICK, RANGE, RIGID, WOOD, BomberConfig
+
+CHANNELS = ("rigid", "wood", "bomb_life", "bomb_strength", "flames", "extra_bomb", "range", "kick", "teammates",
+            "enemies", "own_ammo", "own_blast", "own_kick", "steps")
+FOG = 5
+
+
+def window_radius(config: BomberConfig) -> int:
+    """Cells the observation window reaches from the agent in each direction."""
+    return config.view_radius if config.partial else config.size - 1
+
+
+def board_planes(engine: Any, games: np.ndarray) -> np.ndarray:
+    """(len(games), 8, size, size): the agent-independent channels of the full board."""
+    size, n = engine.size, len(games)
+    board, items = engine.board[games], engine.items[games]
+    has_bomb = engine.bomb_owner[games] >= 0
+    visible_item = board != WOOD
+    planes = np.stack([
+        board == RIGID,
+        board == WOOD,
+        np.where(has_bomb, engine.bomb_life[games] / BOMB_LIFE, 0.0),
+        np.where(has_bomb, np.minimum(engine.bomb_strength[games] / size, 1.0), 0.0),
+        engine.flames[games] / FLAME_LIFE,
+        visible_item & (items == EXTRA_BOMB),
+        visible_item & (items == RANGE),
+        visible_item & (items == KICK),
+    ], axis=1).astype(np.float32)
+    return planes.reshape(n, 8, size, size)
+
+
+def planes(engine: Any, games: np.ndarray | None = None, agents: np.ndarray | None = None) -> np.ndarray:
+    """(len(games), len(agents), CHANNELS, side, side) float32: the egocentric observations of
+    `agents` (default all) in `games` (default all); all zeros for a dead agent."""
+    games = np.arange(engine.num_games) if games is None else np.asarray(games)
+    agents = np.arange(engine.num_agents) if agents is None else np.asarray(agents)
+    cfg, size, n = engine.config, engine.size, len(games)
+    r = window_radius(cfg)
+    side = 2 * r + 1
+    # the full board with a margin of r cells marked rigid, so that every window is a slice of it
+    full = np.zeros((n, 8, size + 2 * r, size + 2 * r), np.float32)
+    full[:, 0] = 1.0
+    full[:, :, r:r + size, r:r + size] = board_planes(engine, games)
+    windows = np.lib.stride_tricks.sliding_window_view(full, (side, side), axis=(2, 3))
+    rows, cols = np.divmod(engine.position[games], size)  # (n, A)
+    alive = engine.alive[games]
+    out = np.zeros((n, len(agents), len(CHANNELS), side, side), np.float32)
+    game_index = np.arange(n)
+    for k, agent in enumerate(agents):
+        out[:, k, :8] = windows[game_index, :, rows[:, agent], cols[:, agent]]
+        for other in range(engine.num_agents):  # teammates and enemies, where the window shows them
+            if other == agent:
+                continue
+            d_row, d_col = rows[:, other] - rows[:, agent] + r, cols[:, other] - cols[:, agent] + r
+            seen = alive[:, other] & (d_row >= 0) & (d_row < side) & (d_col >= 0) & (d_col < side)
+            channel = 8 if engine.sides[other] == engine.sides[agent] else 9
+            out[game_index[seen], k, channel, d_row[seen], d_col[seen]] = 1.0
+        out[:, k, 10] = np.minimum(engine.ammo[games, agent] / size, 1.0)[:, None, None]
+        out[:, k, 11] = np.minimum(engine.blast[games, agent] / size, 1.0)[:, None, None]
+        out[:, k, 12] = engine.can_kick[games, agent][:, None, None]
+        out[:, k, 13] = (engine.steps[games] / cfg.max_steps)[:, None, None]
+    out[~alive[:, agents]] = 0.0
+    return out
+
+
+def dict_observation(engine: Any, game: int, agent: int) -> dict[str, Any]:
+    """One agent's observation in the original Pommerman layout (for rule-based code)."""
+    cfg, size = engine.config, engine.size
+    state = engine.state(game)
+    board = state["board"].astype(np.int64)
+    items = state["items"]
+    board = np.where((board != WOOD) & (items == EXTRA_BOMB), 6, board)
+    board = np.where((board != WOOD) & (items == RANGE), 7, board)
+    board = np.where((board != WOOD) & (items == KICK), 8, board)
+    board = np.where(state["bomb_owner"] >= 0, 3, board)
+    board = np.where(state["flames"] > 0, 4, board)
+    for other in range(engine.num_agents):
+        if state["alive"][other]:
+            board[tuple(state["position"][other])] = 10 + other
+    bomb_life = np.where(state["bomb_owner"] >= 0, state["bomb_life"], 0)
+    bomb_strength = np.where(state["bomb_owner"] >= 0, state["bomb_strength"], 0)
+    row, col = state["position"][agent]
+    if cfg.partial:
+        rr, cc = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+        hidden = np.maximum(np.abs(rr - row), np.abs(cc - col)) > cfg.view_radius
+        board = np.where(hidden, FOG, board)
+        bomb_life = np.where(hidden, 0, bomb_life)
+        bomb_strength = np.where(hidden, 0, bomb_strength)
+    sides = engine.sides
+    return {
+        "board": board,
+        "bomb_life": bomb_life,
+        "bomb_blast_strength": bomb_strength,
+        "position": (int(row), int(col)),
+        "ammo": int(state["ammo"][agent]),
+        "blast_strength": int(state["blast"][agent]),
+        "can_kick": bool(state["can_kick"][agent]),
+        "teammates": [10 + o for o in range(engine.num_agents) if o != agent and sides[o] == sides[agent]],
+        "enemies": [10 + o for o in range(engine.num_agents) if sides[o] != sides[agent]],
+        "alive": [10 + o for o in range(engine.num_agents) if state["alive"][o]],
+        "step_count": int(state["steps"]),
+    }
