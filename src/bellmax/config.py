@@ -167,10 +167,17 @@ class OnPolicyConfig(Config):
     """Normalize observations by running mean and std (statistics are saved in checkpoints)."""
     normalize_reward: bool = False
     """Scale rewards by the running std of the discounted return (reported returns stay raw)."""
+    self_play: float = 0.0
+    """Arena environments (bellmax/Bomber-v0, bellmax/BomberDuel-v0): share of the opponents played by
+    snapshots of the policy being trained (one every 50k steps, the newest 8 kept); the others are the
+    environment's built-in opponents. 0: no self-play."""
 
     def validate(self) -> None:
         super().validate()
         require(self.n_steps >= 1, "n_steps", self.n_steps, "at least 1")
+        require(0.0 <= self.self_play <= 1.0, "self_play", self.self_play, "a share in [0, 1]")
+        require(not (self.self_play and self.normalize_obs), "self_play", self.self_play,
+                "0 with --normalize-obs (the snapshots act on raw observations)")
         require(0.0 <= self.gae_lambda <= 1.0, "gae_lambda", self.gae_lambda, "in [0, 1]")
         require(-20 <= self.log_std_init <= 2, "log_std_init", self.log_std_init, "in [-20, 2]")
 

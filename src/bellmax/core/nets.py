@@ -122,6 +122,37 @@ class NatureCNN(Encoder):
         return self.head(self.net(x)).reshape(*batch_shape, self.dim)
 
 
+class GridCNN(Encoder):
+    """A torso for board games seen as planes (C, H, W) of small floats, one channel per kind of
+    object (the Bomber arena): two 3x3 convolutions that keep the board's resolution, a strided one,
+    and a 256-unit layer. Small boards need no 8x8 stride-4 filters, which would skip whole cells."""
+
+    def __init__(self, obs_space: gym.spaces.Box, features: int = 256):
+        super().__init__()
+        channels = obs_space.shape[0]
+        self.net = nn.Sequential(
+            _orthogonal(nn.Conv2d(channels, 32, 3, padding=1), math.sqrt(2)), nn.ReLU(),
+            _orthogonal(nn.Conv2d(32, 64, 3, padding=1), math.sqrt(2)), nn.ReLU(),
+            _orthogonal(nn.Conv2d(64, 64, 3, stride=2, padding=1), math.sqrt(2)), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            n_flat = self.net(torch.zeros(1, *obs_space.shape)).shape[1]
+        self.head = nn.Sequential(_orthogonal(nn.Linear(n_flat, features), math.sqrt(2)), nn.ReLU())
+        self.dim = features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        batch_shape = obs.shape[:-3]
+        x = obs.reshape(-1, *obs.shape[-3:]).float()
+        return self.head(self.net(x)).reshape(*batch_shape, self.dim)
+
+
+def is_grid_space(space: gym.Space) -> TypeGuard[gym.spaces.Box]:
+    """Board planes (C, H, W) of floats on a small board: the GridCNN's input."""
+    return (isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype != np.uint8
+            and max(space.shape[1:]) <= 32)
+
+
 def is_image_space(space: gym.Space) -> TypeGuard[gym.spaces.Box]:
     return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
 

@@ -19,9 +19,19 @@ from torch import nn
 
 from bellmax.config import OnPolicyConfig
 from bellmax.core.algorithm import Algorithm
-from bellmax.core.nets import ACTIVATIONS, NatureCNN, Policy, ValueNet, is_image_space, space_shape
+from bellmax.core.nets import (
+    ACTIVATIONS,
+    GridCNN,
+    NatureCNN,
+    Policy,
+    ValueNet,
+    is_grid_space,
+    is_image_space,
+    space_shape,
+)
 from bellmax.core.normalize import ObsNormalizer, RewardNormalizer
 from bellmax.core.rollout import RolloutBuffer
+from bellmax.errors import ConfigError
 
 
 class OnPolicyAlgorithm(Algorithm):
@@ -34,15 +44,27 @@ class OnPolicyAlgorithm(Algorithm):
         self.obs_normalizer = (ObsNormalizer(space_shape(self.env.single_observation_space))
                                if config.normalize_obs else None)
         self.reward_normalizer = RewardNormalizer(self.env.num_envs, config.gamma) if config.normalize_reward else None
+        self.attach_self_play()
+
+    def attach_self_play(self) -> None:
+        """With self_play > 0, let the arena env's opponent seats be played by snapshots of this policy."""
+        if self.config.self_play <= 0:
+            return
+        use_self_play = getattr(self.env, "use_self_play", None)
+        if use_self_play is None:
+            raise ConfigError(f"invalid self_play={self.config.self_play}: {self.config.env} has no opponents to "
+                              "play; self-play needs an arena environment such as bellmax/BomberDuel-v0 "
+                              "(set --self-play 0)")
+        use_self_play(self.policy, self.config.self_play)
 
     # -- networks and storage -----------------------------------------------------------------
     def make_policy_and_value(self) -> tuple[Policy, ValueNet]:
-        """pi_theta and V_phi from the config: separate MLPs, or one Nature CNN torso shared by
-        both heads for image observations (Atari)."""
+        """pi_theta and V_phi from the config: separate MLPs, or one CNN torso shared by both heads:
+        the Nature CNN for image observations (Atari), the GridCNN for board planes (Bomber)."""
         cfg = self.config
         obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
-        if is_image_space(obs_space):
-            torso = NatureCNN(obs_space)
+        if is_image_space(obs_space) or is_grid_space(obs_space):
+            torso = NatureCNN(obs_space) if is_image_space(obs_space) else GridCNN(obs_space)
             return (Policy(obs_space, action_space, (), torso=torso, log_std_init=cfg.log_std_init),
                     ValueNet(obs_space, (), torso=torso))
         activation = ACTIVATIONS[cfg.activation]
@@ -117,3 +139,4 @@ class OnPolicyAlgorithm(Algorithm):
         super().load_state_dict(state)
         self.obs_normalizer = state["normalizers"]["obs"]
         self.reward_normalizer = state["normalizers"]["reward"]
+        self.attach_self_play()  # the restored env's snapshots are back; the live policy is this one

@@ -55,38 +55,49 @@ def board_planes(engine: Any, games: np.ndarray) -> np.ndarray:
     return planes.reshape(n, 8, size, size)
 
 
-def planes(engine: Any, games: np.ndarray | None = None, agents: np.ndarray | None = None) -> np.ndarray:
-    """(len(games), len(agents), CHANNELS, side, side) float32: the egocentric observations of
-    `agents` (default all) in `games` (default all); all zeros for a dead agent."""
-    games = np.arange(engine.num_games) if games is None else np.asarray(games)
-    agents = np.arange(engine.num_agents) if agents is None else np.asarray(agents)
-    cfg, size, n = engine.config, engine.size, len(games)
+def observe(engine: Any, games: np.ndarray, agents: np.ndarray) -> np.ndarray:
+    """(P, CHANNELS, side, side) float32: the egocentric observation of agent agents[i] of game
+    games[i], for P (game, agent) pairs; all zeros for a dead agent."""
+    games, agents = np.asarray(games), np.asarray(agents)
+    cfg, size, pairs = engine.config, engine.size, len(games)
     r = window_radius(cfg)
     side = 2 * r + 1
+    unique_games, game_of_pair = np.unique(games, return_inverse=True)
     # the full board with a margin of r cells marked rigid, so that every window is a slice of it
-    full = np.zeros((n, 8, size + 2 * r, size + 2 * r), np.float32)
+    full = np.zeros((len(unique_games), 8, size + 2 * r, size + 2 * r), np.float32)
     full[:, 0] = 1.0
-    full[:, :, r:r + size, r:r + size] = board_planes(engine, games)
+    full[:, :, r:r + size, r:r + size] = board_planes(engine, unique_games)
     windows = np.lib.stride_tricks.sliding_window_view(full, (side, side), axis=(2, 3))
-    rows, cols = np.divmod(engine.position[games], size)  # (n, A)
-    alive = engine.alive[games]
-    out = np.zeros((n, len(agents), len(CHANNELS), side, side), np.float32)
-    game_index = np.arange(n)
-    for k, agent in enumerate(agents):
-        out[:, k, :8] = windows[game_index, :, rows[:, agent], cols[:, agent]]
-        for other in range(engine.num_agents):  # teammates and enemies, where the window shows them
-            if other == agent:
-                continue
-            d_row, d_col = rows[:, other] - rows[:, agent] + r, cols[:, other] - cols[:, agent] + r
-            seen = alive[:, other] & (d_row >= 0) & (d_row < side) & (d_col >= 0) & (d_col < side)
-            channel = 8 if engine.sides[other] == engine.sides[agent] else 9
-            out[game_index[seen], k, channel, d_row[seen], d_col[seen]] = 1.0
-        out[:, k, 10] = np.minimum(engine.ammo[games, agent] / size, 1.0)[:, None, None]
-        out[:, k, 11] = np.minimum(engine.blast[games, agent] / size, 1.0)[:, None, None]
-        out[:, k, 12] = engine.can_kick[games, agent][:, None, None]
-        out[:, k, 13] = (engine.steps[games] / cfg.max_steps)[:, None, None]
-    out[~alive[:, agents]] = 0.0
+    rows, cols = np.divmod(engine.position[games], size)  # (P, A): every agent of each pair's game
+    row, col = rows[np.arange(pairs), agents], cols[np.arange(pairs), agents]
+    out = np.zeros((pairs, len(CHANNELS), side, side), np.float32)
+    out[:, :8] = windows[game_of_pair, :, row, col]
+    pair_index, alive = np.arange(pairs), engine.alive[games]
+    for other in range(engine.num_agents):  # teammates and enemies, where the window shows them
+        d_row, d_col = rows[:, other] - row + r, cols[:, other] - col + r
+        seen = alive[:, other] & (other != agents) & (d_row >= 0) & (d_row < side) & (d_col >= 0) & (d_col < side)
+        channel = np.where(engine.sides[other] == engine.sides[agents], 8, 9)
+        out[pair_index[seen], channel[seen], d_row[seen], d_col[seen]] = 1.0
+    out[:, 10] = np.minimum(engine.ammo[games, agents] / size, 1.0)[:, None, None]
+    out[:, 11] = np.minimum(engine.blast[games, agents] / size, 1.0)[:, None, None]
+    out[:, 12] = engine.can_kick[games, agents][:, None, None]
+    out[:, 13] = (engine.steps[games] / cfg.max_steps)[:, None, None]
+    out[~alive[pair_index, agents]] = 0.0
     return out
+
+
+def planes(engine: Any, games: np.ndarray | None = None, agents: np.ndarray | None = None) -> np.ndarray:
+    """(len(games), len(agents), CHANNELS, side, side): the observations of `agents` (default all)
+    in `games` (default all)."""
+    games = np.arange(engine.num_games) if games is None else np.asarray(games)
+    agents = np.arange(engine.num_agents) if agents is None else np.asarray(agents)
+    pair_games, pair_agents = np.repeat(games, len(agents)), np.tile(agents, len(games))
+    return observe(engine, pair_games, pair_agents).reshape(len(games), len(agents), *observe_shape(engine.config))
+
+
+def observe_shape(config: BomberConfig) -> tuple[int, int, int]:
+    side = 2 * window_radius(config) + 1
+    return len(CHANNELS), side, side
 
 
 def dict_observation(engine: Any, game: int, agent: int) -> dict[str, Any]:
