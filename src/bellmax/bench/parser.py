@@ -106,6 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     rollout.add_argument("--modes", default=None,
                          help="comma-separated subset of bellmax,sb3-zoo,sb3-matched,env-gymnasium,env-sb3")
     common(rollout, seeds=False)
+
+    bomber = sub.add_parser("bomber", help="the Bomber engine: agent steps/s, batched and one game at a time",
+                            description="Steps of the batched Bomber engine with random actions on one core, beside "
+                                        "the plain reference game's and the PettingZoo env's, and the cost of each "
+                                        "built-in opponent per step (in this process; no Stable-Baselines3 needed).")
+    bomber.add_argument("--board", choices=["duel", "ffa", "team"], default="duel")
+    bomber.add_argument("--games", type=_positive, default=256, help="games stepped together (default 256)")
+    bomber.add_argument("--steps", type=_positive, default=2000, help="timed engine steps (default 2000)")
+    bomber.add_argument("--json", action="store_true", help="print one JSON object")
+    bomber.add_argument("--out-dir", default=None, help="also write bench_bomber_BOARD.json here")
     return parser
 
 
@@ -120,5 +130,5 @@ def parse_args(argv: list[str]) -> argparse.Namespace | None:
         raise
     if opts.benchmark is None:
         raise BellmaxError("choose a benchmark: bellmax bench ppo-cartpole | dqn-cartpole | sac-pendulum | mujoco | "
-                           "rollout (--help for more)")
+                           "rollout | bomber (--help for more)")
     return opts

@@ -80,7 +80,8 @@ class Matches:
         self.builtin_weights = np.array([weights[n] for n in self.builtin_names], float)
         self.builtin_weights /= self.builtin_weights.sum()
         self.players: list[Opponent] = [make_opponent(name) for name in self.builtin_names]
-        self.self_play, self.learner_policy = 0.0, None
+        self.self_play: float = 0.0
+        self.learner_policy: Any = None  # the live policy of the algorithm training in this env
         self.pool: list[PolicyOpponent] = []
         self.learner_steps, self.next_snapshot = 0, 0
         self.rng = np.random.default_rng(seed)
@@ -151,11 +152,11 @@ class Matches:
             live = engine.alive[games, agents]
             if live.any():
                 actions[games[live], agents[live]] = player.act(engine, games[live], agents[live], self.rng)
-        saved = engine.copy_games(sitting_out) if sitting_out is not None and len(sitting_out) else None
+        sitting_out = np.zeros(0, np.int64) if sitting_out is None else sitting_out
+        saved = engine.copy_games(sitting_out)
         rewards = engine.step(actions)
-        if saved is not None:
-            engine.paste_games(sitting_out, saved)
-            rewards[sitting_out] = 0.0
+        engine.paste_games(sitting_out, saved)
+        rewards[sitting_out] = 0.0
         self.learner_steps += self.num_games * self.learners
         if self.learner_policy is not None and self.learner_steps >= self.next_snapshot:
             self.snapshot()

@@ -76,7 +76,7 @@ class BomberParallelEnv(ParallelEnv):
         terminations = {agent: bool(engine.done[0, i]) for i, agent in enumerate(self.possible_agents)
                         if agent in acting}
         observations = self.observations(acting)
-        result = ({agent: observations[agent] for agent in acting},
+        result: tuple[dict, dict, dict, dict, dict] = ({agent: observations[agent] for agent in acting},
                   {agent: float(rewards[self.possible_agents.index(agent)]) for agent in acting},
                   terminations, {agent: False for agent in acting}, {agent: {} for agent in acting})
         self.agents = [agent for agent in acting if not terminations[agent]]
