@@ -1,4 +1,4 @@
-"""`bellmax` command line: solve | train | eval | plot | envs | bench | rlhf.
+"""`bellmax` command line: solve | train | eval | plot | envs | bench | arena | rlhf.
 
 Each command imports only what it needs (`bellmax solve` never loads torch). User mistakes raise
 `BellmaxError`; `main` prints them as one line on stderr and exits with status 2, no traceback.
@@ -26,6 +26,7 @@ commands:
   plot    learning curves:           bellmax plot RUN_DIR... [-o FILE]
   envs    list environment ids:      bellmax envs [FILTER]
   bench   side-by-side benchmarks:   bellmax bench --help
+  arena   a Bomber tournament:       bellmax arena RUN_DIR rule filtered --games 100 [--json]
   rlhf    RLHF on a small GPT:       bellmax rlhf run --preset tiny --run-dir DIR  (bellmax rlhf --help)
 
 `bellmax COMMAND --help` shows the options of a command."""
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, args = argv[0], argv[1:]
     commands = {"solve": solve, "train": train, "eval": evaluate, "plot": plot, "envs": envs, "bench": bench,
-                "rlhf": rlhf}
+                "arena": arena, "rlhf": rlhf}
     if command not in commands:
         import difflib
 
@@ -270,6 +271,18 @@ def bench(args: list[str]) -> int:
     from bellmax.bench import main as bench_main
 
     return bench_main(args)
+
+
+# ---------------------------------------------------------------------------------------------
+def arena(args: list[str]) -> int:
+    """bellmax arena PLAYER... --games N [--json]: a round-robin tournament in the Bomber arena."""
+    import importlib.util
+
+    if importlib.util.find_spec("openskill") is None:
+        raise BellmaxError("bellmax arena needs the arena extra: pip install -c constraints.txt -e '.[arena]'")
+    from bellmax.commands.arena import main as arena_main
+
+    return arena_main(args)
 
 
 # ---------------------------------------------------------------------------------------------

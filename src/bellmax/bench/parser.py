@@ -6,17 +6,9 @@ Errors are BellmaxError (one line from the CLI) rather than argparse's exit.
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
 
 from bellmax.bench.plans import CARTPOLE_STEPS, OFF_POLICY_BENCHMARKS
-from bellmax.errors import BellmaxError
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises BellmaxError (one line from the CLI) instead of exiting."""
-
-    def error(self, message: str) -> NoReturn:
-        raise BellmaxError(f"{self.prog}: {message}")
+from bellmax.errors import ArgumentParser, BellmaxError
 
 
 def _positive(text: str) -> int:
@@ -31,10 +23,10 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `bellmax bench` parser: ppo-cartpole, dqn-cartpole, sac-pendulum, mujoco and rollout."""
-    parser = _Parser(prog="bellmax bench", description="bellmax against Stable-Baselines3, side by side.",
+    parser = ArgumentParser(prog="bellmax bench", description="bellmax against Stable-Baselines3, side by side.",
                      epilog="Each benchmark runs one process per library and seed, one after the other "
                             "(--jobs N: N at a time).")
-    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", parser_class=ArgumentParser)
 
     def common(p: argparse.ArgumentParser, seeds: bool = True) -> None:
         if seeds:

@@ -1,0 +1,77 @@
+"""Arena players: a built-in agent by name, or a trained run directory's policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bellmax.envs.bomber.opponents import OPPONENTS, Opponent, make_opponent
+from bellmax.errors import BellmaxError
+
+# the Gymnasium ids of the arena and the board each is played on
+ARENA_BOARDS = {"bellmax/BomberDuel-v0": "duel", "bellmax/Bomber-v0": "ffa"}
+
+
+@dataclass
+class Player:
+    """A name, the board it was made for (None: any board) and what chooses its actions."""
+
+    name: str
+    board: str | None
+    opponent: Opponent
+
+
+class PolicyPlayer:
+    """A trained policy acting in arena games: sampled from its distribution (as in training), or
+    its most likely action with `deterministic`."""
+
+    def __init__(self, name: str, policy: Any, deterministic: bool):
+        self.name, self.policy, self.deterministic = name, policy, deterministic
+
+    def act(self, engine: Any, games: np.ndarray, agents: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        import torch
+
+        from bellmax.envs.bomber.observe import observe
+
+        obs = torch.as_tensor(observe(engine, games, agents))
+        with torch.no_grad():
+            actions = self.policy.act(obs, deterministic=self.deterministic)
+        return np.asarray(actions.cpu().numpy(), dtype=np.int64)
+
+
+def load_player(spec: str, deterministic: bool = False) -> Player:
+    """A built-in agent (`random`, `filtered`, `rule`) or the policy in a run directory trained on
+    an arena environment."""
+    if spec in OPPONENTS:
+        return Player(spec, None, make_opponent(spec))
+    path = Path(spec)
+    if not path.exists():
+        raise BellmaxError(f"arena player {spec!r} is neither a built-in agent ({', '.join(OPPONENTS)}) "
+                           "nor an existing run directory")
+    from bellmax.algos import load
+    from bellmax.core.run import CHECKPOINT_FILE, read_run_config
+
+    env = read_run_config(path).get("config", {}).get("env")
+    if env not in ARENA_BOARDS:
+        raise BellmaxError(f"{path} was trained on {env}, not in the arena: train on one of "
+                           f"{', '.join(ARENA_BOARDS)}")
+    agent = load(path / CHECKPOINT_FILE, mmap=True, device="cpu")
+    agent.policy.eval()
+    return Player(path.name, ARENA_BOARDS[env], PolicyPlayer(path.name, agent.policy, deterministic))
+
+
+def common_board(players: list[Player], board: str | None) -> str:
+    """The board every player can play: the one the trained players were made for (all the same),
+    or `board`, or the duel."""
+    boards = {player.board for player in players if player.board is not None}
+    if len(boards) > 1:
+        detail = ", ".join(f"{p.name}: {p.board}" for p in players if p.board)
+        raise BellmaxError(f"the players were trained on different boards ({detail}): pick players of one board")
+    trained = boards.pop() if boards else None
+    if board is not None and trained is not None and board != trained:
+        raise BellmaxError(f"--board {board}: the trained players were made for the {trained} board "
+                           "(a checkpoint plays only the board size it was trained on)")
+    return board or trained or "duel"

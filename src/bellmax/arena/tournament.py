@@ -1,0 +1,76 @@
+"""Matches between two players, many games at once in one batched engine, and round robins.
+
+On the duel board the two players take the two seats (swapping seats from one game to the next);
+on four-seat boards each player takes two seats, alternately (0 and 2 against 1 and 3: in team
+mode the players are the two teams; in free-for-all a game is won by whichever copy survives).
+A game a player's side wins is a win for it, a game nobody wins (everyone dead, or the step
+limit) a draw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bellmax.arena.players import Player
+from bellmax.envs.bomber.engine import BomberEngine
+from bellmax.envs.bomber.gym_env import board_config
+
+
+@dataclass
+class MatchResult:
+    """The games of `first` against `second`: outcomes[i] is 1 (first won), 0 (draw) or -1."""
+
+    first: str
+    second: str
+    outcomes: np.ndarray = field(repr=False)
+    steps: int = 0
+
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        """(wins of first, draws, wins of second)."""
+        return int((self.outcomes == 1).sum()), int((self.outcomes == 0).sum()), int((self.outcomes == -1).sum())
+
+
+def play_match(first: Player, second: Player, games: int, board: str, seed: int = 0,
+               batch: int = 256) -> MatchResult:
+    """`games` games of `first` against `second` on `board`, `batch` at a time."""
+    config = board_config(board)
+    rng = np.random.default_rng(seed)
+    outcomes, total_steps = [], 0
+    for start in range(0, games, batch):
+        count = min(batch, games - start)
+        engine = BomberEngine(config, count, seed=int(rng.integers(2**63)))
+        seats = np.arange(config.num_agents)
+        # player of each seat: 0 = first, 1 = second; the first player's seats alternate between games
+        owner = (seats[None, :] + (start + np.arange(count))[:, None]) % 2
+        playing = np.ones(count, bool)
+        result = np.zeros(count, np.int64)
+        while playing.any():
+            actions = np.zeros((count, config.num_agents), np.int64)
+            for index, player in enumerate((first, second)):
+                games_, agents = np.nonzero((owner == index) & engine.alive & playing[:, None])
+                if len(games_):
+                    actions[games_, agents] = player.opponent.act(engine, games_, agents, rng)
+            freeze = np.flatnonzero(~playing)
+            saved = engine.copy_games(freeze)
+            engine.over[freeze] = False
+            engine.step(actions)
+            engine.paste_games(freeze, saved)
+            total_steps += int(playing.sum())
+            for game in np.flatnonzero(playing & engine.over):
+                winners = engine.winners(int(game))
+                result[game] = 0 if not winners else (1 if owner[game, winners[0]] == 0 else -1)
+            playing &= ~engine.over
+        outcomes.append(result)
+    return MatchResult(first.name, second.name, np.concatenate(outcomes), total_steps)
+
+
+def round_robin(players: list[Player], games: int, board: str, seed: int = 0) -> list[MatchResult]:
+    """Every pair of players plays `games` games (pairs in order: (0, 1), (0, 2), ..., (1, 2), ...)."""
+    results = []
+    for i in range(len(players)):
+        for j in range(i + 1, len(players)):
+            results.append(play_match(players[i], players[j], games, board, seed=seed + 1000 * i + j))
+    return results

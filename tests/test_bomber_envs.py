@@ -1,0 +1,128 @@
+"""The Bomber arena through the interfaces the field expects: Gymnasium's env checker and native
+vector envs, PettingZoo's API and seed tests, the full state beside an agent's window, self-play."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import bellmax.envs  # noqa: F401  (registers bellmax/Bomber-v0 and bellmax/BomberDuel-v0)
+from bellmax.envs.bomber import parallel_env
+from bellmax.envs.bomber.gym_env import BomberVectorEnv
+from bellmax.errors import BellmaxError, ConfigError
+
+
+@pytest.mark.parametrize("env_id", ["bellmax/BomberDuel-v0", "bellmax/Bomber-v0"])
+def test_the_gymnasium_envs_pass_the_env_checker(env_id):
+    for mode in ("ansi", "rgb_array"):
+        check_env(gym.make(env_id, render_mode=mode).unwrapped)
+    env = gym.make(env_id)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs) and obs.shape == ((14, 9, 9) if "Duel" in env_id else (14, 21, 21))
+
+
+def test_the_native_vector_form_steps_many_games_with_next_step_autoreset():
+    env = gym.make_vec("bellmax/BomberDuel-v0", num_envs=16, vectorization_mode="vector_entry_point",
+                       opponents="random")
+    assert isinstance(env, BomberVectorEnv) and env.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
+    obs, _ = env.reset(seed=1)
+    assert obs.shape == (16, 14, 9, 9)
+    rng = np.random.default_rng(0)
+    previous_done = np.zeros(16, bool)
+    episodes, returns = 0, []
+    running = np.zeros(16)
+    for _ in range(200):
+        obs, rewards, terminated, truncated, info = env.step(rng.integers(6, size=16))
+        assert env.observation_space.contains(obs) and not truncated.any()
+        assert (rewards[previous_done] == 0).all() and not terminated[previous_done].any()  # the autoreset step
+        running += rewards
+        for slot in np.flatnonzero(terminated):
+            returns.append(running[slot])
+            assert info["learner_won"][slot] == (running[slot] > 0)
+        running[terminated] = 0.0
+        episodes += terminated.sum()
+        previous_done = terminated
+    assert episodes > 30 and set(np.round(returns, 6)) <= {-1.0, 1.0}
+
+
+def test_make_vec_env_and_the_on_policy_algorithms_use_the_native_vector_env():
+    from bellmax.envs.make import make_vec_env
+
+    env = make_vec_env("bellmax/BomberDuel-v0", 4, seed=0)
+    assert isinstance(env, BomberVectorEnv) and env.num_envs == 4
+
+
+def test_several_learners_per_game_are_one_slot_each_and_finish_together():
+    env = BomberVectorEnv(num_envs=8, board="ffa", learners=2, opponents="random")
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        _, _, terminated, _, _ = env.step(rng.integers(6, size=8))
+        assert (terminated[0::2] == terminated[1::2]).all()  # the two learners of a game end together
+    with pytest.raises(ConfigError, match="multiple of learners"):
+        BomberVectorEnv(num_envs=7, learners=2)
+
+
+def test_the_step_limit_ends_an_episode_as_terminated_with_a_loss():
+    env = gym.make("bellmax/BomberDuel-v0", opponents="random", max_steps=5)
+    env.reset(seed=0)
+    for step in range(5):
+        _, reward, terminated, truncated, _ = env.step(0)  # stand still: nobody dies
+        assert not truncated
+    assert terminated and reward == -1.0
+
+
+def test_the_pettingzoo_parallel_env_passes_pettingzoos_api_and_seed_tests():
+    from pettingzoo.test import parallel_api_test, parallel_seed_test
+
+    for kwargs in ({}, {"board": "team"}, {"board": "duel"}, {"observation": "dict"}):
+        parallel_api_test(parallel_env(**kwargs), num_cycles=300)
+        parallel_seed_test(lambda kwargs=kwargs: parallel_env(**kwargs))
+
+
+def test_state_is_the_whole_board_while_an_agent_sees_only_its_window():
+    env = parallel_env(board="team")  # partially observed by default
+    observations, _ = env.reset(seed=3)
+    state = env.state()
+    assert env.state_space.contains(state)
+    window = observations["agent_0"]
+    assert window.shape == (14, 9, 9) and state.shape[1:] == (11, 11)
+    # the hidden power-ups are in the state and in no observation
+    hidden = state[8:11].sum()
+    assert hidden > 0 and all(obs[5:8].sum() == 0 for obs in observations.values())
+
+
+def test_bad_input_is_one_clear_error():
+    with pytest.raises(ConfigError, match="unknown Bomber board 'tiny'"):
+        gym.make("bellmax/BomberDuel-v0", board="tiny")
+    with pytest.raises(ConfigError, match="unknown Bomber mode 'coop'"):
+        parallel_env(mode="coop")
+    with pytest.raises(ConfigError, match="size=4: the board must be at least 5x5"):
+        parallel_env(size=4)
+    with pytest.raises(ConfigError, match="walls do not fit"):
+        parallel_env(board="duel", rigid=40, wood=30)
+    with pytest.raises(BellmaxError, match="unknown Bomber opponent 'smart'"):
+        gym.make("bellmax/BomberDuel-v0", opponents="smart")
+
+
+def test_self_play_snapshots_of_the_policy_play_a_share_of_the_opponents():
+    import torch
+
+    from bellmax.algos import PPO, PPOConfig
+
+    config = PPOConfig(env="bellmax/BomberDuel-v0", num_envs=8, n_steps=16, batch_size=64, n_epochs=1,
+                       self_play=1.0, eval_episodes=0, total_steps=256)
+    agent = PPO(config, env=gym.make_vec("bellmax/BomberDuel-v0", num_envs=8, vectorization_mode="vector_entry_point",
+                                         opponents="random"))
+    matches = agent.env.matches
+    assert len(matches.pool) == 1  # a first snapshot at once
+    snapshot = matches.pool[0].module
+    assert snapshot is not agent.policy
+    assert all(torch.equal(a, b) for a, b in zip(snapshot.state_dict().values(), agent.policy.state_dict().values()))
+    agent.learn()
+    opponent_seats = matches.player[matches.player >= 0]
+    assert (opponent_seats >= len(matches.players)).any()  # snapshots play seats
+    # the snapshot stayed frozen while the policy learned
+    assert not all(torch.equal(a, b) for a, b in zip(snapshot.state_dict().values(), agent.policy.state_dict().values()))
+    with pytest.raises(ConfigError, match="self-play needs an arena environment"):
+        PPO(PPOConfig(env="CartPole-v1", self_play=0.5))
