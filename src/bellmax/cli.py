@@ -196,6 +196,8 @@ def evaluate(args: list[str]) -> int:
                         help="where the networks run (default auto: this machine's GPU for image observations, "
                              "else the CPU; a run trained on a GPU evaluates on a machine without one)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--gif", default=None,
+                        help="arena runs (bellmax/Bomber*): where to save a GIF of one game (default RUN_DIR/game.gif)")
     opts = parser.parse_args(args)
     if opts.episodes < 1:
         raise BellmaxError(f"--episodes {opts.episodes} must be at least 1")
@@ -213,11 +215,20 @@ def evaluate(args: list[str]) -> int:
         "episodes": int(len(returns)),
         "params_sha256": agent.params_sha256(),
     }
+    from bellmax.arena.players import ARENA_BOARDS
+
+    if agent.config.env in ARENA_BOARDS:  # a game to watch
+        from bellmax.arena.record import record_game
+
+        gif = record_game(agent, Path(opts.gif or Path(opts.run_dir) / "game.gif"), seed=opts.seed or 0)
+        result["gif"] = str(gif)
     if opts.json:
         print(json.dumps(result))
     else:
         print(f"{agent.name} on {agent.config.env} after {agent.global_step:,} steps: "
               f"return {result['mean_return']:.2f} +- {result['std_return']:.2f} over {opts.episodes} episodes")
+        if "gif" in result:
+            print(f"a game: {result['gif']}")
     return 0
 
 
