@@ -127,13 +127,13 @@ class GridCNN(Encoder):
     object (the Bomber arena): two 3x3 convolutions that keep the board's resolution, a strided one,
     and a 256-unit layer. Small boards need no 8x8 stride-4 filters, which would skip whole cells."""
 
-    def __init__(self, obs_space: gym.spaces.Box, features: int = 256):
+    def __init__(self, obs_space: gym.spaces.Box, widths: tuple[int, int, int] = (32, 64, 64), features: int = 256):
         super().__init__()
         channels = obs_space.shape[0]
         self.net = nn.Sequential(
-            _orthogonal(nn.Conv2d(channels, 32, 3, padding=1), math.sqrt(2)), nn.ReLU(),
-            _orthogonal(nn.Conv2d(32, 64, 3, padding=1), math.sqrt(2)), nn.ReLU(),
-            _orthogonal(nn.Conv2d(64, 64, 3, stride=2, padding=1), math.sqrt(2)), nn.ReLU(),
+            _orthogonal(nn.Conv2d(channels, widths[0], 3, padding=1), math.sqrt(2)), nn.ReLU(),
+            _orthogonal(nn.Conv2d(widths[0], widths[1], 3, padding=1), math.sqrt(2)), nn.ReLU(),
+            _orthogonal(nn.Conv2d(widths[1], widths[2], 3, stride=2, padding=1), math.sqrt(2)), nn.ReLU(),
             nn.Flatten(),
         )
         with torch.no_grad():
@@ -184,7 +184,11 @@ class Policy(Actor):
         self.net = mlp(self.encoder.dim, hidden_sizes, out, activation, out_gain=0.01)
 
     def distribution(self, obs: torch.Tensor) -> Distribution:
-        out = self.net(self.encoder(obs))
+        return self.distribution_from(self.encoder(obs))
+
+    def distribution_from(self, features: torch.Tensor) -> Distribution:
+        """pi(.|s) from the encoder's features of s (a torso shared with V computes them once)."""
+        out = self.net(features)
         if self.kind == "discrete":
             return Categorical(logits=out, validate_args=False)
         if self.kind == "multi_discrete":
@@ -210,11 +214,15 @@ class Policy(Actor):
         a = mu + sigma eps and log N(a; mu, sigma) = sum_i -eps_i^2 / 2 - log sigma_i - log(2 pi) / 2,
         because building a torch `Normal` for every vector step costs a fifth of the policy's time;
         the update still uses `distribution` (tests check the two agree)."""
+        return self.sample_from(self.encoder(obs))
+
+    def sample_from(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`sample` from the encoder's features."""
         if self.kind != "box":
-            dist = self.distribution(obs)
+            dist = self.distribution_from(features)
             actions = dist.sample()
             return actions, self.log_prob(dist, actions)
-        mean = self.net(self.encoder(obs))
+        mean = self.net(features)
         eps = torch.randn_like(mean)
         log_prob = (-0.5 * eps.square() - self.log_std - _HALF_LOG_2PI).sum(-1)
         return mean + self.log_std.exp() * eps, log_prob
@@ -276,7 +284,11 @@ class ValueNet(nn.Module):
         self.net = mlp(self.encoder.dim, hidden_sizes, 1, activation)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(self.encoder(obs)).squeeze(-1)
+        return self.from_features(self.encoder(obs))
+
+    def from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """V(s) from the encoder's features of s."""
+        return self.net(features).squeeze(-1)
 
 
 class QNet(nn.Module):

@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
+from torch.distributions import Distribution
 
 from bellmax.config import OnPolicyConfig
 from bellmax.core.algorithm import Algorithm
@@ -83,6 +84,17 @@ class OnPolicyAlgorithm(Algorithm):
         return RolloutBuffer(n_steps, self.env.num_envs, space_shape(obs_space), space_shape(action_space),
                              obs_dtype=obs_dtype, action_dtype=torch.long if discrete_actions else torch.float32)
 
+    def shares_torso(self, value_fn: nn.Module) -> bool:
+        """Whether the policy and `value_fn` share one CNN torso (image or board observations)."""
+        return isinstance(value_fn, ValueNet) and value_fn.encoder is self.policy.encoder
+
+    def policy_and_value(self, obs: torch.Tensor) -> tuple[Distribution, torch.Tensor]:
+        """(pi(.|s), V(s)) for a batch: a torso shared by both runs once."""
+        if self.shares_torso(self.value):
+            features = self.policy.encoder(obs)
+            return self.policy.distribution_from(features), self.value.from_features(features)
+        return self.policy.distribution(obs), self.value(obs)
+
     # -- what the networks and learning see ---------------------------------------------------
     def normalize_obs(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
         """Raw observations, or normalized ones (statistics updated only from training rollouts)."""
@@ -108,16 +120,23 @@ class OnPolicyAlgorithm(Algorithm):
         the episode tracker gets the raw rewards.
         """
         start = time.perf_counter()
+        shared = self.shares_torso(value_fn)
         buffer.length = n_steps
         store = buffer.numpy()  # NumPy views of the buffer's tensors: cheap per-step writes
         for t in range(n_steps):
             obs = self.normalize_obs(self.obs, update=True)
             obs_t = torch.as_tensor(obs, device=self.device)
             with torch.inference_mode():
-                actions, log_probs = self.policy.sample(obs_t)
+                if shared:
+                    features = self.policy.encoder(obs_t)
+                    actions, log_probs = self.policy.sample_from(features)
+                    values = value_fn.from_features(features)
+                else:
+                    actions, log_probs = self.policy.sample(obs_t)
+                    values = value_fn(obs_t)
                 actions = actions.cpu()
                 store["log_probs"][t] = log_probs.cpu().numpy()
-                store["values"][t] = value_fn(obs_t).cpu().numpy()
+                store["values"][t] = values.cpu().numpy()
             step = self.step_envs(self.env_actions(actions))
             store["obs"][t] = obs
             store["actions"][t] = actions.numpy().reshape(store["actions"][t].shape)
