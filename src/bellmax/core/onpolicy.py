@@ -130,7 +130,7 @@ class OnPolicyAlgorithm(Algorithm):
                 if shared:
                     features = self.policy.encoder(obs_t)
                     actions, log_probs = self.policy.sample_from(features)
-                    values = value_fn.from_features(features)
+                    values = self.value.from_features(features)
                 else:
                     actions, log_probs = self.policy.sample(obs_t)
                     values = value_fn(obs_t)
