@@ -66,7 +66,7 @@ def test_several_learners_per_game_are_one_slot_each_and_finish_together():
 def test_the_step_limit_ends_an_episode_as_terminated_with_a_loss():
     env = gym.make("bellmax/BomberDuel-v0", opponents="random", max_steps=5)
     env.reset(seed=0)
-    for step in range(5):
+    for _ in range(5):
         _, reward, terminated, truncated, _ = env.step(0)  # stand still: nobody dies
         assert not truncated
     assert terminated and reward == -1.0
@@ -123,6 +123,7 @@ def test_self_play_snapshots_of_the_policy_play_a_share_of_the_opponents():
     opponent_seats = matches.player[matches.player >= 0]
     assert (opponent_seats >= len(matches.players)).any()  # snapshots play seats
     # the snapshot stayed frozen while the policy learned
-    assert not all(torch.equal(a, b) for a, b in zip(snapshot.state_dict().values(), agent.policy.state_dict().values()))
+    frozen = zip(snapshot.state_dict().values(), agent.policy.state_dict().values())
+    assert not all(torch.equal(a, b) for a, b in frozen)
     with pytest.raises(ConfigError, match="self-play needs an arena environment"):
         PPO(PPOConfig(env="CartPole-v1", self_play=0.5))
