@@ -43,7 +43,7 @@ class PolicyPlayer:
 
 
 def load_player(spec: str, deterministic: bool = False) -> Player:
-    """A built-in agent (`random`, `filtered`, `rule`) or the policy in a run directory trained on
+    """A built-in agent (`random`, `filtered`, `rule`, `expert`) or the policy in a run directory trained on
     an arena environment."""
     if spec in OPPONENTS:
         return Player(spec, None, make_opponent(spec))

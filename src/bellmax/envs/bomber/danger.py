@@ -68,6 +68,7 @@ class PairView:
     items: np.ndarray  # bool: a power-up lies there in sight
     others: np.ndarray  # bool: another living agent stands there in sight
     enemies: np.ndarray  # bool: an enemy stands there in sight
+    seen: np.ndarray  # bool: within the agent's view (everywhere when fully observed)
     row: np.ndarray
     col: np.ndarray
     ammo: np.ndarray
@@ -125,7 +126,7 @@ def observe_pairs(engine: BomberEngine, games: np.ndarray, agents: np.ndarray) -
         "bomb_strength": np.where(has_bomb, engine.bomb_strength[games], 0).astype(STEPS),
         "flames": np.where(seen, engine.flames[games], 0).astype(STEPS),
         "items": seen & (board == PASSAGE) & (engine.items[games] != NO_ITEM),
-        "others": others, "enemies": enemies,
+        "others": others, "enemies": enemies, "seen": seen,
     }
     return PairView(**{name: grid.reshape(num_pairs, size, size) for name, grid in grids.items()},
                     row=row, col=col, ammo=engine.ammo[games, agents], blast=engine.blast[games, agents],
@@ -262,6 +263,38 @@ def steps_to_nearest(targets: np.ndarray, passable: np.ndarray, cells: np.ndarra
             searching, frontier = searching[going_on], frontier[going_on]
             unvisited, first_reached = unvisited[going_on], first_reached[going_on]
     return answer
+
+
+def distances_from_agents(view: PairView, passable: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Breadth-first search from each agent's cell, up to `depth` steps, for all pairs at once (one
+    dilation per layer). Returns (P, size, size) arrays:
+    - steps: the distance of every seen cell next to the searched area, whatever it is (a wall, wood
+      or a bomb gets the distance of the step onto it), NEVER beyond; the search goes on only from
+      `passable` cells and from the agent's own cell;
+    - first_moves: for each cell reached, the first moves of its shortest paths as a bit set (bit i:
+      DIRECTIONS[i]), 0 for the agent's own cell and cells not reached."""
+    pair, size = np.arange(view.num_pairs), view.size
+    steps = np.full(passable.shape, NEVER, STEPS)
+    steps[pair, view.row, view.col] = 0
+    first_moves = np.zeros(passable.shape, np.uint8)
+    for bit, (d_row, d_col) in enumerate(DIRECTIONS):  # layer 1: each neighbour is its own first move
+        row, col = view.row + d_row, view.col + d_col
+        inside = (row >= 0) & (row < size) & (col >= 0) & (col < size)
+        near, row, col = pair[inside], row[inside], col[inside]
+        seen = view.seen[near, row, col]
+        steps[near[seen], row[seen], col[seen]] = 1
+        first_moves[near[seen], row[seen], col[seen]] = 1 << bit
+    spreading = with_margin(np.zeros_like(first_moves), 0)  # first moves of the layer that spreads
+    for layer in range(2, depth + 1):
+        spreading[:, 1:-1, 1:-1] = np.where((steps == layer - 1) & passable, first_moves, 0)
+        if not spreading.any():
+            break
+        # a cell inherits the first moves of every neighbour it is reached from
+        moves = (spreading[:, :-2, 1:-1] | spreading[:, 2:, 1:-1]) | (spreading[:, 1:-1, :-2] | spreading[:, 1:-1, 2:])
+        reached = (moves != 0) & (steps == NEVER) & view.seen
+        steps[reached] = layer
+        first_moves[reached] = moves[reached]
+    return steps, first_moves
 
 
 # -- where an action leads --------------------------------------------------------------------
