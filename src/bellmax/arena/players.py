@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
+from bellmax.envs.bomber.gym_env import PolicyOpponent
 from bellmax.envs.bomber.opponents import OPPONENTS, Opponent, make_opponent
 from bellmax.errors import BellmaxError
 
@@ -22,24 +20,6 @@ class Player:
     name: str
     board: str | None
     opponent: Opponent
-
-
-class PolicyPlayer:
-    """A trained policy acting in arena games: sampled from its distribution (as in training), or
-    its most likely action with `deterministic`."""
-
-    def __init__(self, name: str, policy: Any, deterministic: bool):
-        self.name, self.policy, self.deterministic = name, policy, deterministic
-
-    def act(self, engine: Any, games: np.ndarray, agents: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        import torch
-
-        from bellmax.envs.bomber.observe import observe
-
-        obs = torch.as_tensor(observe(engine, games, agents))
-        with torch.no_grad():
-            actions = self.policy.act(obs, deterministic=self.deterministic)
-        return np.asarray(actions.cpu().numpy(), dtype=np.int64)
 
 
 def load_player(spec: str, deterministic: bool = False) -> Player:
@@ -60,7 +40,7 @@ def load_player(spec: str, deterministic: bool = False) -> Player:
                            f"{', '.join(ARENA_BOARDS)}")
     agent = load(path / CHECKPOINT_FILE, mmap=True, device="cpu")
     agent.policy.eval()
-    return Player(path.name, ARENA_BOARDS[env], PolicyPlayer(path.name, agent.policy, deterministic))
+    return Player(path.name, ARENA_BOARDS[env], PolicyOpponent(path.name, agent.policy, deterministic))
 
 
 def common_board(players: list[Player], board: str | None) -> str:

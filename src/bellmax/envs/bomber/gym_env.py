@@ -47,10 +47,11 @@ def board_config(board: str, **changes: Any) -> BomberConfig:
 
 
 class PolicyOpponent:
-    """A frozen copy of a policy network playing an opponent seat (self-play)."""
+    """A policy network (`act(obs, deterministic)`) playing seats: a snapshot in self-play, a
+    trained run in the arena. It samples its actions, as in training, unless `deterministic`."""
 
-    def __init__(self, name: str, module: Any):
-        self.name, self.module = name, module
+    def __init__(self, name: str, module: Any, deterministic: bool = False):
+        self.name, self.module, self.deterministic = name, module, deterministic
 
     def act(self, engine: BomberEngine, games: np.ndarray, agents: np.ndarray,
             rng: np.random.Generator) -> np.ndarray:
@@ -58,7 +59,7 @@ class PolicyOpponent:
 
         obs = torch.as_tensor(observe(engine, games, agents))
         with torch.no_grad():
-            actions = self.module.act(obs, deterministic=False)
+            actions = self.module.act(obs, deterministic=self.deterministic)
         return np.asarray(actions.cpu().numpy(), dtype=np.int64)
 
 
