@@ -127,3 +127,18 @@ def test_self_play_snapshots_of_the_policy_play_a_share_of_the_opponents():
     assert not all(torch.equal(a, b) for a, b in frozen)
     with pytest.raises(ConfigError, match="self-play needs an arena environment"):
         PPO(PPOConfig(env="CartPole-v1", self_play=0.5))
+
+
+def test_a_self_play_run_resumes_bit_for_bit(tmp_path):
+    """The checkpoint holds the games, the rule agents' memories and the snapshot pool: a run stopped
+    halfway ends with exactly the parameters of one that never stopped."""
+    from bellmax.algos import PPO, PPOConfig, load
+
+    config = PPOConfig(env="bellmax/BomberDuel-v0", num_envs=4, n_steps=16, batch_size=32, n_epochs=1,
+                       self_play=0.5, eval_episodes=0, total_steps=256, seed=2)
+    straight = PPO(config).learn()
+    PPO(config).learn(until_step=128).save(tmp_path / "checkpoint.pt")
+    resumed = load(tmp_path / "checkpoint.pt").learn()
+    assert resumed.params_sha256() == straight.params_sha256()
+    assert resumed.env.matches.learner_policy is resumed.policy  # the live policy attached again
+    assert len(resumed.env.matches.pool) == len(straight.env.matches.pool) >= 1
