@@ -178,7 +178,8 @@ def train(args: list[str]) -> int:
         solved = (" (reached --stop-at-return)" if config.stop_at_return is not None
                   and returns.mean() >= config.stop_at_return else "")
         print(f"eval/return {returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes "
-              f"(deterministic policy) after {agent.global_step:,} steps{solved}, {seconds:.1f} s; run dir: {run_dir}")
+              f"({config.eval_policy_name()} policy) after {agent.global_step:,} steps{solved}, {seconds:.1f} s; "
+              f"run dir: {run_dir}")
     else:
         print(f"done after {agent.global_step:,} steps, {seconds:.1f} s; run dir: {run_dir}")
     return 0

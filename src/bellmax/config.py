@@ -86,7 +86,10 @@ class Config:
     eval_every: int = 0
     """Evaluate the deterministic policy every this many steps (0: only at the end)."""
     eval_episodes: int = 10
-    """Episodes of each deterministic evaluation (periodic and at the end; 0: none)."""
+    """Episodes of each evaluation (periodic and at the end; 0: none)."""
+    eval_deterministic: bool = True
+    """Evaluate the policy's most likely actions (argmax, Gaussian mean); False samples them, as in
+    games where a deterministic policy gets stuck (the Bomber arena)."""
     stop_at_return: float | None = None
     """Stop early once a periodic evaluation's mean return reaches this value."""
     torch_threads: int = 1
@@ -116,6 +119,10 @@ class Config:
         require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "at least 1")
         require(isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device) is not None,
                 "device", self.device, "auto, cpu, cuda, cuda:N or mps")
+
+    def eval_policy_name(self) -> str:
+        """How evaluation acts, for messages: "deterministic" or "sampled"."""
+        return "deterministic" if self.eval_deterministic else "sampled"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
