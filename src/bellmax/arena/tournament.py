@@ -33,38 +33,50 @@ class MatchResult:
         return int((self.outcomes == 1).sum()), int((self.outcomes == 0).sum()), int((self.outcomes == -1).sum())
 
 
-def play_match(first: Player, second: Player, games: int, board: str, seed: int = 0,
-               batch: int = 256) -> MatchResult:
-    """`games` games of `first` against `second` on `board`, `batch` at a time."""
+def play_games(players: list[Player], games: int, board: str, seed: int = 0,
+               batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """`games` games on `board` between 2 players (each takes half the seats, alternating from game
+    to game) or as many players as seats (each one seat, rotating from game to game), `batch` at
+    a time. Returns (the winning player of each game or -1 for a draw, each game's length)."""
     config = board_config(board)
+    seats = config.num_agents
+    if len(players) not in (2, seats):
+        raise ValueError(f"{len(players)} players for a {seats}-seat board: 2 or {seats}")
     rng = np.random.default_rng(seed)
-    outcomes, total_steps = [], 0
+    winners, lengths = [], []
     for start in range(0, games, batch):
         count = min(batch, games - start)
         engine = BomberEngine(config, count, seed=int(rng.integers(2**63)))
-        seats = np.arange(config.num_agents)
-        # player of each seat: 0 = first, 1 = second; the first player's seats alternate between games
-        owner = (seats[None, :] + (start + np.arange(count))[:, None]) % 2
+        # the player of each seat, rotating from game to game
+        owner = (np.arange(seats)[None, :] + (start + np.arange(count))[:, None]) % len(players)
         playing = np.ones(count, bool)
-        result = np.zeros(count, np.int64)
+        winner = np.full(count, -1, np.int64)
         while playing.any():
-            actions = np.zeros((count, config.num_agents), np.int64)
-            for index, player in enumerate((first, second)):
+            actions = np.zeros((count, seats), np.int64)
+            for index, player in enumerate(players):
                 games_, agents = np.nonzero((owner == index) & engine.alive & playing[:, None])
                 if len(games_):
                     actions[games_, agents] = player.opponent.act(engine, games_, agents, rng)
-            freeze = np.flatnonzero(~playing)
+            freeze = np.flatnonzero(~playing)  # finished games sit out (engine.step steps every game)
             saved = engine.copy_games(freeze)
             engine.over[freeze] = False
             engine.step(actions)
             engine.paste_games(freeze, saved)
-            total_steps += int(playing.sum())
             for game in np.flatnonzero(playing & engine.over):
-                winners = engine.winners(int(game))
-                result[game] = 0 if not winners else (1 if owner[game, winners[0]] == 0 else -1)
+                won = engine.winners(int(game))
+                winner[game] = owner[game, won[0]] if won else -1
             playing &= ~engine.over
-        outcomes.append(result)
-    return MatchResult(first.name, second.name, np.concatenate(outcomes), total_steps)
+        winners.append(winner)
+        lengths.append(engine.steps.copy())
+    return np.concatenate(winners), np.concatenate(lengths)
+
+
+def play_match(first: Player, second: Player, games: int, board: str, seed: int = 0,
+               batch: int = 256) -> MatchResult:
+    """`games` games of `first` against `second` on `board`."""
+    winners, lengths = play_games([first, second], games, board, seed, batch)
+    outcomes = np.select([winners == 0, winners == 1], [1, -1], 0)
+    return MatchResult(first.name, second.name, outcomes, int(lengths.sum()))
 
 
 def round_robin(players: list[Player], games: int, board: str, seed: int = 0) -> list[MatchResult]:
