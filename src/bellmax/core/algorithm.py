@@ -331,7 +331,7 @@ class Algorithm:
                     before = self.global_step
                     metrics = self.iterate()
                     metrics["time/sps"] = (self.global_step - start_step) / max(time.perf_counter() - start, 1e-9)
-                    if multiple_crossed(cfg.eval_every, before, self.global_step):
+                    if cfg.eval_episodes and multiple_crossed(cfg.eval_every, before, self.global_step):
                         metrics.update(self.evaluate_and_record())
                         reached = cfg.stop_at_return is not None and metrics["eval/return"] >= cfg.stop_at_return
                     if run is not None and stop_requests is not None:  # stop_requests: opened with the run
