@@ -9,6 +9,8 @@ from gymnasium.utils.env_checker import check_env
 import bellmax.envs  # noqa: F401  (registers bellmax/Bomber-v0 and bellmax/BomberDuel-v0)
 from bellmax.envs.bomber import parallel_env
 from bellmax.envs.bomber.gym_env import BomberVectorEnv
+from bellmax.envs.bomber.observe import CHANNELS
+from bellmax.envs.bomber.pettingzoo_env import STATE_CHANNELS
 from bellmax.errors import BellmaxError, ConfigError
 
 
@@ -18,7 +20,8 @@ def test_the_gymnasium_envs_pass_the_env_checker(env_id):
         check_env(gym.make(env_id, render_mode=mode).unwrapped)
     env = gym.make(env_id)
     obs, _ = env.reset(seed=0)
-    assert env.observation_space.contains(obs) and obs.shape == ((14, 9, 9) if "Duel" in env_id else (14, 21, 21))
+    side = 9 if "Duel" in env_id else 21  # a 9x9 window, or the whole 11x11 board from any cell
+    assert env.observation_space.contains(obs) and obs.shape == (len(CHANNELS), side, side)
 
 
 def test_the_native_vector_form_steps_many_games_with_next_step_autoreset():
@@ -26,7 +29,7 @@ def test_the_native_vector_form_steps_many_games_with_next_step_autoreset():
                        opponents="random")
     assert isinstance(env, BomberVectorEnv) and env.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
     obs, _ = env.reset(seed=1)
-    assert obs.shape == (16, 14, 9, 9)
+    assert obs.shape == (16, len(CHANNELS), 9, 9)
     rng = np.random.default_rng(0)
     previous_done = np.zeros(16, bool)
     episodes, returns = 0, []
@@ -86,10 +89,11 @@ def test_state_is_the_whole_board_while_an_agent_sees_only_its_window():
     state = env.state()
     assert env.state_space.contains(state)
     window = observations["agent_0"]
-    assert window.shape == (14, 9, 9) and state.shape[1:] == (11, 11)
+    assert window.shape == (len(CHANNELS), 9, 9) and state.shape[1:] == (11, 11)
     # the hidden power-ups are in the state and in no observation
-    hidden = state[8:11].sum()
-    assert hidden > 0 and all(obs[5:8].sum() == 0 for obs in observations.values())
+    hidden = state[[STATE_CHANNELS.index(f"hidden_{kind}") for kind in ("extra_bomb", "range", "kick")]].sum()
+    visible = [CHANNELS.index(kind) for kind in ("extra_bomb", "range", "kick")]
+    assert hidden > 0 and all(obs[visible].sum() == 0 for obs in observations.values())
 
 
 def test_bad_input_is_one_clear_error():

@@ -10,8 +10,10 @@ whole board from any cell. Power-ups under wood are never seen.
 Two layouts:
 - `planes`: float32 (CHANNELS, side, side) per agent for a CNN, egocentric (the agent at the
   centre), one channel per kind of object, timers and strengths as values scaled to [0, 1], cells
-  off the board marked as rigid walls, and the agent's own ammo, blast strength and kick flag (and
-  the share of the step limit used) as constant planes.
+  off the board marked as rigid walls, the agent's own ammo, blast strength and kick flag (and the
+  share of the step limit used) as constant planes, and `burns_in`: how soon each cell will burn,
+  worked out from the bombs and flames the agent sees (their timers, blast lines and chain
+  reactions; what a player reads off the board at a glance, and a small CNN hardly learns).
 - `dict_observation`: the original Pommerman layout for rule-based code: a board of codes
   (0 passage, 1 rigid, 2 wood, 3 bomb, 4 flames, 5 fog, 6 extra bomb, 7 range, 8 kick, 10 + i
   agent i), bomb life and strength grids, position, ammo, blast strength, can_kick, teammates,
@@ -27,7 +29,7 @@ import numpy as np
 from bellmax.envs.bomber.config import BOMB_LIFE, EXTRA_BOMB, FLAME_LIFE, KICK, RANGE, RIGID, WOOD, BomberConfig
 
 CHANNELS = ("rigid", "wood", "bomb_life", "bomb_strength", "flames", "extra_bomb", "range", "kick", "teammates",
-            "enemies", "own_ammo", "own_blast", "own_kick", "steps")
+            "enemies", "own_ammo", "own_blast", "own_kick", "steps", "burns_in")
 FOG = 5
 
 
@@ -82,8 +84,27 @@ def observe(engine: Any, games: np.ndarray, agents: np.ndarray) -> np.ndarray:
     out[:, 11] = np.minimum(engine.blast[games, agents] / size, 1.0)[:, None, None]
     out[:, 12] = engine.can_kick[games, agents][:, None, None]
     out[:, 13] = (engine.steps[games] / cfg.max_steps)[:, None, None]
+    out[:, 14] = windows_of(burns_soon(engine, games, agents), row, col, r)
     out[~alive[pair_index, agents]] = 0.0
     return out
+
+
+def burns_soon(engine: Any, games: np.ndarray, agents: np.ndarray) -> np.ndarray:
+    """(P, size, size): how soon each cell next burns, by the bombs and flames the agent sees (timers,
+    blast lines and chain reactions worked out): 1 at the next step, down to 1/11 in 11 steps, 0 never."""
+    from bellmax.envs.bomber.danger import burn_schedule, observe_pairs
+
+    schedule = burn_schedule(observe_pairs(engine, games, agents)).astype(np.int64)
+    first = schedule & -schedule  # the lowest set bit: the first step it burns
+    step = np.log2(np.maximum(first, 1))
+    return np.where(schedule > 0, (BOMB_LIFE + 2 - step) / (BOMB_LIFE + 1), 0.0).astype(np.float32)
+
+
+def windows_of(grids: np.ndarray, row: np.ndarray, col: np.ndarray, r: int) -> np.ndarray:
+    """(P, 2r + 1, 2r + 1): the window of each pair's own grid (P, size, size) centred on (row, col)."""
+    padded = np.pad(grids, ((0, 0), (r, r), (r, r)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (2 * r + 1, 2 * r + 1), axis=(1, 2))
+    return windows[np.arange(len(grids)), row, col]
 
 
 def planes(engine: Any, games: np.ndarray | None = None, agents: np.ndarray | None = None) -> np.ndarray:
