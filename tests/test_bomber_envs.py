@@ -8,6 +8,7 @@ from gymnasium.utils.env_checker import check_env
 
 import bellmax.envs  # noqa: F401  (registers bellmax/Bomber-v0 and bellmax/BomberDuel-v0)
 from bellmax.envs.bomber import parallel_env
+from bellmax.envs.bomber.config import BOMB, BomberConfig
 from bellmax.envs.bomber.gym_env import BomberVectorEnv
 from bellmax.envs.bomber.observe import CHANNELS
 from bellmax.envs.bomber.pettingzoo_env import STATE_CHANNELS
@@ -107,6 +108,52 @@ def test_bad_input_is_one_clear_error():
         parallel_env(board="duel", rigid=40, wood=30)
     with pytest.raises(BellmaxError, match="unknown Bomber opponent 'smart'"):
         gym.make("bellmax/BomberDuel-v0", opponents="smart")
+
+
+@pytest.mark.parametrize("learners", [1, 2])
+def test_the_action_filter_keeps_a_learner_that_always_bombs_alive(learners):
+    """Laying a bomb at every step kills a learner in the raw game within a few steps; through the
+    action filter, a bomb it could not get away from and a step into a blast become safe moves."""
+    def play(action_filter):
+        env = BomberVectorEnv(64, board="ffa" if learners > 1 else "duel", opponents="filtered", learners=learners,
+                              action_filter=action_filter, seed=0)
+        env.reset(seed=0)
+        losses = 0
+        for _ in range(300):
+            _, rewards, _, _, _ = env.step(np.full(64, BOMB))
+            losses += int((rewards < 0).sum())
+        return losses, env.matches.filtered
+
+    raw_losses, raw_filtered = play(False)
+    losses, filtered = play(True)
+    assert raw_filtered == 0 and raw_losses >= 1000  # 64 slots, a death every ~12 steps each
+    assert losses <= raw_losses / 20
+    assert filtered > 64 * 300 / 2  # most bombs were replaced: ammo 1, and a bomb only with a way out
+
+
+def test_the_action_filter_lets_safe_actions_through_unchanged():
+    from bellmax.envs.bomber.danger import observe_pairs
+    from bellmax.envs.bomber.engine import BomberEngine
+    from bellmax.envs.bomber.gym_env import filter_actions
+    from bellmax.envs.bomber.opponents import filtered_actions
+
+    engine = BomberEngine(BomberConfig.duel(), 64, seed=4)
+    rng = np.random.default_rng(4)
+    replaced = 0
+    for _ in range(60):
+        games, agents = np.nonzero(engine.alive)
+        allowed = filtered_actions(observe_pairs(engine, games, agents))
+        wanted = rng.integers(6, size=len(games))
+        chosen = filter_actions(engine, games, agents, wanted, rng)
+        safe = allowed[np.arange(len(games)), wanted]
+        assert np.array_equal(chosen[safe], wanted[safe])
+        assert allowed[np.arange(len(games)), chosen].all()  # every replacement is itself allowed
+        replaced += int((~safe).sum())
+        actions = np.zeros((64, 2), np.int64)
+        actions[games, agents] = chosen
+        engine.step(actions)
+        engine.reset(np.flatnonzero(engine.over))
+    assert replaced > 100
 
 
 def test_self_play_snapshots_of_the_policy_play_a_share_of_the_opponents():

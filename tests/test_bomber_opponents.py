@@ -550,8 +550,10 @@ def test_filtered_beats_random():
     assert duel_score("filtered", "random") >= 0.7
 
 
-def test_rule_is_no_walkover_for_filtered_either_way():
-    assert 0.5 <= duel_score("rule", "filtered", num_games=128) <= 0.9
+def test_filtered_outlives_rule():
+    # as in the original game, where a random player with an action filter wins more free-for-all
+    # games against rule-based agents than they do: the rule agent dies by its own bombs
+    assert duel_score("filtered", "rule", num_games=128) >= 0.55
 
 
 def test_expert_beats_filtered():

@@ -173,11 +173,6 @@ def spread_over_blasts(value: np.ndarray, has_bomb: np.ndarray, strength: np.nda
     return result
 
 
-def blast_zone(view: PairView) -> np.ndarray:
-    """(P, size, size) bool: the cells the seen bombs' blasts reach (at any time)."""
-    return spread_over_blasts(view.has_bomb, view.has_bomb, view.bomb_strength, view.board, np.logical_or, False)
-
-
 def explosion_bits(view: PairView) -> np.ndarray:
     """(P, size, size) bit sets: bit t is set where the blast of a bomb exploding at step t reaches.
     A bomb explodes at t = min(its life, the step of the first blast reaching it), 1 in flames that

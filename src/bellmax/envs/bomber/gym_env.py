@@ -12,6 +12,12 @@ opponents. A slot's episode ends when its game is over for the learners (free-fo
 died or won; team mode: its team's fate is decided); a learner that dies earlier in a game with
 several learners sees zeros, with reward 0, until then. The game's step limit is a rule of the
 game (everyone still alive loses), so it ends the episode as `terminated`, not `truncated`.
+
+With `action_filter` on (the default), a learner's action that would walk into a blast it can see
+coming, or lay a bomb it could not get away from, is replaced by one drawn at random among the safe
+ones (`opponents.filtered_actions`, the filtered player's rule), as the shields of Pommerman's
+strongest learning entries did: the learner then spends its games learning to win, not learning
+not to die by its own bombs. `action_filter=False` plays the raw game.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ import numpy as np
 from gymnasium.vector.utils import batch_space
 
 from bellmax.envs.bomber.config import BomberConfig
+from bellmax.envs.bomber.danger import observe_pairs
 from bellmax.envs.bomber.engine import BomberEngine
 from bellmax.envs.bomber.observe import observe, observe_shape
-from bellmax.envs.bomber.opponents import OPPONENTS, Opponent, make_opponent
+from bellmax.envs.bomber.opponents import OPPONENTS, Opponent, filtered_actions, make_opponent, random_among
 from bellmax.errors import ConfigError
 
 BOARDS = {"duel": BomberConfig.duel, "ffa": BomberConfig.ffa, "team": BomberConfig.team}
@@ -35,6 +42,17 @@ SNAPSHOT_EVERY = 50_000  # learner steps between two snapshots of its policy in 
 POOL_SIZE = 8  # snapshots kept (the newest)
 
 OpponentSpec = str | Mapping[str, float]
+
+
+def filter_actions(engine: BomberEngine, games: np.ndarray, agents: np.ndarray, actions: np.ndarray,
+                   rng: np.random.Generator) -> np.ndarray:
+    """`actions` of `agents` in `games`, each unsafe one (see `filtered_actions`) replaced by a safe
+    one drawn from `rng`."""
+    if len(games) == 0:
+        return actions
+    allowed = filtered_actions(observe_pairs(engine, games, agents))
+    safe = allowed[np.arange(len(games)), actions]
+    return np.where(safe, actions, random_among(allowed, rng))
 
 
 def board_config(board: str, **changes: Any) -> BomberConfig:
@@ -48,10 +66,12 @@ def board_config(board: str, **changes: Any) -> BomberConfig:
 
 class PolicyOpponent:
     """A policy network (`act(obs, deterministic)`) playing seats: a snapshot in self-play, a
-    trained run in the arena. It samples its actions, as in training, unless `deterministic`."""
+    trained run in the arena. It samples its actions, as in training, unless `deterministic`, and
+    they pass through the action filter when `action_filter` (as a learner's do in training)."""
 
-    def __init__(self, name: str, module: Any, deterministic: bool = False):
+    def __init__(self, name: str, module: Any, deterministic: bool = False, action_filter: bool = True):
         self.name, self.module, self.deterministic = name, module, deterministic
+        self.action_filter = action_filter
 
     def act(self, engine: BomberEngine, games: np.ndarray, agents: np.ndarray,
             rng: np.random.Generator) -> np.ndarray:
@@ -60,19 +80,26 @@ class PolicyOpponent:
         obs = torch.as_tensor(observe(engine, games, agents))
         with torch.no_grad():
             actions = self.module.act(obs, deterministic=self.deterministic)
-        return np.asarray(actions.cpu().numpy(), dtype=np.int64)
+        actions = np.asarray(actions.cpu().numpy(), dtype=np.int64)
+        if self.action_filter:
+            actions = filter_actions(engine, games, agents, actions, rng)
+        return actions
 
 
 class Matches:
     """`num_games` games in one engine: in each, `learners` seats are played from outside and the
     others by opponents drawn, game by game, from `opponents` (a built-in name, or weights over
-    built-in names), or by snapshots of a learning policy for a share `self_play` of them."""
+    built-in names), or by snapshots of a learning policy for a share `self_play` of them. With
+    `action_filter`, the learners' unsafe actions (and the snapshots') are replaced by safe ones."""
 
-    def __init__(self, config: BomberConfig, num_games: int, learners: int, opponents: OpponentSpec, seed: int | None):
+    def __init__(self, config: BomberConfig, num_games: int, learners: int, opponents: OpponentSpec, seed: int | None,
+                 action_filter: bool = True):
         config.validate()
         if not 1 <= learners <= config.num_agents:
             raise ConfigError(f"invalid learners={learners}: between 1 and the {config.num_agents} agents of a game")
         self.config, self.num_games, self.learners = config, num_games, learners
+        self.action_filter = action_filter
+        self.filtered = 0  # learner actions replaced by the filter so far
         weights = {opponents: 1.0} if isinstance(opponents, str) else dict(opponents)
         for name in weights:
             if name not in OPPONENTS:
@@ -102,7 +129,7 @@ class Matches:
 
     def snapshot(self) -> None:
         module = copy.deepcopy(self.learner_policy).cpu().eval()
-        self.pool.append(PolicyOpponent(f"snapshot@{self.learner_steps}", module))
+        self.pool.append(PolicyOpponent(f"snapshot@{self.learner_steps}", module, action_filter=self.action_filter))
         del self.pool[:-POOL_SIZE]
         self.next_snapshot = self.learner_steps + SNAPSHOT_EVERY
 
@@ -147,6 +174,15 @@ class Matches:
         (just started, answering a NEXT_STEP autoreset) do not move. Returns the learners' rewards."""
         engine = self.engine
         actions = np.zeros((self.num_games, self.config.num_agents), np.int64)
+        if self.action_filter:
+            games = np.repeat(np.arange(self.num_games), self.learners)
+            agents = self.seats.reshape(-1)
+            wanted = np.asarray(learner_actions, np.int64).reshape(-1)
+            live = np.flatnonzero(engine.alive[games, agents])
+            chosen = wanted.copy()
+            chosen[live] = filter_actions(engine, games[live], agents[live], wanted[live], self.rng)
+            self.filtered += int((chosen != wanted).sum())
+            learner_actions = chosen.reshape(self.num_games, self.learners)
         np.put_along_axis(actions, self.seats, learner_actions, axis=1)
         for index, player in enumerate(self.all_players()):
             games, agents = np.nonzero(self.player == index)
@@ -185,13 +221,14 @@ class BomberVectorEnv(gym.vector.VectorEnv):
                 "autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 1, board: str = "duel", opponents: OpponentSpec = "rule", learners: int = 1,
-                 render_mode: str | None = None, seed: int | None = None, **config_changes: Any):
+                 render_mode: str | None = None, seed: int | None = None, action_filter: bool = True,
+                 **config_changes: Any):
         if num_envs % learners:
             raise ConfigError(f"invalid num_envs={num_envs}: a multiple of learners={learners} (one slot per learner)")
         self.config = board_config(board, **config_changes)
         self.num_envs, self.learners, self.render_mode = num_envs, learners, render_mode
         self.board, self.opponents = board, opponents
-        self.matches = Matches(self.config, num_envs // learners, learners, opponents, seed)
+        self.matches = Matches(self.config, num_envs // learners, learners, opponents, seed, action_filter)
         self.single_observation_space = observation_space(self.config)
         self.single_action_space = gym.spaces.Discrete(6)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
@@ -241,10 +278,10 @@ class BomberEnv(gym.Env):
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 8}
 
     def __init__(self, board: str = "duel", opponents: OpponentSpec = "rule", render_mode: str | None = None,
-                 **config_changes: Any):
+                 action_filter: bool = True, **config_changes: Any):
         self.config = board_config(board, **config_changes)
         self.board, self.opponents, self.render_mode = board, opponents, render_mode
-        self.matches = Matches(self.config, 1, 1, opponents, None)
+        self.matches = Matches(self.config, 1, 1, opponents, None, action_filter)
         self.observation_space = observation_space(self.config)
         self.action_space = gym.spaces.Discrete(6)
 

@@ -30,7 +30,6 @@ from bellmax.envs.bomber.danger import (
     PairView,
     action_outcomes,
     at_cells,
-    blast_zone,
     burn_schedule,
     burns_at,
     distances_from_agents,
@@ -67,9 +66,9 @@ class RandomOpponent:
 
 
 class FilteredRandomOpponent:
-    """Random among the actions that do not step into a blast it can see coming: never onto a cell
-    that burns at the next step, never from outside every seen bomb's blast zone into one, a bomb
-    only with a way out of its blast; uniformly random among all actions when none is safe."""
+    """Random among the actions that do not step into a blast it can see coming (`filtered_actions`):
+    when threatened, only moves that keep a way out in time; otherwise never into a seen bomb's blast
+    zone; a bomb only with a way out of its blast; uniformly random among all actions when none is safe."""
 
     name = "filtered"
 
@@ -202,15 +201,20 @@ def make_opponent(name: str) -> Opponent:
 
 # -- the filtered random player ---------------------------------------------------------------
 def filtered_actions(view: PairView) -> np.ndarray:
-    """(P, 6) bool: the actions the filtered player may take."""
-    pair = np.arange(view.num_pairs)
+    """(P, 6) bool: the actions that do not walk into a blast the agent can see coming, the safest
+    kind of move that exists (`usable_moves`: with a way out of every seen blast in time, whether or
+    not the move bounces, and into no blast zone at all when not threatened; ...), and a bomb only
+    with a way out of its blast. The filtered player draws among them; the expert chooses among
+    them; a learner's actions pass through them when its environment has `action_filter` on."""
     schedule = burn_schedule(view)
-    planned, _ = action_outcomes(view)  # where each move leads, unless it bounces off another agent
-    burns = at_cells(burns_at(schedule, 1), planned)
-    zone = blast_zone(view)
-    enters_zone = ~zone[pair, view.row, view.col][:, None] & at_cells(zone, planned)
+    planned, bounced = action_outcomes(view)  # (P, 5) for STOP and the four moves: where it may end up
+    threatened = schedule[np.arange(view.num_pairs), view.row, view.col] != 0
+    escape_table = escape_steps(schedule, view.passable())
+    escape = at_cells(escape_table, planned)
+    sure_escape = np.maximum(escape, at_cells(escape_table, bounced))  # whether or not the move bounces
+    usable = usable_moves(schedule, planned, bounced, escape, sure_escape, threatened)
     bomb = own_bomb_escape(view) < NEVER
-    return np.concatenate([~burns & ~enters_zone, bomb[:, None]], axis=1)
+    return np.concatenate([usable, bomb[:, None]], axis=1)
 
 
 def random_among(allowed: np.ndarray, rng: np.random.Generator) -> np.ndarray:
