@@ -22,6 +22,22 @@ def duel_run(tmp_path_factory):
     return run_dir
 
 
+def test_a_trained_player_acts_as_its_run_evaluates_through_the_action_filter(duel_run):
+    player = load_player(str(duel_run))
+    assert player.board == "duel"
+    assert player.opponent.deterministic and player.opponent.action_filter  # eval_deterministic's default
+    assert not load_player(str(duel_run), deterministic=False).opponent.deterministic
+    config_file = duel_run / "config.json"
+    saved = config_file.read_text()
+    try:
+        config = json.loads(saved)
+        config["config"]["eval_deterministic"] = False
+        config_file.write_text(json.dumps(config))
+        assert not load_player(str(duel_run)).opponent.deterministic
+    finally:
+        config_file.write_text(saved)
+
+
 def test_a_match_seats_the_players_alternately_and_counts_every_game():
     rule, random = load_player("rule"), load_player("random")
     result = play_match(rule, random, games=64, board="duel", seed=0)

@@ -22,9 +22,11 @@ class Player:
     opponent: Opponent
 
 
-def load_player(spec: str, deterministic: bool = False) -> Player:
+def load_player(spec: str, deterministic: bool | None = None) -> Player:
     """A built-in agent (`random`, `filtered`, `rule`, `expert`) or the policy in a run directory trained on
-    an arena environment."""
+    an arena environment, which takes its most likely actions or samples them as `deterministic` says
+    (None: as the run evaluates, its config's `eval_deterministic`), through the action filter it was
+    trained with."""
     if spec in OPPONENTS:
         return Player(spec, None, make_opponent(spec))
     path = Path(spec)
@@ -34,12 +36,15 @@ def load_player(spec: str, deterministic: bool = False) -> Player:
     from bellmax.algos import load
     from bellmax.core.run import CHECKPOINT_FILE, read_run_config
 
-    env = read_run_config(path).get("config", {}).get("env")
+    config = read_run_config(path).get("config", {})
+    env = config.get("env")
     if env not in ARENA_BOARDS:
         raise BellmaxError(f"{path} was trained on {env}, not in the arena: train on one of "
                            f"{', '.join(ARENA_BOARDS)}")
     agent = load(path / CHECKPOINT_FILE, mmap=True, device="cpu")
     agent.policy.eval()
+    if deterministic is None:
+        deterministic = bool(config.get("eval_deterministic", True))
     return Player(path.name, ARENA_BOARDS[env], PolicyOpponent(path.name, agent.policy, deterministic))
 
 

@@ -1,7 +1,9 @@
 """`bellmax arena PLAYER... --games N [--json]`: a round-robin tournament in the Bomber arena.
 
 A player is a run directory trained on bellmax/BomberDuel-v0 or bellmax/Bomber-v0, or a built-in
-agent: `random`, `filtered` (random, never stepping into a blast it sees coming), `rule`. Every
+agent: `random`, `filtered` (random, never stepping into a blast it sees coming), `rule`, `expert`.
+A trained player acts through the action filter, as in training, and takes its most likely actions
+unless its run evaluates by sampling (`--sampled` / `--deterministic` decide for all). Every
 pair plays N games; the table gives each player's wins, draws and losses, its score (draws count
 half) with a bootstrap 95% interval, and a TrueSkill-style rating (openskill); `--json` prints one
 object with every pair's counts; the score matrix is saved as a heatmap PNG.
@@ -25,8 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--board", choices=["duel", "ffa", "team"], default=None,
                         help="the board (default: the one the trained players were made for, else the duel)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the boards and of the players' draws")
-    parser.add_argument("--deterministic", action="store_true",
-                        help="trained players take their most likely action (default: sample, as in training)")
+    policy = parser.add_mutually_exclusive_group()
+    policy.add_argument("--deterministic", action="store_true", default=None,
+                        help="trained players take their most likely action (default: as each run evaluates, "
+                             "its eval_deterministic, which is on unless the run turned it off)")
+    policy.add_argument("--sampled", dest="deterministic", action="store_false",
+                        help="trained players sample their actions, as in training")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("-o", "--output", default="arena.png", help="the score-matrix heatmap (default arena.png)")
     return parser
