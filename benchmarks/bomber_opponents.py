@@ -21,6 +21,7 @@ MATCHES = [
     ("ffa", ("rule", "rule", "rule", "rule")),
     ("ffa", ("filtered", "rule", "rule", "rule")),
     ("ffa", ("random", "rule", "rule", "rule")),
+    ("ffa", ("expert", "rule", "rule", "rule")),
     ("duel", ("rule", "random")),
     ("duel", ("rule", "filtered")),
     ("duel", ("filtered", "random")),

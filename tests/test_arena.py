@@ -112,3 +112,23 @@ def test_a_round_robin_plays_every_pair_once():
     players = [load_player(name) for name in ("random", "filtered", "rule")]
     results = round_robin(players, games=8, board="duel")
     assert [(r.first, r.second) for r in results] == [("random", "filtered"), ("random", "rule"), ("filtered", "rule")]
+
+
+def test_against_puts_one_player_alone_against_a_built_in_agent_in_every_other_seat(capsys, tmp_path):
+    from bellmax.arena import play_against
+
+    rule, random = load_player("rule"), load_player("random")
+    result = play_against(random, rule, games=32, board="ffa", seed=0)
+    assert result.second == "3 x rule" and len(result.outcomes) == 32
+    wins, draws, losses = result.counts
+    assert wins <= 4 and losses >= 24  # a random player rarely outlives three rule agents
+    duel = play_against(rule, random, games=32, board="duel", seed=0)
+    assert duel.second == "random" and duel.counts[0] >= 24
+    code = main(["arena", "filtered", "random", "--against", "rule", "--board", "ffa", "--games", "16", "--json",
+                 "-o", str(tmp_path / "a.png")])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {(p["first"], p["second"]) for p in report["pairs"]} == {("filtered", "3 x rule"), ("random", "3 x rule")}
+    assert all(p["first_wins"] + p["draws"] + p["second_wins"] == 16 for p in report["pairs"])
+    assert main(["arena", "rule", "--against", "smart"]) == 2
+    assert "--against smart: a built-in agent" in capsys.readouterr().err

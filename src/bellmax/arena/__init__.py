@@ -11,6 +11,6 @@ tournaments played in batches of games, and ratings with confidence intervals.
 
 from bellmax.arena.players import Player, load_player
 from bellmax.arena.ratings import standings
-from bellmax.arena.tournament import MatchResult, play_match, round_robin
+from bellmax.arena.tournament import MatchResult, play_against, play_match, round_robin
 
-__all__ = ["MatchResult", "Player", "load_player", "play_match", "round_robin", "standings"]
+__all__ = ["MatchResult", "Player", "load_player", "play_against", "play_match", "round_robin", "standings"]

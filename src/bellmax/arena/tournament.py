@@ -79,6 +79,18 @@ def play_match(first: Player, second: Player, games: int, board: str, seed: int 
     return MatchResult(first.name, second.name, outcomes, int(lengths.sum()))
 
 
+def play_against(player: Player, opponent: Player, games: int, board: str, seed: int = 0,
+                 batch: int = 256) -> MatchResult:
+    """`games` games of `player` alone against `opponent` in every other seat (on the free-for-all
+    board: one learner against three, as in bellmax/Bomber-v0); `player` wins only when it is the
+    last one standing."""
+    others = board_config(board).num_agents - 1
+    winners, lengths = play_games([player] + [opponent] * others, games, board, seed, batch)
+    outcomes = np.select([winners == 0, winners > 0], [1, -1], 0)
+    field_name = opponent.name if others == 1 else f"{others} x {opponent.name}"
+    return MatchResult(player.name, field_name, outcomes, int(lengths.sum()))
+
+
 def round_robin(players: list[Player], games: int, board: str, seed: int = 0) -> list[MatchResult]:
     """Every pair of players plays `games` games (pairs in order: (0, 1), (0, 2), ..., (1, 2), ...)."""
     results = []

@@ -6,7 +6,9 @@ A trained player acts through the action filter, as in training, and takes its m
 unless its run evaluates by sampling (`--sampled` / `--deterministic` decide for all). Every
 pair plays N games; the table gives each player's wins, draws and losses, its score (draws count
 half) with a bootstrap 95% interval, and a TrueSkill-style rating (openskill); `--json` prints one
-object with every pair's counts; the score matrix is saved as a heatmap PNG.
+object with every pair's counts; the score matrix is saved as a heatmap PNG. With `--against
+AGENT`, each player instead plays alone against AGENT in every other seat (`--board ffa`: one
+against three, the setting of bellmax/Bomber-v0).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "its eval_deterministic, which is on unless the run turned it off)")
     policy.add_argument("--sampled", dest="deterministic", action="store_false",
                         help="trained players sample their actions, as in training")
+    parser.add_argument("--against", metavar="AGENT", default=None,
+                        help="instead of a round robin, each player alone against this built-in agent in every "
+                             "other seat (on --board ffa: one against three, as in bellmax/Bomber-v0)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("-o", "--output", default="arena.png", help="the score-matrix heatmap (default arena.png)")
     return parser
@@ -42,11 +47,11 @@ def main(argv: list[str]) -> int:
     opts = build_parser().parse_args(argv)
     if opts.games < 1:
         raise BellmaxError(f"--games {opts.games} must be at least 1")
-    if len(opts.players) < 2:
-        raise BellmaxError("an arena needs at least two players")
+    if len(opts.players) < 2 and opts.against is None:
+        raise BellmaxError("an arena needs at least two players (or one and --against AGENT)")
     if len(set(opts.players)) != len(opts.players):
         raise BellmaxError("each player may appear once")
-    from bellmax.arena import load_player, round_robin, standings
+    from bellmax.arena import load_player, play_against, round_robin, standings
     from bellmax.arena.players import common_board
     from bellmax.arena.ratings import score_matrix
 
@@ -56,7 +61,17 @@ def main(argv: list[str]) -> int:
         raise BellmaxError(f"two players have the same name ({', '.join(names)}): give run directories distinct names")
     board = common_board(players, opts.board)
     started = time.perf_counter()
-    results = round_robin(players, opts.games, board, seed=opts.seed)
+    if opts.against is not None:
+        from bellmax.envs.bomber.opponents import OPPONENTS
+
+        if opts.against not in OPPONENTS:
+            raise BellmaxError(f"--against {opts.against}: a built-in agent ({', '.join(OPPONENTS)})")
+        field = load_player(opts.against)
+        results = [play_against(player, field, opts.games, board, seed=opts.seed + i)
+                   for i, player in enumerate(players)]
+        names = [*names, results[0].second]
+    else:
+        results = round_robin(players, opts.games, board, seed=opts.seed)
     table = standings(results, seed=opts.seed)
     matrix = score_matrix(results, names)
     figure = heatmap(matrix, names, Path(opts.output), f"{board} board, {opts.games} games per pair")
