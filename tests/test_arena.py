@@ -23,17 +23,19 @@ def duel_run(tmp_path_factory):
 
 
 def test_a_trained_player_acts_as_its_run_evaluates_through_the_action_filter(duel_run):
-    player = load_player(str(duel_run))
-    assert player.board == "duel"
-    assert player.opponent.deterministic and player.opponent.action_filter  # eval_deterministic's default
-    assert not load_player(str(duel_run), deterministic=False).opponent.deterministic
     config_file = duel_run / "config.json"
     saved = config_file.read_text()
+    evaluates_deterministically = json.loads(saved)["config"]["eval_deterministic"]
+    player = load_player(str(duel_run))
+    assert player.board == "duel" and player.opponent.action_filter
+    assert player.opponent.deterministic == evaluates_deterministically
+    assert not load_player(str(duel_run), deterministic=False).opponent.deterministic
+    assert load_player(str(duel_run), deterministic=True).opponent.deterministic
     try:
         config = json.loads(saved)
-        config["config"]["eval_deterministic"] = False
+        config["config"]["eval_deterministic"] = not evaluates_deterministically
         config_file.write_text(json.dumps(config))
-        assert not load_player(str(duel_run)).opponent.deterministic
+        assert load_player(str(duel_run)).opponent.deterministic != evaluates_deterministically
     finally:
         config_file.write_text(saved)
 
