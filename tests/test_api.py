@@ -182,3 +182,20 @@ def test_the_readme_python_examples_run(tmp_path):
     for block in blocks:
         result = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True)
         assert result.returncode == 0, block + result.stderr
+
+
+def test_sampled_evaluation_is_seeded_and_leaves_training_as_it_was():
+    config = PPOConfig(batch_size=32, eval_deterministic=False, total_steps=256, **{**SMALL, "eval_episodes": 4})
+    quiet = PPO(config.replace(eval_every=0, eval_episodes=0)).learn()
+    evaluated = PPO(config.replace(eval_every=64)).learn()
+    assert evaluated.params_sha256() == quiet.params_sha256()  # periodic sampled evaluations changed nothing
+    assert np.array_equal(evaluated.evaluate(4, seed=3), evaluated.evaluate(4, seed=3))
+    assert not np.array_equal(evaluated.evaluate(8, seed=3, deterministic=False),
+                              evaluated.evaluate(8, seed=3, deterministic=True))
+
+
+def test_zero_evaluation_episodes_turn_every_evaluation_off(tmp_path):
+    config = PPOConfig(batch_size=32, total_steps=256, eval_every=64, **SMALL)  # SMALL has eval_episodes=0
+    with Run(tmp_path, "ppo", config.to_dict(), tensorboard=False) as run:
+        agent = PPO(config).learn(run=run)
+    assert agent.last_eval is None and logged(tmp_path, "eval/return") == []

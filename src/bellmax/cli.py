@@ -1,4 +1,4 @@
-"""`bellmax` command line: solve | train | eval | plot | envs | bench | rlhf.
+"""`bellmax` command line: solve | train | eval | plot | envs | bench | arena | rlhf.
 
 Each command imports only what it needs (`bellmax solve` never loads torch). User mistakes raise
 `BellmaxError`; `main` prints them as one line on stderr and exits with status 2, no traceback.
@@ -26,6 +26,7 @@ commands:
   plot    learning curves:           bellmax plot RUN_DIR... [-o FILE]
   envs    list environment ids:      bellmax envs [FILTER]
   bench   side-by-side benchmarks:   bellmax bench --help
+  arena   a Bomber tournament:       bellmax arena RUN_DIR rule filtered --games 100 [--json]
   rlhf    RLHF on a small GPT:       bellmax rlhf run --preset tiny --run-dir DIR  (bellmax rlhf --help)
 
 `bellmax COMMAND --help` shows the options of a command."""
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, args = argv[0], argv[1:]
     commands = {"solve": solve, "train": train, "eval": evaluate, "plot": plot, "envs": envs, "bench": bench,
-                "rlhf": rlhf}
+                "arena": arena, "rlhf": rlhf}
     if command not in commands:
         import difflib
 
@@ -177,7 +178,8 @@ def train(args: list[str]) -> int:
         solved = (" (reached --stop-at-return)" if config.stop_at_return is not None
                   and returns.mean() >= config.stop_at_return else "")
         print(f"eval/return {returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes "
-              f"(deterministic policy) after {agent.global_step:,} steps{solved}, {seconds:.1f} s; run dir: {run_dir}")
+              f"({config.eval_policy_name()} policy) after {agent.global_step:,} steps{solved}, {seconds:.1f} s; "
+              f"run dir: {run_dir}")
     else:
         print(f"done after {agent.global_step:,} steps, {seconds:.1f} s; run dir: {run_dir}")
     return 0
@@ -195,6 +197,8 @@ def evaluate(args: list[str]) -> int:
                         help="where the networks run (default auto: this machine's GPU for image observations, "
                              "else the CPU; a run trained on a GPU evaluates on a machine without one)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--gif", default=None,
+                        help="arena runs (bellmax/Bomber*): where to save a GIF of one game (default RUN_DIR/game.gif)")
     opts = parser.parse_args(args)
     if opts.episodes < 1:
         raise BellmaxError(f"--episodes {opts.episodes} must be at least 1")
@@ -212,11 +216,20 @@ def evaluate(args: list[str]) -> int:
         "episodes": int(len(returns)),
         "params_sha256": agent.params_sha256(),
     }
+    from bellmax.arena.players import ARENA_BOARDS
+
+    if agent.config.env in ARENA_BOARDS:  # a game to watch
+        from bellmax.arena.record import record_game
+
+        gif = record_game(agent, Path(opts.gif or Path(opts.run_dir) / "game.gif"), seed=opts.seed or 0)
+        result["gif"] = str(gif)
     if opts.json:
         print(json.dumps(result))
     else:
         print(f"{agent.name} on {agent.config.env} after {agent.global_step:,} steps: "
               f"return {result['mean_return']:.2f} +- {result['std_return']:.2f} over {opts.episodes} episodes")
+        if "gif" in result:
+            print(f"a game: {result['gif']}")
     return 0
 
 
@@ -270,6 +283,18 @@ def bench(args: list[str]) -> int:
     from bellmax.bench import main as bench_main
 
     return bench_main(args)
+
+
+# ---------------------------------------------------------------------------------------------
+def arena(args: list[str]) -> int:
+    """bellmax arena PLAYER... --games N [--json]: a round-robin tournament in the Bomber arena."""
+    import importlib.util
+
+    if importlib.util.find_spec("openskill") is None:
+        raise BellmaxError("bellmax arena needs the arena extra: pip install -c constraints.txt -e '.[arena]'")
+    from bellmax.commands.arena import main as arena_main
+
+    return arena_main(args)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -86,7 +86,10 @@ class Config:
     eval_every: int = 0
     """Evaluate the deterministic policy every this many steps (0: only at the end)."""
     eval_episodes: int = 10
-    """Episodes of each deterministic evaluation (periodic and at the end; 0: none)."""
+    """Episodes of each evaluation (periodic and at the end; 0: none)."""
+    eval_deterministic: bool = True
+    """Evaluate the policy's most likely actions (argmax, Gaussian mean); False samples them, as in
+    games where a deterministic policy gets stuck (the Bomber arena)."""
     stop_at_return: float | None = None
     """Stop early once a periodic evaluation's mean return reaches this value."""
     torch_threads: int = 1
@@ -116,6 +119,10 @@ class Config:
         require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "at least 1")
         require(isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device) is not None,
                 "device", self.device, "auto, cpu, cuda, cuda:N or mps")
+
+    def eval_policy_name(self) -> str:
+        """How evaluation acts, for messages: "deterministic" or "sampled"."""
+        return "deterministic" if self.eval_deterministic else "sampled"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -167,10 +174,17 @@ class OnPolicyConfig(Config):
     """Normalize observations by running mean and std (statistics are saved in checkpoints)."""
     normalize_reward: bool = False
     """Scale rewards by the running std of the discounted return (reported returns stay raw)."""
+    self_play: float = 0.0
+    """Arena environments (bellmax/Bomber-v0, bellmax/BomberDuel-v0): share of the opponents played by
+    snapshots of the policy being trained (one every 50k steps, the newest 8 kept); the others are the
+    environment's built-in opponents. 0: no self-play."""
 
     def validate(self) -> None:
         super().validate()
         require(self.n_steps >= 1, "n_steps", self.n_steps, "at least 1")
+        require(0.0 <= self.self_play <= 1.0, "self_play", self.self_play, "a share in [0, 1]")
+        require(not (self.self_play and self.normalize_obs), "self_play", self.self_play,
+                "0 with --normalize-obs (the snapshots act on raw observations)")
         require(0.0 <= self.gae_lambda <= 1.0, "gae_lambda", self.gae_lambda, "in [0, 1]")
         require(-20 <= self.log_std_init <= 2, "log_std_init", self.log_std_init, "in [-20, 2]")
 

@@ -4,6 +4,9 @@ The CLI turns a `BellmaxError` into one readable line on stderr and a non-zero e
 never shows a traceback for these. Library users can catch it like any other exception.
 """
 
+import argparse
+from typing import NoReturn
+
 
 class BellmaxError(Exception):
     """A user-facing error: the message names the problem and how to fix it."""
@@ -32,3 +35,11 @@ def unknown_name(what: str, name: str, known: list[str]) -> BellmaxError:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     return BellmaxError(f"unknown {what} {name!r}{hint}; known: {', '.join(known)}")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises BellmaxError (one line from the CLI, exit 2) instead of printing its
+    usage and exiting; the message names the command and points to its --help."""
+
+    def error(self, message: str) -> NoReturn:
+        raise BellmaxError(f"{self.prog}: {message} (see `{self.prog} --help`)")

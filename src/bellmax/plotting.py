@@ -1,6 +1,6 @@
 """Learning curves from run directories: one colour per (algorithm, env, label), mean over seeds
 with a shaded band of one standard deviation (and the min-max range, lighter). By default the
-training return (solid) and the deterministic evaluation return (dashed, points) side by side."""
+training return (solid) and the evaluation return (dashed, points) side by side."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def group_label(config: dict) -> str:
 # evaluation return, in the same colour (solid: training, dashed with points: evaluation)
 DEFAULT_KEYS = ("rollout/ep_return", "eval/return")
 KEY_LABELS = {"rollout/ep_return": "train return (stochastic policy)",
-              "eval/return": "eval return (deterministic policy)"}
+              "eval/return": "eval return ({} policy)"}  # the runs' eval_deterministic fills in the kind
 
 
 def plot_runs(run_dirs: list[Path], output: Path, key: str | tuple[str, ...] = DEFAULT_KEYS,
@@ -59,9 +59,12 @@ def plot_runs(run_dirs: list[Path], output: Path, key: str | tuple[str, ...] = D
 
     keys = (key,) if isinstance(key, str) else tuple(key)
     groups: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = defaultdict(lambda: defaultdict(list))
+    eval_kinds: dict[str, set[str]] = defaultdict(set)
     for i, run_dir in enumerate(run_dirs):
         config = read_run_config(run_dir)
         label = labels[i] if labels else group_label(config)
+        sampled = config.get("config", {}).get("eval_deterministic", True) is False
+        eval_kinds[label].add("sampled" if sampled else "deterministic")
         for k in keys:
             steps, values = run_curve(run_dir, k)
             if len(steps) == 0 and k == keys[0]:
@@ -77,7 +80,9 @@ def plot_runs(run_dirs: list[Path], output: Path, key: str | tuple[str, ...] = D
             mean, std = values.mean(0), values.std(0)
             marker = "o" if len(grid) <= 40 else None  # sparse points (evaluations) are points, not a curve
             seeds = f"{len(curves)} seed{'s' if len(curves) > 1 else ''}"
-            name = f"{label}, {KEY_LABELS.get(k, k)} ({seeds})" if len(keys) > 1 else f"{label} ({seeds})"
+            kind = " or ".join(sorted(eval_kinds[label]))
+            name = (f"{label}, {KEY_LABELS.get(k, k).format(kind)} ({seeds})" if len(keys) > 1
+                    else f"{label} ({seeds})")
             line, = ax.plot(grid, mean, marker=marker, markersize=3, color=color, label=name,
                             linestyle="--" if k != keys[0] else "-")
             color = line.get_color()

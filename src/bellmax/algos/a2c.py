@@ -109,8 +109,8 @@ class A2C(OnPolicyAlgorithm):
         batch = self.to_device(valid_samples(self.buffer, advantages=advantages, returns=returns))
         advantages = standardize(batch["advantages"]) if cfg.normalize_advantages else batch["advantages"]
 
-        dist = self.policy.distribution(batch["obs"])
-        terms = a2c_loss(self.policy.log_prob(dist, batch["actions"]), advantages, self.value(batch["obs"]),
+        dist, values = self.policy_and_value(batch["obs"])
+        terms = a2c_loss(self.policy.log_prob(dist, batch["actions"]), advantages, values,
                          batch["returns"], self.policy.entropy(dist), cfg.vf_coef, cfg.ent_coef)
         self.optimizer.zero_grad()
         terms["loss"].backward()

@@ -164,10 +164,10 @@ class PPO(OnPolicyAlgorithm):
 
     def minibatch_loss(self, mb: dict[str, torch.Tensor], clip_range: float) -> dict[str, torch.Tensor]:
         advantages = standardize(mb["advantages"]) if self.config.normalize_advantages else mb["advantages"]
-        dist = self.policy.distribution(mb["obs"])
+        dist, values = self.policy_and_value(mb["obs"])
         return ppo_loss(
             new_log_prob=self.policy.log_prob(dist, mb["actions"]), old_log_prob=mb["log_probs"],
-            advantages=advantages, new_values=self.value(mb["obs"]), old_values=mb["values"],
+            advantages=advantages, new_values=values, old_values=mb["values"],
             returns=mb["returns"], entropy=self.policy.entropy(dist), clip_range=clip_range,
             clip_range_vf=self.config.clip_range_vf, vf_coef=self.config.vf_coef, ent_coef=self.config.ent_coef,
         )

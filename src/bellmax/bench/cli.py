@@ -15,6 +15,10 @@ def main(argv: list[str]) -> int:
     opts = parse_args(list(argv))
     if opts is None:  # --help
         return 0
+    if opts.benchmark == "bomber":  # in this process, bellmax alone
+        from bellmax.bench.bomber import main as bomber_main
+
+        return bomber_main(opts)
     invocation = "bellmax bench " + shlex.join(argv)
     if not opts.dry_run:
         check_installed(opts)

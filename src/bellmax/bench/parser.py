@@ -6,17 +6,9 @@ Errors are BellmaxError (one line from the CLI) rather than argparse's exit.
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
 
 from bellmax.bench.plans import CARTPOLE_STEPS, OFF_POLICY_BENCHMARKS
-from bellmax.errors import BellmaxError
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises BellmaxError (one line from the CLI) instead of exiting."""
-
-    def error(self, message: str) -> NoReturn:
-        raise BellmaxError(f"{self.prog}: {message}")
+from bellmax.errors import ArgumentParser, BellmaxError
 
 
 def _positive(text: str) -> int:
@@ -31,10 +23,10 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `bellmax bench` parser: ppo-cartpole, dqn-cartpole, sac-pendulum, mujoco and rollout."""
-    parser = _Parser(prog="bellmax bench", description="bellmax against Stable-Baselines3, side by side.",
+    parser = ArgumentParser(prog="bellmax bench", description="bellmax against Stable-Baselines3, side by side.",
                      epilog="Each benchmark runs one process per library and seed, one after the other "
                             "(--jobs N: N at a time).")
-    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", parser_class=ArgumentParser)
 
     def common(p: argparse.ArgumentParser, seeds: bool = True) -> None:
         if seeds:
@@ -106,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     rollout.add_argument("--modes", default=None,
                          help="comma-separated subset of bellmax,sb3-zoo,sb3-matched,env-gymnasium,env-sb3")
     common(rollout, seeds=False)
+
+    bomber = sub.add_parser("bomber", help="the Bomber engine: agent steps/s, batched and one game at a time",
+                            description="Steps of the batched Bomber engine with random actions on one core, beside "
+                                        "the plain reference game's and the PettingZoo env's, and the cost of each "
+                                        "built-in opponent per step (in this process; no Stable-Baselines3 needed).")
+    bomber.add_argument("--board", choices=["duel", "ffa", "team"], default="duel")
+    bomber.add_argument("--games", type=_positive, default=256, help="games stepped together (default 256)")
+    bomber.add_argument("--steps", type=_positive, default=2000, help="timed engine steps (default 2000)")
+    bomber.add_argument("--json", action="store_true", help="print one JSON object")
+    bomber.add_argument("--out-dir", default=None, help="also write bench_bomber_BOARD.json here")
     return parser
 
 
@@ -120,5 +122,5 @@ def parse_args(argv: list[str]) -> argparse.Namespace | None:
         raise
     if opts.benchmark is None:
         raise BellmaxError("choose a benchmark: bellmax bench ppo-cartpole | dqn-cartpole | sac-pendulum | mujoco | "
-                           "rollout (--help for more)")
+                           "rollout | bomber (--help for more)")
     return opts

@@ -23,11 +23,11 @@ import difflib
 import json
 import math
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
-from bellmax.errors import BellmaxError
+from bellmax.errors import ArgumentParser, BellmaxError
 from bellmax.tabular.dp import DPResult, policy_iteration, q_value_iteration, value_iteration
 from bellmax.tabular.mdp import TabularMDP
 
@@ -43,15 +43,8 @@ _ARROWS = {
 _ASCII_ARROWS = {"↑": "^", "↓": "v", "←": "<", "→": ">"}
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises BellmaxError instead of printing usage and exiting."""
-
-    def error(self, message: str) -> NoReturn:
-        raise BellmaxError(f"bellmax solve: {message} (see `bellmax solve --help`)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="bellmax solve",
         description="Exact values and greedy policy of a finite MDP (the lecture's gridworld or "
         "a Gymnasium toy-text env) by dynamic programming.",

@@ -331,7 +331,7 @@ class Algorithm:
                     before = self.global_step
                     metrics = self.iterate()
                     metrics["time/sps"] = (self.global_step - start_step) / max(time.perf_counter() - start, 1e-9)
-                    if multiple_crossed(cfg.eval_every, before, self.global_step):
+                    if cfg.eval_episodes and multiple_crossed(cfg.eval_every, before, self.global_step):
                         metrics.update(self.evaluate_and_record())
                         reached = cfg.stop_at_return is not None and metrics["eval/return"] >= cfg.stop_at_return
                     if run is not None and stop_requests is not None:  # stop_requests: opened with the run
@@ -363,7 +363,7 @@ class Algorithm:
         if "eval/return" in metrics:  # a line per evaluation, also without the progress bar
             run.notify(f"step {self.global_step:,}: eval/return {metrics['eval/return']:.2f} "
                        f"+- {metrics['eval/return_std']:.2f} over {metrics['eval/episodes']} "
-                       "episodes (deterministic policy)")
+                       f"episodes ({self.config.eval_policy_name()} policy)")
         if checkpoint_due or stop_requests.requested:
             self.save(run.dir / CHECKPOINT_FILE)
             run.checkpointed_at = self.global_step
@@ -389,14 +389,28 @@ class Algorithm:
                 "eval/episodes": len(returns), "time/eval_seconds": time.perf_counter() - start}
 
     # -- evaluation ---------------------------------------------------------------------------
-    def evaluate(self, episodes: int = 10, seed: int | None = None) -> np.ndarray:
-        """Raw returns of `episodes` episodes of the deterministic policy, run side by side in a
-        vector env of its own (one episode per copy, seeded from seed + 10**6 by default).
+    def evaluate(self, episodes: int = 10, seed: int | None = None, deterministic: bool | None = None) -> np.ndarray:
+        """Raw returns of `episodes` episodes of the policy, run side by side in a vector env of its
+        own (one episode per copy, seeded from seed + 10**6 by default): its most likely actions, or
+        sampled ones with deterministic=False (default: `config.eval_deterministic`), drawn from a
+        torch generator seeded from the same seed.
 
         Uses its own env and never the training RNGs or normalizer updates, so evaluating does not
         change what training does next.
         """
         base = self.config.seed + 10**6 if seed is None else seed
+        deterministic = self.config.eval_deterministic if deterministic is None else deterministic
+        if not deterministic:  # sample with a generator of its own: the training RNG stream stays as it is
+            training_rng = torch.get_rng_state()
+            torch.manual_seed(base)
+            try:
+                return self.play_episodes(episodes, base, deterministic=False)
+            finally:
+                torch.set_rng_state(training_rng)
+        return self.play_episodes(episodes, base, deterministic=True)
+
+    def play_episodes(self, episodes: int, seed: int, deterministic: bool) -> np.ndarray:
+        """Raw returns of one episode in each of `episodes` evaluation envs reset with `seed`."""
         if self._eval_env is None or self._eval_env.num_envs != episodes:
             # built once and reset with the seeds each time: periodic evaluation would otherwise
             # rebuild the envs (MuJoCo models, Atari emulators) on every call
@@ -404,11 +418,11 @@ class Algorithm:
                 self._eval_env.close()
             self._eval_env = make_vec_env(self.config.env, episodes)
         env = self._eval_env
-        obs, _ = env.reset(seed=base)
+        obs, _ = env.reset(seed=seed)
         returns = np.zeros(episodes)
         running = np.ones(episodes, dtype=bool)
         while running.any():
-            obs, rewards, terminated, truncated, _ = env.step(self.predict(obs))
+            obs, rewards, terminated, truncated, _ = env.step(self.predict(obs, deterministic=deterministic))
             returns += np.where(running, rewards, 0.0)
             running &= ~(terminated | truncated)
         return returns

@@ -54,7 +54,8 @@ METRICS: dict[str, str] = {
     "losses/updates": "PPO: minibatch gradient steps in the iteration",
     "losses/gradient_steps": "off-policy: gradient steps in the iteration",
     # eval/
-    "eval/return": "mean return of the deterministic policy over eval_episodes episodes",
+    "eval/return": "mean return of the policy (deterministic unless eval_deterministic is off) over eval_episodes"
+                   " episodes",
     "eval/return_std": "standard deviation of those returns",
     "eval/episodes": "episodes in the evaluation",
     "eval/accuracy": "RLHF: the reward model's pairwise accuracy on held-out comparisons",

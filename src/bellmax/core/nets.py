@@ -122,6 +122,39 @@ class NatureCNN(Encoder):
         return self.head(self.net(x)).reshape(*batch_shape, self.dim)
 
 
+class GridCNN(Encoder):
+    """A torso for board games seen as planes (C, H, W) of small floats, one channel per kind of
+    object (the Bomber arena): two 3x3 convolutions that keep the board's resolution, a strided one,
+    and a 128-unit layer. Small boards need no 8x8 stride-4 filters, which would skip whole cells;
+    these widths train about three times as fast as (32, 64, 64) and 256 units on a CPU, and learn
+    the duel as well."""
+
+    def __init__(self, obs_space: gym.spaces.Box, widths: tuple[int, int, int] = (16, 32, 32), features: int = 128):
+        super().__init__()
+        channels = obs_space.shape[0]
+        self.net = nn.Sequential(
+            _orthogonal(nn.Conv2d(channels, widths[0], 3, padding=1), math.sqrt(2)), nn.ReLU(),
+            _orthogonal(nn.Conv2d(widths[0], widths[1], 3, padding=1), math.sqrt(2)), nn.ReLU(),
+            _orthogonal(nn.Conv2d(widths[1], widths[2], 3, stride=2, padding=1), math.sqrt(2)), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            n_flat = self.net(torch.zeros(1, *obs_space.shape)).shape[1]
+        self.head = nn.Sequential(_orthogonal(nn.Linear(n_flat, features), math.sqrt(2)), nn.ReLU())
+        self.dim = features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        batch_shape = obs.shape[:-3]
+        x = obs.reshape(-1, *obs.shape[-3:]).float()
+        return self.head(self.net(x)).reshape(*batch_shape, self.dim)
+
+
+def is_grid_space(space: gym.Space) -> TypeGuard[gym.spaces.Box]:
+    """Board planes (C, H, W) of floats on a small board: the GridCNN's input."""
+    return (isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype != np.uint8
+            and max(space.shape[1:]) <= 32)
+
+
 def is_image_space(space: gym.Space) -> TypeGuard[gym.spaces.Box]:
     return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
 
@@ -153,7 +186,11 @@ class Policy(Actor):
         self.net = mlp(self.encoder.dim, hidden_sizes, out, activation, out_gain=0.01)
 
     def distribution(self, obs: torch.Tensor) -> Distribution:
-        out = self.net(self.encoder(obs))
+        return self.distribution_from(self.encoder(obs))
+
+    def distribution_from(self, features: torch.Tensor) -> Distribution:
+        """pi(.|s) from the encoder's features of s (a torso shared with V computes them once)."""
+        out = self.net(features)
         if self.kind == "discrete":
             return Categorical(logits=out, validate_args=False)
         if self.kind == "multi_discrete":
@@ -179,11 +216,15 @@ class Policy(Actor):
         a = mu + sigma eps and log N(a; mu, sigma) = sum_i -eps_i^2 / 2 - log sigma_i - log(2 pi) / 2,
         because building a torch `Normal` for every vector step costs a fifth of the policy's time;
         the update still uses `distribution` (tests check the two agree)."""
+        return self.sample_from(self.encoder(obs))
+
+    def sample_from(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`sample` from the encoder's features."""
         if self.kind != "box":
-            dist = self.distribution(obs)
+            dist = self.distribution_from(features)
             actions = dist.sample()
             return actions, self.log_prob(dist, actions)
-        mean = self.net(self.encoder(obs))
+        mean = self.net(features)
         eps = torch.randn_like(mean)
         log_prob = (-0.5 * eps.square() - self.log_std - _HALF_LOG_2PI).sum(-1)
         return mean + self.log_std.exp() * eps, log_prob
@@ -245,7 +286,11 @@ class ValueNet(nn.Module):
         self.net = mlp(self.encoder.dim, hidden_sizes, 1, activation)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(self.encoder(obs)).squeeze(-1)
+        return self.from_features(self.encoder(obs))
+
+    def from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """V(s) from the encoder's features of s."""
+        return self.net(features).squeeze(-1)
 
 
 class QNet(nn.Module):

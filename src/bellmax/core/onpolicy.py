@@ -16,12 +16,23 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
+from torch.distributions import Distribution
 
 from bellmax.config import OnPolicyConfig
 from bellmax.core.algorithm import Algorithm
-from bellmax.core.nets import ACTIVATIONS, NatureCNN, Policy, ValueNet, is_image_space, space_shape
+from bellmax.core.nets import (
+    ACTIVATIONS,
+    GridCNN,
+    NatureCNN,
+    Policy,
+    ValueNet,
+    is_grid_space,
+    is_image_space,
+    space_shape,
+)
 from bellmax.core.normalize import ObsNormalizer, RewardNormalizer
 from bellmax.core.rollout import RolloutBuffer
+from bellmax.errors import ConfigError
 
 
 class OnPolicyAlgorithm(Algorithm):
@@ -34,15 +45,27 @@ class OnPolicyAlgorithm(Algorithm):
         self.obs_normalizer = (ObsNormalizer(space_shape(self.env.single_observation_space))
                                if config.normalize_obs else None)
         self.reward_normalizer = RewardNormalizer(self.env.num_envs, config.gamma) if config.normalize_reward else None
+        self.attach_self_play()
+
+    def attach_self_play(self) -> None:
+        """With self_play > 0, let the arena env's opponent seats be played by snapshots of this policy."""
+        if self.config.self_play <= 0:
+            return
+        use_self_play = getattr(self.env, "use_self_play", None)
+        if use_self_play is None:
+            raise ConfigError(f"invalid self_play={self.config.self_play}: {self.config.env} has no opponents to "
+                              "play; self-play needs an arena environment such as bellmax/BomberDuel-v0 "
+                              "(set --self-play 0)")
+        use_self_play(self.policy, self.config.self_play)
 
     # -- networks and storage -----------------------------------------------------------------
     def make_policy_and_value(self) -> tuple[Policy, ValueNet]:
-        """pi_theta and V_phi from the config: separate MLPs, or one Nature CNN torso shared by
-        both heads for image observations (Atari)."""
+        """pi_theta and V_phi from the config: separate MLPs, or one CNN torso shared by both heads:
+        the Nature CNN for image observations (Atari), the GridCNN for board planes (Bomber)."""
         cfg = self.config
         obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
-        if is_image_space(obs_space):
-            torso = NatureCNN(obs_space)
+        if is_image_space(obs_space) or is_grid_space(obs_space):
+            torso = NatureCNN(obs_space) if is_image_space(obs_space) else GridCNN(obs_space)
             return (Policy(obs_space, action_space, (), torso=torso, log_std_init=cfg.log_std_init),
                     ValueNet(obs_space, (), torso=torso))
         activation = ACTIVATIONS[cfg.activation]
@@ -60,6 +83,17 @@ class OnPolicyAlgorithm(Algorithm):
             obs_dtype = torch.float32
         return RolloutBuffer(n_steps, self.env.num_envs, space_shape(obs_space), space_shape(action_space),
                              obs_dtype=obs_dtype, action_dtype=torch.long if discrete_actions else torch.float32)
+
+    def shares_torso(self, value_fn: nn.Module) -> bool:
+        """Whether the policy and `value_fn` share one CNN torso (image or board observations)."""
+        return isinstance(value_fn, ValueNet) and value_fn.encoder is self.policy.encoder
+
+    def policy_and_value(self, obs: torch.Tensor) -> tuple[Distribution, torch.Tensor]:
+        """(pi(.|s), V(s)) for a batch: a torso shared by both runs once."""
+        if self.shares_torso(self.value):
+            features = self.policy.encoder(obs)
+            return self.policy.distribution_from(features), self.value.from_features(features)
+        return self.policy.distribution(obs), self.value(obs)
 
     # -- what the networks and learning see ---------------------------------------------------
     def normalize_obs(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
@@ -86,16 +120,23 @@ class OnPolicyAlgorithm(Algorithm):
         the episode tracker gets the raw rewards.
         """
         start = time.perf_counter()
+        shared = self.shares_torso(value_fn)
         buffer.length = n_steps
         store = buffer.numpy()  # NumPy views of the buffer's tensors: cheap per-step writes
         for t in range(n_steps):
             obs = self.normalize_obs(self.obs, update=True)
             obs_t = torch.as_tensor(obs, device=self.device)
             with torch.inference_mode():
-                actions, log_probs = self.policy.sample(obs_t)
+                if shared:
+                    features = self.policy.encoder(obs_t)
+                    actions, log_probs = self.policy.sample_from(features)
+                    values = self.value.from_features(features)
+                else:
+                    actions, log_probs = self.policy.sample(obs_t)
+                    values = value_fn(obs_t)
                 actions = actions.cpu()
                 store["log_probs"][t] = log_probs.cpu().numpy()
-                store["values"][t] = value_fn(obs_t).cpu().numpy()
+                store["values"][t] = values.cpu().numpy()
             step = self.step_envs(self.env_actions(actions))
             store["obs"][t] = obs
             store["actions"][t] = actions.numpy().reshape(store["actions"][t].shape)
@@ -117,3 +158,4 @@ class OnPolicyAlgorithm(Algorithm):
         super().load_state_dict(state)
         self.obs_normalizer = state["normalizers"]["obs"]
         self.reward_normalizer = state["normalizers"]["reward"]
+        self.attach_self_play()  # the restored env's snapshots are back; the live policy is this one

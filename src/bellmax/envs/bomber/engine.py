@@ -121,6 +121,17 @@ class BomberEngine:
         self.spare_boards, self.spare_items = self.spare_boards[count:], self.spare_items[count:]
         return boards, items
 
+    GAME_ARRAYS = ("board", "items", "bomb_owner", "bomb_life", "bomb_strength", "flames", "position", "alive",
+                   "ammo", "blast", "can_kick", "done", "steps", "over")
+
+    def copy_games(self, games: np.ndarray) -> dict[str, np.ndarray]:
+        """The state of `games`, to put back with `paste_games` (e.g. around a step they sit out)."""
+        return {name: getattr(self, name)[games].copy() for name in self.GAME_ARRAYS}
+
+    def paste_games(self, games: np.ndarray, saved: dict[str, np.ndarray]) -> None:
+        for name in self.GAME_ARRAYS:
+            getattr(self, name)[games] = saved[name]
+
     # -- one step of every game ---------------------------------------------------------------
     def step(self, actions: np.ndarray) -> np.ndarray:
         """Apply one step of the rules to every game (none may be over): actions (N, A) -> rewards (N, A)."""
