@@ -2,7 +2,7 @@
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= dev,mujoco,atari,box2d,rlhf,arena
+EXTRAS ?= dev,mujoco,atari,box2d,rlhf,arena,ray
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 

@@ -1,4 +1,4 @@
-"""`bellmax` command line: solve | train | eval | plot | envs | bench | arena | rlhf.
+"""`bellmax` command line: solve | train | eval | plot | envs | bench | arena | sweep | rlhf.
 
 Each command imports only what it needs (`bellmax solve` never loads torch). User mistakes raise
 `BellmaxError`; `main` prints them as one line on stderr and exits with status 2, no traceback.
@@ -27,6 +27,7 @@ commands:
   envs    list environment ids:      bellmax envs [FILTER]
   bench   side-by-side benchmarks:   bellmax bench --help
   arena   a Bomber tournament:       bellmax arena RUN_DIR rule filtered --games 100 [--json]
+  sweep   many runs on Ray Tune:     bellmax sweep ppo --env ID --seeds 0 1 --grid learning_rate=3e-4,1e-3 --run-dir DIR
   rlhf    RLHF on a small GPT:       bellmax rlhf run --preset tiny --run-dir DIR  (bellmax rlhf --help)
 
 `bellmax COMMAND --help` shows the options of a command."""
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, args = argv[0], argv[1:]
     commands = {"solve": solve, "train": train, "eval": evaluate, "plot": plot, "envs": envs, "bench": bench,
-                "arena": arena, "rlhf": rlhf}
+                "arena": arena, "sweep": sweep, "rlhf": rlhf}
     if command not in commands:
         import difflib
 
@@ -73,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+def sweep(args: list[str]) -> int:
+    from bellmax.commands.sweep import main as sweep_main
+
+    return sweep_main(args)
+
+
 def solve(args: list[str]) -> int:
     from bellmax.commands.solve import main as solve_main
 

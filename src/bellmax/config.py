@@ -23,6 +23,7 @@ import math
 import re
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from bellmax.errors import BellmaxError, ConfigError
@@ -289,8 +290,11 @@ def preset_names(algo: str) -> list[str]:
 def find_preset(algo: str, env: str | None, name: str | None) -> tuple[str, dict[str, Any]] | None:
     """The preset called `name`, or else the one tuned for `env`, or None.
 
-    Returns (name, entry) where entry has "env", "source" and "values".
+    Returns (name, entry) where entry has "env", "source" and "values". A `name` ending in .json is
+    a preset file (one such entry, as `bellmax sweep` writes its best setting).
     """
+    if name is not None and name.endswith(".json"):
+        return name, read_preset_file(Path(name))
     presets = _preset_file(algo)
     if name is not None:
         if name not in presets:
@@ -301,6 +305,19 @@ def find_preset(algo: str, env: str | None, name: str | None) -> tuple[str, dict
         if entry.get("env") == env:
             return key, entry
     return None
+
+
+def read_preset_file(path: Path) -> dict[str, Any]:
+    """One preset entry {"env", "source", "values"} from a JSON file."""
+    if not path.is_file():
+        raise BellmaxError(f"preset file {path} does not exist")
+    try:
+        entry = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BellmaxError(f"preset file {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not (isinstance(entry, dict) and isinstance(entry.get("values"), dict) and isinstance(entry.get("env"), str)):
+        raise BellmaxError(f'preset file {path}: expected {{"env": ID, "source": TEXT, "values": {{FIELD: VALUE}}}}')
+    return entry
 
 
 def config_with_preset(config_class: type[C], env: str | None, preset: str | None) -> C:
