@@ -2,7 +2,7 @@
 CartPole-v1 (3 seeds x 2 learning rates) through `bellmax sweep` against the same six trainings run
 one after another with `bellmax train`, each whole process timed from outside.
 
-    python benchmarks/ray_sweep.py [--total-steps 50000] [--out docs/images/ray_sweep.json]
+    python benchmarks/ray_sweep.py [--total-steps 50000] [--keep-stop-rule] [--out docs/images/ray_sweep.json]
 """
 
 from __future__ import annotations
@@ -36,10 +36,14 @@ def ray_start_seconds() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--total-steps", type=int, default=50_000)
+    parser.add_argument("--keep-stop-rule", action="store_true",
+                        help="keep the CartPole preset's stop at eval return 475 (default: train the whole budget)")
     parser.add_argument("--out", default=None, help="also write the figures as JSON")
     opts = parser.parse_args()
     bellmax = [sys.executable, "-m", "bellmax.cli"]
     fixed = ["--env", "CartPole-v1", "--total-steps", str(opts.total_steps), "--no-anneal-lr"]
+    if not opts.keep_stop_rule:
+        fixed += ["--stop-at-return", "None"]
     with tempfile.TemporaryDirectory() as tmp:
         start_up = [ray_start_seconds() for _ in range(3)]
         one_after_another = 0.0
@@ -56,7 +60,7 @@ def main() -> None:
                        f"learning_rate={','.join(RATES)}", "--run-dir", str(sweep_dir)])
     cores = os.cpu_count()
     result = {
-        "machine_cores": cores, "total_steps": opts.total_steps,
+        "machine_cores": cores, "total_steps": opts.total_steps, "stop_rule": opts.keep_stop_rule,
         "ray_start_seconds": start_up,
         "six_trainings_one_after_another_seconds": one_after_another,
         "each_training_seconds": training,
