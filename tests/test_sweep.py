@@ -116,7 +116,7 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(ray_runtime, t
     finished: list[Path] = []
     while time.monotonic() < deadline and driver.poll() is None:
         runs = list((root / "runs").glob("*")) if (root / "runs").exists() else []
-        finished = [r for r in runs if _last_step(r) >= 4096 and (r / "checkpoint.pt").exists()]
+        finished = [r for r in runs if _checkpoint_step(r) >= 4096]  # its final checkpoint written
         started = [r for r in runs if r not in finished and (r / "checkpoint.pt").exists()]
         if finished and started:
             break
@@ -133,6 +133,15 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(ray_runtime, t
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         steps = [row["step"] for row in rows if "time/sps" in row]
         assert steps == list(range(256, 4096 + 1, 256))
+
+
+def _checkpoint_step(run_dir: Path) -> int:
+    from bellmax.core.run import load_checkpoint
+
+    try:  # written atomically: a file that exists is whole
+        return int(load_checkpoint(run_dir / "checkpoint.pt")["global_step"])
+    except Exception:  # none yet
+        return 0
 
 
 def _last_step(run_dir: Path) -> int:
