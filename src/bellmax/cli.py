@@ -127,6 +127,10 @@ def train(args: list[str]) -> int:
 
     algo_class = get_algorithm(algo)
     prog = f"bellmax train {algo}"
+    if any(a == "--num-workers" or a.startswith("--num-workers=") for a in rest) \
+            and "num_workers" not in algo_class.config_class.__dataclass_fields__:
+        raise BellmaxError(f"--num-workers steps the environments of on-policy runs (vpg, a2c, trpo, ppo); "
+                           f"{algo_class.name} learns from a replay buffer in one process: leave it out")
 
     if meta.resume:
         run_dir = Path(meta.resume)

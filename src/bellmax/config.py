@@ -179,10 +179,18 @@ class OnPolicyConfig(Config):
     """Arena environments (bellmax/Bomber-v0, bellmax/BomberDuel-v0): share of the opponents played by
     snapshots of the policy being trained (one every 50k steps, the newest 8 kept); the others are the
     environment's built-in opponents. 0: no self-play."""
+    num_workers: int = 0
+    """Ray actors that step the environments, a contiguous share of the num_envs each (the `ray`
+    extra); the learner keeps the policy, so the run's numbers equal the single-process run's.
+    0: step them in this process."""
 
     def validate(self) -> None:
         super().validate()
         require(self.n_steps >= 1, "n_steps", self.n_steps, "at least 1")
+        require(0 <= self.num_workers <= self.num_envs, "num_workers", self.num_workers,
+                f"between 0 and num_envs={self.num_envs} (each worker steps at least one environment)")
+        require(not (self.num_workers and self.self_play), "num_workers", self.num_workers,
+                "0 with self-play (the snapshots play inside the arena's own vector env)")
         require(0.0 <= self.self_play <= 1.0, "self_play", self.self_play, "a share in [0, 1]")
         require(not (self.self_play and self.normalize_obs), "self_play", self.self_play,
                 "0 with --normalize-obs (the snapshots act on raw observations)")

@@ -156,7 +156,7 @@ class Algorithm:
         torch.set_num_threads(config.torch_threads)
         seed_everything(config.seed)
         if env is None:
-            self.env = make_vec_env(config.env, config.num_envs)
+            self.env = self.make_env()
         else:
             self.env = as_vector_env(env, config.env, config.num_envs)
         self.obs, _ = self.env.reset(seed=config.seed)
@@ -447,6 +447,10 @@ class Algorithm:
             "iteration": self.iteration,
             "extra": self.extra_state(),
         }
+
+    def make_env(self) -> gym.vector.VectorEnv:
+        """The training environments: `config.num_envs` copies of `config.env` in this process."""
+        return make_vec_env(self.config.env, self.config.num_envs)
 
     def extra_state(self) -> dict[str, Any]:
         """Algorithm-specific state beyond modules and optimizers (schedules, buffers, noise)."""

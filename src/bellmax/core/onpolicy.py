@@ -47,6 +47,14 @@ class OnPolicyAlgorithm(Algorithm):
         self.reward_normalizer = RewardNormalizer(self.env.num_envs, config.gamma) if config.normalize_reward else None
         self.attach_self_play()
 
+    def make_env(self) -> gym.vector.VectorEnv:
+        """The training environments, stepped by `num_workers` Ray actors when it is above 0."""
+        if self.config.num_workers == 0:
+            return super().make_env()
+        from bellmax.envs.make import make_worker_env
+
+        return make_worker_env(self.config.env, self.config.num_envs, self.config.num_workers)
+
     def attach_self_play(self) -> None:
         """With self_play > 0, let the arena env's opponent seats be played by snapshots of this policy."""
         if self.config.self_play <= 0:

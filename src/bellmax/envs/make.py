@@ -83,6 +83,20 @@ def make_vec_env(env_id: str, num_envs: int, seed: int | None = None, **kwargs: 
     return env
 
 
+def make_worker_env(env_id: str, num_envs: int, num_workers: int) -> gym.vector.VectorEnv:
+    """`num_envs` copies of `env_id` stepped by `num_workers` Ray actors (the `ray` extra), for
+    environments made one by one, whose copies are seeded and stepped independently: Atari's and
+    bellmax's own native vector envs share state between copies and stay in one process."""
+    check_env_id(env_id)
+    spec = gym.spec(env_id)
+    if is_atari(env_id) or spec.vector_entry_point is not None:
+        raise BellmaxError(f"--num-workers: {env_id} steps as one native vector env whose copies share one random "
+                           "generator, which cannot be split between workers; train it without --num-workers")
+    from bellmax.distributed.rollouts import RayVectorEnv
+
+    return RayVectorEnv(env_id, num_envs, num_workers)
+
+
 def _given(env: gym.Env) -> gym.Env:
     # SyncVectorEnv makes its envs by calling functions; this one hands over an env that exists
     # already (a module-level function in a partial, so the vector env still pickles for checkpoints)
