@@ -58,6 +58,10 @@ def _remote_worker_class() -> Any:
         def close(self) -> None:
             self.env.close()
 
+        def node(self) -> str:
+            """The Ray node this worker runs on."""
+            return str(ray.get_runtime_context().get_node_id())
+
     return EnvWorker
 
 
