@@ -202,3 +202,18 @@ def test_an_unreachable_address_is_one_clear_line(tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert code == 2 and "could not reach a Ray cluster at '127.0.0.1:9'" in err and "Traceback" not in err
     assert not (tmp_path / "a").exists()
+
+
+def test_trials_share_the_clusters_gpus(monkeypatch):
+    from bellmax.distributed.sweep import SweepSpec, gpus_per_trial
+
+    spec = SweepSpec(algo="ppo", base={"env": "CartPole-v1", "total_steps": 1000}, seeds=[0])
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 2.0})
+    assert gpus_per_trial(spec) == pytest.approx(2 / 16)  # 16 trials at once share 2 GPUs
+    spec.cpus_per_trial = 4
+    assert gpus_per_trial(spec) == pytest.approx(0.5)
+    spec.gpus_per_trial = 0.25
+    assert gpus_per_trial(spec) == 0.25
+    spec.gpus_per_trial = None
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0})
+    assert gpus_per_trial(spec) == 0.0

@@ -54,6 +54,19 @@ def test_a_run_with_workers_resumes_bit_for_bit(tmp_path):
     resumed.env.close()
 
 
+def test_a_worker_that_dies_is_rebuilt_and_the_run_is_unchanged():
+    config = PPOConfig(env="Acrobot-v1", num_envs=4, n_steps=64, batch_size=64, n_epochs=2, total_steps=4 * 64 * 8,
+                       eval_episodes=0, seed=2, num_workers=2)
+    agent = trained(config, until_step=4 * 64 * 5)  # past a snapshot (every 256 vector steps), and 64 steps on
+    ray.kill(agent.env.workers[1])
+    agent.learn()
+    try:
+        assert agent.env.restarts == 1
+        assert agent.params_sha256() == trained(config.replace(num_workers=0)).params_sha256()
+    finally:
+        agent.env.close()
+
+
 def test_the_command_line_trains_with_workers(tmp_path, capsys):
     flags = ["--env", "Acrobot-v1", "--num-envs", "4", "--n-steps", "32", "--batch-size", "64", "--total-steps",
              "512", "--eval-episodes", "2", "--eval-every", "256", "--no-progress", "--no-tensorboard"]

@@ -53,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--address", help="a Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: start "
                                           "Ray on this machine)")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs Ray reserves per trial (default 1)")
-    parser.add_argument("--gpus-per-trial", type=float, default=0.0,
-                        help="GPUs (or a fraction) Ray reserves per trial (default 0)")
+    parser.add_argument("--gpus-per-trial", type=float, default=None,
+                        help="GPUs (or a fraction) Ray reserves per trial (default: the cluster's GPUs shared "
+                             "evenly by the trials that run at once; 0 without GPUs)")
     parser.add_argument("--run-dir", type=Path, help="where the sweep writes (a run directory per trial)")
     parser.add_argument("--resume", type=Path, metavar="DIR", help="continue the sweep in DIR")
     return parser
@@ -113,7 +114,7 @@ def new_sweep(opts: argparse.Namespace, rest: list[str]) -> tuple[SweepSpec, Pat
         raise BellmaxError(f"--run-dir {root} is a file, not a directory")
     if opts.samples < 1:
         raise BellmaxError(f"--samples {opts.samples} must be at least 1")
-    if opts.cpus_per_trial <= 0 or opts.gpus_per_trial < 0:
+    if opts.cpus_per_trial <= 0 or (opts.gpus_per_trial is not None and opts.gpus_per_trial < 0):
         raise BellmaxError("--cpus-per-trial must be positive and --gpus-per-trial at least 0")
     if len(set(opts.seeds)) != len(opts.seeds):
         raise BellmaxError(f"--seeds {' '.join(map(str, opts.seeds))}: each seed once")

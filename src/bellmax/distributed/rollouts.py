@@ -14,7 +14,9 @@ numbers in other groupings.) The workers therefore pay off where stepping the en
 expensive part of a rollout (MuJoCo, Atari, simulators), not for CartPole.
 
 Checkpoints hold each worker's environments as a single-process run's checkpoint holds its own
-(pickles, MuJoCo physics and RNG states); restoring one starts the workers again.
+(pickles, MuJoCo physics and RNG states); restoring one starts the workers again. A worker that
+dies is started again from a snapshot of its environments (taken every 256 vector steps) and steps
+the actions it was sent since, then the step it missed: the run goes on, its numbers unchanged.
 """
 
 from __future__ import annotations
@@ -56,7 +58,14 @@ def _remote_worker_class() -> Any:
         def close(self) -> None:
             self.env.close()
 
+        def node(self) -> str:
+            """The Ray node this worker runs on."""
+            return str(ray.get_runtime_context().get_node_id())
+
     return EnvWorker
+
+
+SNAPSHOT_EVERY = 256  # vector steps between two snapshots of the workers' environments
 
 
 def free_cpus(ray: Any, wanted: float, patience: float = 10.0) -> float:
@@ -107,26 +116,63 @@ class RayVectorEnv(gym.vector.VectorEnv):
         self.render_mode = None
         probe.close()
         self.shares = shares(num_envs, num_workers)
-        worker = _remote_worker_class()
-        self.workers = [worker.remote(env_id, count, None if states is None else states[i])
+        self._worker_class = _remote_worker_class()
+        self.workers = [self._worker_class.remote(env_id, count, None if states is None else states[i])
                         for i, (_, count) in enumerate(self.shares)]
+        # what a worker that dies is rebuilt from: its environments' state at the last snapshot, and
+        # the actions sent to it since (stepping them again gives the same results: the state holds
+        # the environments' random generators)
+        self.snapshots: list[Any] = list(states) if states is not None else [None] * num_workers
+        self.since: list[list[np.ndarray]] = [[] for _ in range(num_workers)]
+        self.steps_since_snapshot = 0
+        self.restarts = 0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         import ray
 
         results = ray.get([w.reset.remote(None if seed is None else seed + first, options)
                            for w, (first, _) in zip(self.workers, self.shares)])
+        self.snapshot()
         return np.concatenate([obs for obs, _ in results]), merge_infos([info for _, info in results], self.shares)
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
-        import ray
-
         actions = np.asarray(actions)
-        results = ray.get([w.step.remote(actions[first:first + count])
-                           for w, (first, count) in zip(self.workers, self.shares)])
+        parts = [actions[first:first + count] for first, count in self.shares]
+        futures = [w.step.remote(part) for w, part in zip(self.workers, parts)]
+        results = [self.result(i, future, parts[i]) for i, future in enumerate(futures)]
+        for i, part in enumerate(parts):
+            self.since[i].append(part)
+        self.steps_since_snapshot += 1
+        if self.steps_since_snapshot >= SNAPSHOT_EVERY:
+            self.snapshot()
         obs, rewards, terminated, truncated, infos = zip(*results)
         return (np.concatenate(obs), np.concatenate(rewards), np.concatenate(terminated), np.concatenate(truncated),
                 merge_infos(list(infos), self.shares))
+
+    def result(self, index: int, future: Any, part: np.ndarray) -> Any:
+        """Worker `index`'s answer to a step; if it died, a new worker rebuilt from its snapshot and
+        the actions since, then this step again."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        try:
+            return ray.get(future)
+        except RayActorError:
+            self.restarts += 1
+            if self.snapshots[index] is None:
+                raise BellmaxError(f"Ray worker {index} died before its environments were first saved") from None
+            worker = self._worker_class.remote(self.env_id, self.shares[index][1], self.snapshots[index])
+            for earlier in self.since[index]:
+                ray.get(worker.step.remote(earlier))
+            self.workers[index] = worker
+            return ray.get(worker.step.remote(part))
+
+    def snapshot(self) -> None:
+        import ray
+
+        self.snapshots = ray.get([w.state.remote() for w in self.workers])
+        self.since = [[] for _ in self.workers]
+        self.steps_since_snapshot = 0
 
     def close_extras(self, **kwargs: Any) -> None:
         import ray
@@ -136,9 +182,9 @@ class RayVectorEnv(gym.vector.VectorEnv):
         self.workers = []
 
     def __getstate__(self) -> dict[str, Any]:
-        import ray
 
-        states = ray.get([w.state.remote() for w in self.workers])
+        self.snapshot()
+        states = self.snapshots
         if any(s is None for s in states):
             raise TypeError("an environment of a worker cannot be saved")  # as env_state expects of a pickle
         return {"env_id": self.env_id, "num_envs": self.num_envs, "num_workers": self.num_workers, "states": states}

@@ -68,7 +68,7 @@ class SweepSpec:
     asha: bool = False
     metric: str = "eval/return"
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
+    gpus_per_trial: float | None = None  # None: the cluster's GPUs shared by the trials that run at once
 
     def settings(self) -> list[dict[str, Any]]:
         """The settings a grid or random search trains (each on every seed)."""
@@ -215,7 +215,7 @@ def make_tuner(spec: SweepSpec, root: Path, resume: bool) -> Any:
     from ray import tune
 
     trainable = tune.with_parameters(trial, spec=spec.to_json(), root=str(root.resolve()))
-    resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
+    resources = {"cpu": spec.cpus_per_trial, "gpu": gpus_per_trial(spec)}
     trainable = tune.with_resources(trainable, resources)
     experiment = root.resolve() / "tune"
     if resume and tune.Tuner.can_restore(str(experiment)):
@@ -246,6 +246,17 @@ def make_tuner(spec: SweepSpec, root: Path, resume: bool) -> Any:
     run_config = tune.RunConfig(name="tune", storage_path=str(root.resolve()), verbose=0,
                                 failure_config=tune.FailureConfig(max_failures=2), callbacks=[TrialLines()])
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+
+
+def gpus_per_trial(spec: SweepSpec) -> float:
+    """What each trial asks for: as given, or the cluster's GPUs divided among the trials its CPUs
+    run at once (so that on a GPU cluster every trial gets a share, and none waits for a GPU)."""
+    if spec.gpus_per_trial is not None:
+        return spec.gpus_per_trial
+    import ray
+
+    gpus = float(ray.cluster_resources().get("GPU", 0.0))
+    return 0.0 if gpus == 0 else min(1.0, gpus / max(parallel_trials(spec), 1))
 
 
 def parallel_trials(spec: SweepSpec) -> int:
