@@ -295,3 +295,29 @@ def test_no_tensorboard_skips_the_event_files_but_keeps_csv_and_jsonl(tmp_path):
     assert main(["train", "vpg", "--run-dir", str(run_dir), "--no-tensorboard", *TINY]) == 0
     names = {p.name for p in run_dir.iterdir()}
     assert "tb" not in names and {"metrics.csv", "metrics.jsonl", "checkpoint.pt"} <= names
+
+
+def test_resume_cleans_up_after_a_killed_writer_and_skips_only_damaged_metrics_lines(tmp_path, capsys):
+    """A kill mid-checkpoint leaves `.checkpoint.pt.*.tmp` (up to a whole checkpoint) and a kill or a
+    bad disk can damage a line in the middle of metrics.jsonl: the resume removes the first and
+    skips only the second, keeping every row after it."""
+    run_dir = tmp_path / "run"
+    flags = ["--env", "CartPole-v1", "--num-envs", "2", "--n-steps", "32", "--batch-size", "64",
+             "--eval-episodes", "0", "--stop-at-return", "None", "--no-progress", "--no-tensorboard",
+             "--checkpoint-every", "64"]
+    assert main(["train", "ppo", *flags, "--total-steps", "384", "--run-dir", str(run_dir)]) == 0
+    leftover = run_dir / ".checkpoint.pt.k1ll3d.tmp"
+    leftover.write_bytes(b"\0" * 2**20)
+    metrics = run_dir / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    assert len(lines) == 6
+    lines[2] = lines[2][: len(lines[2]) // 2]  # a torn line in the middle
+    metrics.write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert main(["train", "ppo", "--resume", str(run_dir), "--total-steps", "512", "--no-progress",
+                 "--no-tensorboard"]) == 0
+    err = capsys.readouterr().err
+    assert not leftover.exists() and "removed 1.0 MiB of temporary files" in err
+    assert "skipped 1 damaged line(s) (line 3)" in err
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps == [64, 128, 256, 320, 384, 448, 512]  # only the damaged row (192) is gone

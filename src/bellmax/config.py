@@ -101,10 +101,13 @@ class Config:
 
     def validate(self) -> None:
         """Check every field; raise ConfigError naming the first bad one. Subclasses extend this."""
+        for field in dataclasses.fields(self):  # inf and nan mean nothing in any field, and break training
+            value = getattr(self, field.name)
+            require(not isinstance(value, float) or math.isfinite(value), field.name, value, "a finite number")
         require(isinstance(self.env, str) and bool(self.env), "env", self.env,
                 "a Gymnasium id such as 'CartPole-v1' (to train on an environment object, pass it as "
                 "ALGO(config, env=...) and set env to its id)")
-        require(self.seed >= 0, "seed", self.seed, "a non-negative integer")
+        require(0 <= self.seed < 2**32, "seed", self.seed, "an integer in [0, 2^32)")
         require(self.total_steps > 0, "total_steps", self.total_steps, "a positive integer")
         require(self.num_envs >= 1, "num_envs", self.num_envs, "at least 1")
         require(0.0 < self.gamma <= 1.0, "gamma", self.gamma, "in (0, 1]")
