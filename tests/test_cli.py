@@ -321,3 +321,24 @@ def test_resume_cleans_up_after_a_killed_writer_and_skips_only_damaged_metrics_l
     assert "skipped 1 damaged line(s) (line 3)" in err
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
     assert steps == [64, 128, 256, 320, 384, 448, 512]  # only the damaged row (192) is gone
+
+
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_trains_it_afresh(tmp_path, capsys):
+    flags = ["--env", "CartPole-v1", "--num-envs", "2", "--n-steps", "32", "--batch-size", "64", "--total-steps",
+             "256", "--eval-episodes", "0", "--stop-at-return", "None", "--no-progress", "--seed", "4"]
+    stopped, fresh = tmp_path / "stopped", tmp_path / "fresh"
+    assert main(["train", "ppo", *flags, "--run-dir", str(stopped)]) == 0
+    (stopped / "checkpoint.pt").unlink()  # as if killed before the first checkpoint
+    assert main(["train", "ppo", *flags, "--run-dir", str(stopped)]) == 2  # a fresh start still refuses the dir
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "ppo", "--resume", str(stopped), "--no-progress"]) == 0
+    assert "has no checkpoint (its first start stopped before writing one): training it afresh" in \
+        capsys.readouterr().err
+    assert main(["train", "ppo", *flags, "--run-dir", str(fresh)]) == 0
+    capsys.readouterr()
+    hashes = []
+    for run in (stopped, fresh):
+        assert main(["eval", str(run), "--episodes", "1", "--json"]) == 0
+        hashes.append(json.loads(capsys.readouterr().out)["params_sha256"])
+    assert hashes[0] == hashes[1]
+    assert [r["step"] for r in read_metrics(stopped)] == [r["step"] for r in read_metrics(fresh)]

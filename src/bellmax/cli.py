@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bellmax.errors import BellmaxError, TrainingInterrupted
 
@@ -139,6 +140,8 @@ def train(args: list[str]) -> int:
             other = saved.get("algo")
             raise BellmaxError(f"{run_dir} is a {other} run; resume it with `bellmax train {other} --resume {run_dir}`")
         check_run_dir_free(run_dir)  # before a load that can take a minute (a DQN Atari replay)
+        if not (run_dir / CHECKPOINT_FILE).exists() and isinstance(saved.get("config"), dict):
+            return restart(algo_class, run_dir, saved, rest, meta)
         state = load_checkpoint(run_dir / CHECKPOINT_FILE)
         saved_config = algo_class.config_class.from_dict(state["config"])
         description = train_description(algo, saved_config.env, None, resume=str(run_dir))
@@ -182,6 +185,11 @@ def train(args: list[str]) -> int:
         print(f"training {algo_class.name} on {config.env} (seed {config.seed}{preset_note}{batch_note}{device_note}) "
               f"for {config.total_steps:,} steps -> {run_dir}", file=sys.stderr)
 
+    return finish_training(agent, run, config, run_dir)
+
+
+def finish_training(agent: Any, run: Any, config: Any, run_dir: Path) -> int:
+    """Train to the budget and print the final line."""
     agent.learn(config.total_steps, run=run)
     seconds = time.perf_counter() - STARTED
     if agent.last_eval is not None:
@@ -194,6 +202,28 @@ def train(args: list[str]) -> int:
     else:
         print(f"done after {agent.global_step:,} steps, {seconds:.1f} s; run dir: {run_dir}")
     return 0
+
+
+def restart(algo_class: Any, run_dir: Path, saved: dict[str, Any], rest: list[str], meta: argparse.Namespace) -> int:
+    """`--resume` of a run stopped before its first checkpoint: nothing to continue, so train it
+    afresh with the config it was started with (and any flags given now), its partial record cleared."""
+    import shutil
+
+    import tyro
+
+    from bellmax.core.run import Run
+
+    saved_config = algo_class.config_class.from_dict(saved["config"])
+    config = tyro.cli(algo_class.config_class, default=saved_config, args=rest, prog=f"bellmax train {algo_class.name}")
+    config.validate()
+    agent = algo_class(config)
+    agent.check_resources(run_dir)
+    shutil.rmtree(run_dir / "tb", ignore_errors=True)  # the stopped start's events; metrics are rewritten below
+    run = Run(run_dir, algo_class.name, config.to_dict(), preset=saved.get("preset"),
+              progress=not meta.no_progress, tensorboard=not meta.no_tensorboard)
+    print(f"{run_dir} has no checkpoint (its first start stopped before writing one): training it afresh with "
+          f"its config for {config.total_steps:,} steps", file=sys.stderr)
+    return finish_training(agent, run, config, run_dir)
 
 
 # ---------------------------------------------------------------------------------------------
