@@ -342,3 +342,39 @@ def test_resume_of_a_run_stopped_before_its_first_checkpoint_trains_it_afresh(tm
         hashes.append(json.loads(capsys.readouterr().out)["params_sha256"])
     assert hashes[0] == hashes[1]
     assert [r["step"] for r in read_metrics(stopped)] == [r["step"] for r in read_metrics(fresh)]
+
+
+def test_resume_finishes_a_final_evaluation_a_kill_interrupted(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    flags = ["--env", "CartPole-v1", "--num-envs", "2", "--n-steps", "32", "--batch-size", "64", "--total-steps",
+             "256", "--eval-every", "1000", "--eval-episodes", "2", "--stop-at-return", "None", "--no-progress"]
+    assert main(["train", "ppo", *flags, "--run-dir", str(run_dir)]) == 0
+    rows = read_metrics(run_dir)
+    assert "eval/return" in rows[-1] and rows[-1]["step"] == 256
+    metrics = run_dir / "metrics.jsonl"
+    metrics.write_text("".join(line + "\n" for line in metrics.read_text().splitlines()[:-1]))  # killed mid-eval
+    checkpoint = (run_dir / "checkpoint.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["train", "ppo", "--resume", str(run_dir), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "stopped before its final evaluation: evaluating it now" in err and "eval/return" in out
+    final = read_metrics(run_dir)[-1]
+    assert final == {**rows[-1], "time/eval_seconds": final["time/eval_seconds"]}  # the same evaluation again
+    assert (run_dir / "checkpoint.pt").stat().st_mtime_ns == checkpoint  # the model was not touched
+
+
+def test_a_run_that_reached_its_stop_rule_is_finished_unless_given_more(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    flags = ["--env", "CartPole-v1", "--num-envs", "2", "--n-steps", "32", "--batch-size", "64", "--total-steps",
+             "2048", "--eval-every", "128", "--eval-episodes", "2", "--stop-at-return", "5", "--no-progress"]
+    assert main(["train", "ppo", *flags, "--run-dir", str(run_dir)]) == 0
+    stopped_at = read_metrics(run_dir)[-1]["step"]
+    assert stopped_at < 2048  # any policy lasts 5 steps: it stops at the first evaluation
+    checkpoint = (run_dir / "checkpoint.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["train", "ppo", "--resume", str(run_dir), "--no-progress"]) == 0
+    assert "is finished: it reached --stop-at-return 5" in capsys.readouterr().err
+    assert (run_dir / "checkpoint.pt").stat().st_mtime_ns == checkpoint
+    assert read_metrics(run_dir)[-1]["step"] == stopped_at
+    assert main(["train", "ppo", "--resume", str(run_dir), "--stop-at-return", "None", "--no-progress"]) == 0
+    assert read_metrics(run_dir)[-1]["step"] == 2048

@@ -150,6 +150,9 @@ def train(args: list[str]) -> int:
             config = config.replace(env=meta.env)
         changes = {k: v for k, v in config.to_dict().items() if v != saved_config.to_dict()[k]}
         agent = algo_class.from_state(state, **changes)  # refuses changes a resume cannot make
+        ended = ended_run(agent, run_dir, "stop_at_return" in changes)
+        if ended is not None:
+            return ended(meta)
         agent.set_budget()  # refuses a budget already spent
         agent.check_resources(run_dir)
         config = agent.config
@@ -191,6 +194,10 @@ def train(args: list[str]) -> int:
 def finish_training(agent: Any, run: Any, config: Any, run_dir: Path) -> int:
     """Train to the budget and print the final line."""
     agent.learn(config.total_steps, run=run)
+    return report_end(agent, config, run_dir)
+
+
+def report_end(agent: Any, config: Any, run_dir: Path) -> int:
     seconds = time.perf_counter() - STARTED
     if agent.last_eval is not None:
         returns = agent.last_eval
@@ -202,6 +209,36 @@ def finish_training(agent: Any, run: Any, config: Any, run_dir: Path) -> int:
     else:
         print(f"done after {agent.global_step:,} steps, {seconds:.1f} s; run dir: {run_dir}")
     return 0
+
+
+def ended_run(agent: Any, run_dir: Path, new_stop_rule: bool) -> Any:
+    """For a `--resume` of a run that had ended: what to do instead of training (a function of the
+    parsed flags returning the exit status), or None to train on. A run killed during its final
+    evaluation gets it; a run that reached its --stop-at-return is left as it is unless the rule changed."""
+    from bellmax.core.run import Run, read_metrics
+
+    config = agent.config
+    at_checkpoint = [row for row in read_metrics(run_dir) if row.get("step") == agent.global_step]
+    evaluations = [row["eval/return"] for row in at_checkpoint if row.get("eval/return") is not None]
+    if agent.global_step >= config.total_steps and config.eval_episodes and not evaluations:
+        def final_evaluation(meta: argparse.Namespace) -> int:
+            print(f"{run_dir} was trained to its budget ({agent.global_step:,} steps) but stopped before its final "
+                  "evaluation: evaluating it now", file=sys.stderr)
+            run = Run(run_dir, agent.name, config.to_dict(), resume_step=agent.global_step,
+                      progress=False, tensorboard=not meta.no_tensorboard)
+            with run:
+                agent.finish(run, evaluate=True)
+            return report_end(agent, config, run_dir)
+        return final_evaluation
+    if (config.stop_at_return is not None and not new_stop_rule and evaluations
+            and evaluations[-1] >= config.stop_at_return):
+        def finished(meta: argparse.Namespace) -> int:
+            print(f"{run_dir} is finished: it reached --stop-at-return {config.stop_at_return:g} at step "
+                  f"{agent.global_step:,} (eval/return {evaluations[-1]:.2f}); to train it further, resume with a "
+                  "higher --stop-at-return or --stop-at-return None", file=sys.stderr)
+            return 0
+        return finished
+    return None
 
 
 def restart(algo_class: Any, run_dir: Path, saved: dict[str, Any], rest: list[str], meta: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ D = TypeVar("D", bound="DataclassInstance")
 # What a loaded (resumed) run may change: everything else must match for it to continue exactly (a run
 # moved to another device or thread count continues with the same state, but its numbers differ in the
 # last bits). `Algorithm.from_state` enforces it.
-RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "eval_episodes", "device", "torch_threads")
+RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "eval_episodes", "stop_at_return", "device", "torch_threads")
 
 
 def flag(name: str) -> str:
