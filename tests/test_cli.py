@@ -378,3 +378,33 @@ def test_a_run_that_reached_its_stop_rule_is_finished_unless_given_more(tmp_path
     assert read_metrics(run_dir)[-1]["step"] == stopped_at
     assert main(["train", "ppo", "--resume", str(run_dir), "--stop-at-return", "None", "--no-progress"]) == 0
     assert read_metrics(run_dir)[-1]["step"] == 2048
+
+
+@pytest.mark.parametrize("run_dir, message", [
+    ("/proc/bellmax-run", "cannot write the run directory /proc/bellmax-run"),
+    ("{file}/sub", "cannot write the run directory"),
+    ("{tmp}/" + "a" * 300, "File name too long"),
+])
+def test_a_run_directory_that_cannot_be_written_is_one_line(run_dir, message, tmp_path, capsys):
+    regular = tmp_path / "file"
+    regular.write_text("x")
+    run_dir = run_dir.format(file=regular, tmp=tmp_path)
+    assert main(["train", "ppo", "--total-steps", "64", "--eval-episodes", "0", "--stop-at-return", "None",
+                 "--run-dir", run_dir, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_plot_outputs_and_eval_seeds_that_cannot_work_are_one_line(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["train", "ppo", "--total-steps", "128", "--eval-every", "64", "--eval-episodes", "1",
+                 "--stop-at-return", "None", "--run-dir", str(run_dir), "--no-progress", "--no-tensorboard"]) == 0
+    capsys.readouterr()
+    for output, message in ((tmp_path / "curves.xyz", "give a file ending in one of"),
+                            (Path("/proc/curves.png"), "cannot write /proc/curves.png")):
+        assert main(["plot", str(run_dir), "-o", str(output)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    for seed in ("-1", str(2**32)):
+        assert main(["eval", str(run_dir), "--seed", seed]) == 2
+        assert "--seed" in capsys.readouterr().err

@@ -93,6 +93,15 @@ def _default_run_dir(algo: str, env: str, seed: int) -> Path:
     return Path("runs") / f"{algo}-{env.replace('/', '_')}-s{seed}-{stamp}"
 
 
+def holds_run(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a run already; a path no run could be written to is a clear error."""
+    try:
+        return (run_dir / "config.json").exists()
+    except OSError as exc:  # a name too long, a loop of links
+        raise BellmaxError(f"cannot write the run directory {str(run_dir)[:200]}: {exc.strerror or exc}; "
+                           "pick a --run-dir you can write") from None
+
+
 def train(args: list[str]) -> int:
     """bellmax train ALGO [--env ID] [--preset NAME] [--run-dir DIR] [--resume DIR] [config flags]."""
     pre = argparse.ArgumentParser(prog="bellmax train", add_help=False)
@@ -173,7 +182,7 @@ def train(args: list[str]) -> int:
         config.validate()  # before anything is created on disk
         check_env_id(config.env)
         run_dir = Path(meta.run_dir) if meta.run_dir else _default_run_dir(algo_class.name, config.env, config.seed)
-        if (run_dir / "config.json").exists():
+        if holds_run(run_dir):
             raise BellmaxError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                                "or pick another --run-dir")
         agent = algo_class(config)  # builds envs and networks: errors here leave no directory behind
@@ -280,6 +289,8 @@ def evaluate(args: list[str]) -> int:
     opts = parser.parse_args(args)
     if opts.episodes < 1:
         raise BellmaxError(f"--episodes {opts.episodes} must be at least 1")
+    if opts.seed is not None and not 0 <= opts.seed <= 2**32 - opts.episodes:
+        raise BellmaxError(f"--seed {opts.seed} must be in [0, 2^32 - episodes] (episode i is seeded with seed + i)")
 
     from bellmax.algos import load
     from bellmax.core.run import CHECKPOINT_FILE, read_run_config

@@ -260,6 +260,19 @@ def lock_run_dir(run_dir: Path) -> IO[str] | None:
     return f
 
 
+def make_run_dir(run_dir: Path) -> None:
+    """Create `run_dir` (and its parents), or one clear error when it cannot be (a read-only or
+    virtual file system, a path under a regular file, a name too long)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise BellmaxError(f"cannot write the run directory {str(run_dir)[:200]}: {exc.strerror or exc}; "
+                           "pick a --run-dir you can write") from None
+
+
 def check_run_dir_free(run_dir: Path) -> None:
     """Raise the error `lock_run_dir` would, without keeping the lock (a quick check before a long load)."""
     lock = lock_run_dir(run_dir)
@@ -278,7 +291,7 @@ class Run:
     def __init__(self, run_dir: Path, algo: str, config: dict[str, Any], *, preset: str | None = None,
                  resume_step: int | None = None, tensorboard: bool = True, progress: bool = False):
         self.dir = Path(run_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_run_dir(self.dir)
         self._lock = lock_run_dir(self.dir)  # before anything in the directory is rewritten
         freed = remove_dead_writers_files(self.dir)  # no other writer holds the lock: theirs died with them
         if freed:
