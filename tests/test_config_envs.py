@@ -40,6 +40,7 @@ def test_invalid_field_raises_naming_field_range_and_flag(field, value, allowed)
     ("sac", "--learning-rate", "inf", "a finite number"),
     ("ppo", "--seed", str(2**32), "[0, 2^32)"),
     ("trpo", "--value-epochs", "0", "at least 1"),
+    ("ppo", "--torch-threads", "100000", "between 1 and 1024"),  # a segfault in torch
 ])
 def test_values_that_break_training_are_refused_before_it_starts(algo, flag, value, allowed, tmp_path, capsys):
     from bellmax.cli import main

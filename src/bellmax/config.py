@@ -120,7 +120,8 @@ class Config:
         require(self.eval_episodes >= 0, "eval_episodes", self.eval_episodes, ">= 0")
         require(self.stop_at_return is None or (self.eval_every > 0 and self.eval_episodes > 0),
                 "stop_at_return", self.stop_at_return, "used with --eval-every N > 0 and --eval-episodes K > 0")
-        require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "at least 1")
+        require(1 <= self.torch_threads <= 1024, "torch_threads", self.torch_threads,
+                "between 1 and 1024 (torch crashes asked for 100,000)")
         require(isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device) is not None,
                 "device", self.device, "auto, cpu, cuda, cuda:N or mps")
 
