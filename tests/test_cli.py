@@ -295,3 +295,116 @@ def test_no_tensorboard_skips_the_event_files_but_keeps_csv_and_jsonl(tmp_path):
     assert main(["train", "vpg", "--run-dir", str(run_dir), "--no-tensorboard", *TINY]) == 0
     names = {p.name for p in run_dir.iterdir()}
     assert "tb" not in names and {"metrics.csv", "metrics.jsonl", "checkpoint.pt"} <= names
+
+
+def test_resume_cleans_up_after_a_killed_writer_and_skips_only_damaged_metrics_lines(tmp_path, capsys):
+    """A kill mid-checkpoint leaves `.checkpoint.pt.*.tmp` (up to a whole checkpoint) and a kill or a
+    bad disk can damage a line in the middle of metrics.jsonl: the resume removes the first and
+    skips only the second, keeping every row after it."""
+    run_dir = tmp_path / "run"
+    flags = ["--env", "CartPole-v1", "--num-envs", "2", "--n-steps", "32", "--batch-size", "64",
+             "--eval-episodes", "0", "--stop-at-return", "None", "--no-progress", "--no-tensorboard",
+             "--checkpoint-every", "64"]
+    assert main(["train", "ppo", *flags, "--total-steps", "384", "--run-dir", str(run_dir)]) == 0
+    leftover = run_dir / ".checkpoint.pt.k1ll3d.tmp"
+    leftover.write_bytes(b"\0" * 2**20)
+    metrics = run_dir / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    assert len(lines) == 6
+    lines[2] = lines[2][: len(lines[2]) // 2]  # a torn line in the middle
+    metrics.write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert main(["train", "ppo", "--resume", str(run_dir), "--total-steps", "512", "--no-progress",
+                 "--no-tensorboard"]) == 0
+    err = capsys.readouterr().err
+    assert not leftover.exists() and "removed 1.0 MiB of temporary files" in err
+    assert "skipped 1 damaged line(s) (line 3)" in err
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps == [64, 128, 256, 320, 384, 448, 512]  # only the damaged row (192) is gone
+
+
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_trains_it_afresh(tmp_path, capsys):
+    flags = ["--env", "CartPole-v1", "--num-envs", "2", "--n-steps", "32", "--batch-size", "64", "--total-steps",
+             "256", "--eval-episodes", "0", "--stop-at-return", "None", "--no-progress", "--seed", "4"]
+    stopped, fresh = tmp_path / "stopped", tmp_path / "fresh"
+    assert main(["train", "ppo", *flags, "--run-dir", str(stopped)]) == 0
+    (stopped / "checkpoint.pt").unlink()  # as if killed before the first checkpoint
+    assert main(["train", "ppo", *flags, "--run-dir", str(stopped)]) == 2  # a fresh start still refuses the dir
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "ppo", "--resume", str(stopped), "--no-progress"]) == 0
+    assert "has no checkpoint (its first start stopped before writing one): training it afresh" in \
+        capsys.readouterr().err
+    assert main(["train", "ppo", *flags, "--run-dir", str(fresh)]) == 0
+    capsys.readouterr()
+    hashes = []
+    for run in (stopped, fresh):
+        assert main(["eval", str(run), "--episodes", "1", "--json"]) == 0
+        hashes.append(json.loads(capsys.readouterr().out)["params_sha256"])
+    assert hashes[0] == hashes[1]
+    assert [r["step"] for r in read_metrics(stopped)] == [r["step"] for r in read_metrics(fresh)]
+
+
+def test_resume_finishes_a_final_evaluation_a_kill_interrupted(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    flags = ["--env", "CartPole-v1", "--num-envs", "2", "--n-steps", "32", "--batch-size", "64", "--total-steps",
+             "256", "--eval-every", "1000", "--eval-episodes", "2", "--stop-at-return", "None", "--no-progress"]
+    assert main(["train", "ppo", *flags, "--run-dir", str(run_dir)]) == 0
+    rows = read_metrics(run_dir)
+    assert "eval/return" in rows[-1] and rows[-1]["step"] == 256
+    metrics = run_dir / "metrics.jsonl"
+    metrics.write_text("".join(line + "\n" for line in metrics.read_text().splitlines()[:-1]))  # killed mid-eval
+    checkpoint = (run_dir / "checkpoint.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["train", "ppo", "--resume", str(run_dir), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "stopped before its final evaluation: evaluating it now" in err and "eval/return" in out
+    final = read_metrics(run_dir)[-1]
+    assert final == {**rows[-1], "time/eval_seconds": final["time/eval_seconds"]}  # the same evaluation again
+    assert (run_dir / "checkpoint.pt").stat().st_mtime_ns == checkpoint  # the model was not touched
+
+
+def test_a_run_that_reached_its_stop_rule_is_finished_unless_given_more(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    flags = ["--env", "CartPole-v1", "--num-envs", "2", "--n-steps", "32", "--batch-size", "64", "--total-steps",
+             "2048", "--eval-every", "128", "--eval-episodes", "2", "--stop-at-return", "5", "--no-progress"]
+    assert main(["train", "ppo", *flags, "--run-dir", str(run_dir)]) == 0
+    stopped_at = read_metrics(run_dir)[-1]["step"]
+    assert stopped_at < 2048  # any policy lasts 5 steps: it stops at the first evaluation
+    checkpoint = (run_dir / "checkpoint.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["train", "ppo", "--resume", str(run_dir), "--no-progress"]) == 0
+    assert "is finished: it reached --stop-at-return 5" in capsys.readouterr().err
+    assert (run_dir / "checkpoint.pt").stat().st_mtime_ns == checkpoint
+    assert read_metrics(run_dir)[-1]["step"] == stopped_at
+    assert main(["train", "ppo", "--resume", str(run_dir), "--stop-at-return", "None", "--no-progress"]) == 0
+    assert read_metrics(run_dir)[-1]["step"] == 2048
+
+
+@pytest.mark.parametrize("run_dir, message", [
+    ("/proc/bellmax-run", "cannot write the run directory /proc/bellmax-run"),
+    ("{file}/sub", "cannot write the run directory"),
+    ("{tmp}/" + "a" * 300, "File name too long"),
+])
+def test_a_run_directory_that_cannot_be_written_is_one_line(run_dir, message, tmp_path, capsys):
+    regular = tmp_path / "file"
+    regular.write_text("x")
+    run_dir = run_dir.format(file=regular, tmp=tmp_path)
+    assert main(["train", "ppo", "--total-steps", "64", "--eval-episodes", "0", "--stop-at-return", "None",
+                 "--run-dir", run_dir, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_plot_outputs_and_eval_seeds_that_cannot_work_are_one_line(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["train", "ppo", "--total-steps", "128", "--eval-every", "64", "--eval-episodes", "1",
+                 "--stop-at-return", "None", "--run-dir", str(run_dir), "--no-progress", "--no-tensorboard"]) == 0
+    capsys.readouterr()
+    for output, message in ((tmp_path / "curves.xyz", "give a file ending in one of"),
+                            (Path("/proc/curves.png"), "cannot write /proc/curves.png")):
+        assert main(["plot", str(run_dir), "-o", str(output)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    for seed in ("-1", str(2**32)):
+        assert main(["eval", str(run_dir), "--seed", seed]) == 2
+        assert "--seed" in capsys.readouterr().err

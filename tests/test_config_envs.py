@@ -30,6 +30,28 @@ def test_invalid_field_raises_naming_field_range_and_flag(field, value, allowed)
     assert "--" + field.replace("_", "-") in message
 
 
+@pytest.mark.parametrize("algo, flag, value, allowed", [
+    ("ppo", "--ent-coef", "inf", "a finite number"),    # crashed in sampling: "probability tensor contains inf"
+    ("ppo", "--vf-coef", "inf", "a finite number"),
+    ("ppo", "--adam-eps", "nan", "a finite number"),
+    ("ppo", "--adam-eps", "0", "positive"),
+    ("a2c", "--adam-eps", "-1e-5", "positive"),
+    ("ppo", "--stop-at-return", "nan", "a finite number"),
+    ("sac", "--learning-rate", "inf", "a finite number"),
+    ("ppo", "--seed", str(2**32), "[0, 2^32)"),
+    ("trpo", "--value-epochs", "0", "at least 1"),
+    ("ppo", "--torch-threads", "100000", "between 1 and 1024"),  # a segfault in torch
+])
+def test_values_that_break_training_are_refused_before_it_starts(algo, flag, value, allowed, tmp_path, capsys):
+    from bellmax.cli import main
+
+    run_dir = tmp_path / "run"
+    assert main(["train", algo, flag, value, "--run-dir", str(run_dir), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"invalid {flag[2:].replace('-', '_')}=" in err and allowed in err and "Traceback" not in err
+    assert not run_dir.exists()
+
+
 def test_unknown_config_keys_are_an_error_not_ignored():
     with pytest.raises(ConfigError, match="unknown VPGConfig field"):
         VPGConfig.from_dict({"learnin_rate": 0.1})

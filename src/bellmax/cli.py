@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bellmax.errors import BellmaxError, TrainingInterrupted
 
@@ -92,6 +93,15 @@ def _default_run_dir(algo: str, env: str, seed: int) -> Path:
     return Path("runs") / f"{algo}-{env.replace('/', '_')}-s{seed}-{stamp}"
 
 
+def holds_run(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a run already; a path no run could be written to is a clear error."""
+    try:
+        return (run_dir / "config.json").exists()
+    except OSError as exc:  # a name too long, a loop of links
+        raise BellmaxError(f"cannot write the run directory {str(run_dir)[:200]}: {exc.strerror or exc}; "
+                           "pick a --run-dir you can write") from None
+
+
 def train(args: list[str]) -> int:
     """bellmax train ALGO [--env ID] [--preset NAME] [--run-dir DIR] [--resume DIR] [config flags]."""
     pre = argparse.ArgumentParser(prog="bellmax train", add_help=False)
@@ -139,6 +149,8 @@ def train(args: list[str]) -> int:
             other = saved.get("algo")
             raise BellmaxError(f"{run_dir} is a {other} run; resume it with `bellmax train {other} --resume {run_dir}`")
         check_run_dir_free(run_dir)  # before a load that can take a minute (a DQN Atari replay)
+        if not (run_dir / CHECKPOINT_FILE).exists() and isinstance(saved.get("config"), dict):
+            return restart(algo_class, run_dir, saved, rest, meta)
         state = load_checkpoint(run_dir / CHECKPOINT_FILE)
         saved_config = algo_class.config_class.from_dict(state["config"])
         description = train_description(algo, saved_config.env, None, resume=str(run_dir))
@@ -147,6 +159,9 @@ def train(args: list[str]) -> int:
             config = config.replace(env=meta.env)
         changes = {k: v for k, v in config.to_dict().items() if v != saved_config.to_dict()[k]}
         agent = algo_class.from_state(state, **changes)  # refuses changes a resume cannot make
+        ended = ended_run(agent, run_dir, "stop_at_return" in changes)
+        if ended is not None:
+            return ended(meta)
         agent.set_budget()  # refuses a budget already spent
         agent.check_resources(run_dir)
         config = agent.config
@@ -167,7 +182,7 @@ def train(args: list[str]) -> int:
         config.validate()  # before anything is created on disk
         check_env_id(config.env)
         run_dir = Path(meta.run_dir) if meta.run_dir else _default_run_dir(algo_class.name, config.env, config.seed)
-        if (run_dir / "config.json").exists():
+        if holds_run(run_dir):
             raise BellmaxError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                                "or pick another --run-dir")
         agent = algo_class(config)  # builds envs and networks: errors here leave no directory behind
@@ -182,7 +197,16 @@ def train(args: list[str]) -> int:
         print(f"training {algo_class.name} on {config.env} (seed {config.seed}{preset_note}{batch_note}{device_note}) "
               f"for {config.total_steps:,} steps -> {run_dir}", file=sys.stderr)
 
+    return finish_training(agent, run, config, run_dir)
+
+
+def finish_training(agent: Any, run: Any, config: Any, run_dir: Path) -> int:
+    """Train to the budget and print the final line."""
     agent.learn(config.total_steps, run=run)
+    return report_end(agent, config, run_dir)
+
+
+def report_end(agent: Any, config: Any, run_dir: Path) -> int:
     seconds = time.perf_counter() - STARTED
     if agent.last_eval is not None:
         returns = agent.last_eval
@@ -194,6 +218,58 @@ def train(args: list[str]) -> int:
     else:
         print(f"done after {agent.global_step:,} steps, {seconds:.1f} s; run dir: {run_dir}")
     return 0
+
+
+def ended_run(agent: Any, run_dir: Path, new_stop_rule: bool) -> Any:
+    """For a `--resume` of a run that had ended: what to do instead of training (a function of the
+    parsed flags returning the exit status), or None to train on. A run killed during its final
+    evaluation gets it; a run that reached its --stop-at-return is left as it is unless the rule changed."""
+    from bellmax.core.run import Run, read_metrics
+
+    config = agent.config
+    at_checkpoint = [row for row in read_metrics(run_dir) if row.get("step") == agent.global_step]
+    evaluations = [row["eval/return"] for row in at_checkpoint if row.get("eval/return") is not None]
+    if agent.global_step >= config.total_steps and config.eval_episodes and not evaluations:
+        def final_evaluation(meta: argparse.Namespace) -> int:
+            print(f"{run_dir} was trained to its budget ({agent.global_step:,} steps) but stopped before its final "
+                  "evaluation: evaluating it now", file=sys.stderr)
+            run = Run(run_dir, agent.name, config.to_dict(), resume_step=agent.global_step,
+                      progress=False, tensorboard=not meta.no_tensorboard)
+            with run:
+                agent.finish(run, evaluate=True)
+            return report_end(agent, config, run_dir)
+        return final_evaluation
+    if (config.stop_at_return is not None and not new_stop_rule and evaluations
+            and evaluations[-1] >= config.stop_at_return):
+        def finished(meta: argparse.Namespace) -> int:
+            print(f"{run_dir} is finished: it reached --stop-at-return {config.stop_at_return:g} at step "
+                  f"{agent.global_step:,} (eval/return {evaluations[-1]:.2f}); to train it further, resume with a "
+                  "higher --stop-at-return or --stop-at-return None", file=sys.stderr)
+            return 0
+        return finished
+    return None
+
+
+def restart(algo_class: Any, run_dir: Path, saved: dict[str, Any], rest: list[str], meta: argparse.Namespace) -> int:
+    """`--resume` of a run stopped before its first checkpoint: nothing to continue, so train it
+    afresh with the config it was started with (and any flags given now), its partial record cleared."""
+    import shutil
+
+    import tyro
+
+    from bellmax.core.run import Run
+
+    saved_config = algo_class.config_class.from_dict(saved["config"])
+    config = tyro.cli(algo_class.config_class, default=saved_config, args=rest, prog=f"bellmax train {algo_class.name}")
+    config.validate()
+    agent = algo_class(config)
+    agent.check_resources(run_dir)
+    shutil.rmtree(run_dir / "tb", ignore_errors=True)  # the stopped start's events; metrics are rewritten below
+    run = Run(run_dir, algo_class.name, config.to_dict(), preset=saved.get("preset"),
+              progress=not meta.no_progress, tensorboard=not meta.no_tensorboard)
+    print(f"{run_dir} has no checkpoint (its first start stopped before writing one): training it afresh with "
+          f"its config for {config.total_steps:,} steps", file=sys.stderr)
+    return finish_training(agent, run, config, run_dir)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,6 +289,8 @@ def evaluate(args: list[str]) -> int:
     opts = parser.parse_args(args)
     if opts.episodes < 1:
         raise BellmaxError(f"--episodes {opts.episodes} must be at least 1")
+    if opts.seed is not None and not 0 <= opts.seed <= 2**32 - opts.episodes:
+        raise BellmaxError(f"--seed {opts.seed} must be in [0, 2^32 - episodes] (episode i is seeded with seed + i)")
 
     from bellmax.algos import load
     from bellmax.core.run import CHECKPOINT_FILE, read_run_config

@@ -37,7 +37,7 @@ D = TypeVar("D", bound="DataclassInstance")
 # What a loaded (resumed) run may change: everything else must match for it to continue exactly (a run
 # moved to another device or thread count continues with the same state, but its numbers differ in the
 # last bits). `Algorithm.from_state` enforces it.
-RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "eval_episodes", "device", "torch_threads")
+RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "eval_episodes", "stop_at_return", "device", "torch_threads")
 
 
 def flag(name: str) -> str:
@@ -101,10 +101,13 @@ class Config:
 
     def validate(self) -> None:
         """Check every field; raise ConfigError naming the first bad one. Subclasses extend this."""
+        for field in dataclasses.fields(self):  # inf and nan mean nothing in any field, and break training
+            value = getattr(self, field.name)
+            require(not isinstance(value, float) or math.isfinite(value), field.name, value, "a finite number")
         require(isinstance(self.env, str) and bool(self.env), "env", self.env,
                 "a Gymnasium id such as 'CartPole-v1' (to train on an environment object, pass it as "
                 "ALGO(config, env=...) and set env to its id)")
-        require(self.seed >= 0, "seed", self.seed, "a non-negative integer")
+        require(0 <= self.seed < 2**32, "seed", self.seed, "an integer in [0, 2^32)")
         require(self.total_steps > 0, "total_steps", self.total_steps, "a positive integer")
         require(self.num_envs >= 1, "num_envs", self.num_envs, "at least 1")
         require(0.0 < self.gamma <= 1.0, "gamma", self.gamma, "in (0, 1]")
@@ -117,7 +120,8 @@ class Config:
         require(self.eval_episodes >= 0, "eval_episodes", self.eval_episodes, ">= 0")
         require(self.stop_at_return is None or (self.eval_every > 0 and self.eval_episodes > 0),
                 "stop_at_return", self.stop_at_return, "used with --eval-every N > 0 and --eval-episodes K > 0")
-        require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "at least 1")
+        require(1 <= self.torch_threads <= 1024, "torch_threads", self.torch_threads,
+                "between 1 and 1024 (torch crashes asked for 100,000)")
         require(isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device) is not None,
                 "device", self.device, "auto, cpu, cuda, cuda:N or mps")
 

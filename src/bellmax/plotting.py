@@ -103,7 +103,17 @@ def save_figure(fig, output: Path) -> Path:
 
     fig.tight_layout()
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output)
-    plt.close(fig)
+    formats = fig.canvas.get_supported_filetypes()
+    kind = output.suffix.lstrip(".").lower()
+    try:
+        if kind not in formats:
+            raise BellmaxError(f"cannot write a figure as {output.name!r}: give a file ending in one of "
+                               f".{', .'.join(sorted(formats))} (e.g. curves.png)")
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(output)
+        except OSError as exc:
+            raise BellmaxError(f"cannot write {output}: {exc.strerror or exc}; pick a path you can write") from None
+    finally:
+        plt.close(fig)
     return output

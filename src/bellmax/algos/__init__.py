@@ -53,7 +53,7 @@ def load(path: str | Path, mmap: bool = False, **changes: Any) -> Algorithm:
     """The agent in a checkpoint file or run directory, as the algorithm that wrote it, ready to
     continue (`learn`) or act (`predict`, `evaluate`). Only the fields a resumed run may change
     (`bellmax.config.RESUMABLE_FIELDS`: total_steps, checkpoint_every, eval_episodes,
-    device, torch_threads) can be passed; mmap=True maps a large replay buffer instead of reading it."""
+    stop_at_return, device, torch_threads) can be passed; mmap=True maps a large replay buffer instead of reading it."""
     from bellmax.core.run import load_checkpoint
 
     state = load_checkpoint(Path(path), mmap=mmap)

@@ -65,6 +65,7 @@ class A2CConfig(OnPolicyConfig):
         require(self.rmsprop_eps > 0, "rmsprop_eps", self.rmsprop_eps, "positive")
         require(self.ent_coef >= 0, "ent_coef", self.ent_coef, ">= 0")
         require(self.vf_coef >= 0, "vf_coef", self.vf_coef, ">= 0")
+        require(self.adam_eps > 0, "adam_eps", self.adam_eps, "positive (e.g. 1e-5)")
         require(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "positive")
 
 

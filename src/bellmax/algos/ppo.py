@@ -71,6 +71,7 @@ class PPOConfig(OnPolicyConfig):
                 "positive or None")
         require(self.ent_coef >= 0, "ent_coef", self.ent_coef, ">= 0")
         require(self.vf_coef >= 0, "vf_coef", self.vf_coef, ">= 0")
+        require(self.adam_eps > 0, "adam_eps", self.adam_eps, "positive (e.g. 1e-5)")
         require(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "positive")
         require(self.target_kl is None or self.target_kl > 0, "target_kl", self.target_kl, "positive or None")
         self.require_minibatch("batch_size", self.batch_size)

@@ -67,7 +67,8 @@ class TRPOConfig(OnPolicyConfig):
         require(self.cg_damping >= 0, "cg_damping", self.cg_damping, ">= 0")
         require(self.line_search_steps >= 1, "line_search_steps", self.line_search_steps, "at least 1")
         require(0 < self.line_search_shrink < 1, "line_search_shrink", self.line_search_shrink, "in (0, 1)")
-        require(self.value_epochs >= 0, "value_epochs", self.value_epochs, ">= 0")
+        require(self.value_epochs >= 1, "value_epochs", self.value_epochs, "at least 1 (the critic GAE needs is fit "
+                "every iteration)")
         self.require_minibatch("batch_size", self.batch_size)
 
 

@@ -193,18 +193,38 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
         raise BellmaxError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+def read_metrics(run_dir: Path, damaged: list[int] | None = None) -> list[dict[str, Any]]:
+    """The rows of a run's metrics.jsonl. A damaged line (cut by a crash, a flipped byte) is skipped,
+    never the rows after it; its line number goes into `damaged` when a list is given."""
     path = Path(run_dir) / METRICS_JSONL
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_bytes().decode("utf-8", errors="replace").splitlines(), 1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
-                break  # a line cut by a crash: everything before it is good
+                row = None
+            if isinstance(row, dict):
+                rows.append(row)
+            elif damaged is not None:
+                damaged.append(number)
     return rows
+
+
+def remove_dead_writers_files(run_dir: Path) -> int:
+    """Delete the temporary files (`.NAME.XXXX.tmp`) that writers killed mid-write left in `run_dir`,
+    up to a whole checkpoint each; call it only while holding the run's lock. Returns the bytes freed."""
+    freed = 0
+    for path in Path(run_dir).glob(".*.tmp"):
+        try:
+            size = path.stat().st_size
+            path.unlink()
+            freed += size
+        except OSError:  # gone already, or not ours to delete: leave it
+            continue
+    return freed
 
 
 def _clean(value: Any) -> Any:
@@ -240,6 +260,19 @@ def lock_run_dir(run_dir: Path) -> IO[str] | None:
     return f
 
 
+def make_run_dir(run_dir: Path) -> None:
+    """Create `run_dir` (and its parents), or one clear error when it cannot be (a read-only or
+    virtual file system, a path under a regular file, a name too long)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise BellmaxError(f"cannot write the run directory {str(run_dir)[:200]}: {exc.strerror or exc}; "
+                           "pick a --run-dir you can write") from None
+
+
 def check_run_dir_free(run_dir: Path) -> None:
     """Raise the error `lock_run_dir` would, without keeping the lock (a quick check before a long load)."""
     lock = lock_run_dir(run_dir)
@@ -258,8 +291,12 @@ class Run:
     def __init__(self, run_dir: Path, algo: str, config: dict[str, Any], *, preset: str | None = None,
                  resume_step: int | None = None, tensorboard: bool = True, progress: bool = False):
         self.dir = Path(run_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_run_dir(self.dir)
         self._lock = lock_run_dir(self.dir)  # before anything in the directory is rewritten
+        freed = remove_dead_writers_files(self.dir)  # no other writer holds the lock: theirs died with them
+        if freed:
+            print(f"{self.dir}: removed {freed / 2**20:.1f} MiB of temporary files a killed writer left",
+                  file=sys.stderr)
         self.algo = algo
         self.start_time = time.perf_counter()
         self.checkpointed_at: int | None = resume_step  # the step of the checkpoint on disk, if known
@@ -270,7 +307,12 @@ class Run:
             self.rows: list[dict[str, Any]] = []
         else:  # the first start's record, with the fields a resume may change (total_steps, device, ...)
             meta = {**read_run_config(self.dir), "config": config}
-            self.rows = [r for r in read_metrics(self.dir) if r.get("step", 0) <= resume_step]
+            damaged: list[int] = []
+            self.rows = [r for r in read_metrics(self.dir, damaged) if r.get("step", 0) <= resume_step]
+            if damaged:
+                lines = ", ".join(map(str, damaged[:5])) + (" ..." if len(damaged) > 5 else "")
+                print(f"{self.dir / METRICS_JSONL}: skipped {len(damaged)} damaged line(s) (line {lines}); "
+                      "the rows around them are kept", file=sys.stderr)
         atomic_write_text(self.dir / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
         self._columns: list[str] = []
         self._rewrite_metrics()
