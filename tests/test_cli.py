@@ -408,3 +408,57 @@ def test_plot_outputs_and_eval_seeds_that_cannot_work_are_one_line(tmp_path, cap
     for seed in ("-1", str(2**32)):
         assert main(["eval", str(run_dir), "--seed", seed]) == 2
         assert "--seed" in capsys.readouterr().err
+
+
+class NaNRewardEnv:
+    """CartPole whose reward turns nan at its 20th step."""
+
+    def __new__(cls):
+        import gymnasium as gym
+
+        class Wrapped(gym.Wrapper):
+            steps = 0
+
+            def step(self, action):
+                obs, reward, terminated, truncated, info = self.env.step(action)
+                Wrapped.steps += 1
+                return obs, (float("nan") if Wrapped.steps >= 20 else reward), terminated, truncated, info
+
+        return Wrapped(gym.make("CartPole-v1"))
+
+
+def test_an_environment_returning_nan_is_named_and_the_last_checkpoint_kept(tmp_path):
+    import gymnasium as gym
+
+    from bellmax.algos import PPO, PPOConfig
+    from bellmax.core.run import Run
+    from bellmax.errors import BellmaxError
+
+    config = PPOConfig(env="CartPole-v1", num_envs=1, n_steps=8, batch_size=8, n_epochs=1, total_steps=64,
+                       eval_episodes=0, stop_at_return=None, checkpoint_every=8)
+    agent = PPO(config, env=gym.vector.SyncVectorEnv([NaNRewardEnv]))
+    with pytest.raises(BellmaxError, match=r"CartPole-v1 returned a non-finite reward nan at step 1[0-9]: the "
+                                           "environment is at fault"):
+        with Run(tmp_path / "run", "ppo", config.to_dict(), tensorboard=False) as run:
+            agent.learn(run=run)
+    from bellmax.algos import load
+
+    assert load(tmp_path / "run" / "checkpoint.pt").global_step == 16  # the last good one
+
+
+def test_non_finite_parameters_stop_training_before_they_are_saved(tmp_path):
+    import torch
+
+    from bellmax.algos import PPO, PPOConfig
+    from bellmax.errors import BellmaxError
+
+    agent = PPO(PPOConfig(env="CartPole-v1", num_envs=2, n_steps=8, batch_size=16, total_steps=64, eval_episodes=0,
+                          stop_at_return=None))
+    agent.check_finite_update({"losses/loss_value": 0.5})
+    with pytest.raises(BellmaxError, match="losses/loss_policy not finite"):
+        agent.check_finite_update({"losses/loss_policy": float("nan")})
+    with torch.no_grad():
+        next(agent.policy.parameters())[0] = float("inf")
+    with pytest.raises(BellmaxError, match="training diverged at step 0: parameters of policy not finite"):
+        agent.check_finite_update({})
+    agent.check_finite_update({}, parameters=False)  # between checkpoints only the losses are read

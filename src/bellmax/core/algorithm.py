@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 import random
 import time
@@ -264,12 +265,38 @@ class Algorithm:
         valid = ~self.prev_done
         done = terminated | truncated  # real episode ends: the env resets on the next step
         raw_rewards = np.asarray(rewards, dtype=np.float64)
+        self.check_env_output(next_obs, raw_rewards)
         step = EnvStep(obs=self.obs, next_obs=next_obs, rewards=self.learning_rewards(raw_rewards, done),
                        terminated=self.learning_terminations(terminated, done, info), truncated=truncated,
                        done=done, valid=valid)
         self.tracker.update(raw_rewards, done, valid)
         self.prev_done, self.obs = done, next_obs
         return step
+
+    def check_env_output(self, obs: Any, rewards: np.ndarray) -> None:
+        """An environment that returns inf or nan is the environment's fault: say so, by name and step."""
+        bad = None
+        if not np.isfinite(rewards).all():
+            bad = f"reward {rewards[~np.isfinite(rewards)][0]}"
+        elif isinstance(obs, np.ndarray) and obs.dtype.kind == "f" and not np.isfinite(obs).all():
+            bad = "observation with " + ("nan" if np.isnan(obs).any() else "inf")
+        if bad is not None:
+            raise BellmaxError(f"{self.config.env} returned a non-finite {bad} at step {self.global_step:,}: "
+                               "the environment is at fault, not the algorithm; fix or wrap it (the last "
+                               "checkpoint is untouched)")
+
+    def check_finite_update(self, metrics: Mapping[str, Any], parameters: bool = True) -> None:
+        """After an update: non-finite losses (or, with `parameters`, parameters) stop the run here,
+        before a checkpoint could save them, naming the quantity and the step."""
+        bad = [k for k, v in metrics.items() if k.startswith("losses/") and isinstance(v, float)
+               and not math.isfinite(v)]
+        if not bad and parameters:
+            bad = [f"parameters of {name}" for name, module in self.modules().items()
+                   if not all(torch.isfinite(p).all() for p in module.parameters())]
+        if bad:
+            raise BellmaxError(f"training diverged at step {self.global_step:,}: {', '.join(bad)} not finite "
+                               "(a learning rate too high?); stopped before saving, so the last checkpoint "
+                               "is untouched")
 
     def learning_rewards(self, raw_rewards: np.ndarray, done: np.ndarray) -> np.ndarray:
         """Rewards as learning sees them: raw, or sign(r) with `clip_reward`."""
@@ -330,13 +357,16 @@ class Algorithm:
                 while self.global_step < pause_at and not reached:
                     before = self.global_step
                     metrics = self.iterate()
+                    checkpoint_due = multiple_crossed(cfg.checkpoint_every, before, self.global_step)
+                    # losses every iteration (free); parameters before anything could save them
+                    self.check_finite_update(metrics, parameters=checkpoint_due or self.global_step >= pause_at
+                                             or (stop_requests is not None and stop_requests.requested is not None))
                     metrics["time/sps"] = (self.global_step - start_step) / max(time.perf_counter() - start, 1e-9)
                     if cfg.eval_episodes and multiple_crossed(cfg.eval_every, before, self.global_step):
                         metrics.update(self.evaluate_and_record())
                         reached = cfg.stop_at_return is not None and metrics["eval/return"] >= cfg.stop_at_return
                     if run is not None and stop_requests is not None:  # stop_requests: opened with the run
-                        self.record(run, metrics, multiple_crossed(cfg.checkpoint_every, before, self.global_step),
-                                    stop_requests)
+                        self.record(run, metrics, checkpoint_due, stop_requests)
                 if run is not None:
                     self.finish(run, evaluate=reached or self.global_step >= cfg.total_steps)
         finally:
@@ -374,6 +404,7 @@ class Algorithm:
         """Checkpoint where training ended (or paused) and, when it ended, evaluate once more unless
         the last iteration just did."""
         if run.checkpointed_at != self.global_step:
+            self.check_finite_update({})
             self.save(run.dir / CHECKPOINT_FILE)
             run.checkpointed_at = self.global_step
         last = run.rows[-1] if run.rows else {}
