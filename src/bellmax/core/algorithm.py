@@ -288,7 +288,9 @@ class Algorithm:
     def check_finite_update(self, metrics: Mapping[str, Any], parameters: bool = True) -> None:
         """After an update: non-finite losses (or, with `parameters`, parameters) stop the run here,
         before a checkpoint could save them, naming the quantity and the step."""
-        bad = [k for k, v in metrics.items() if k.startswith("losses/") and isinstance(v, float)
+        # the minimized losses only: a diagnostic such as explained_variance is nan by definition
+        # when the returns do not vary
+        bad = [k for k, v in metrics.items() if k.startswith("losses/loss_") and isinstance(v, float)
                and not math.isfinite(v)]
         if not bad and parameters:
             bad = [f"parameters of {name}" for name, module in self.modules().items()

@@ -210,6 +210,18 @@ class Matches:
         return observe(self.engine, games, self.seats.reshape(-1))
 
 
+def render_first_game(matches: Matches, render_mode: str | None) -> Any:
+    """The first game of `matches` as text (`ansi`) or an RGB frame (`rgb_array`); None otherwise."""
+    from bellmax.envs.bomber import render
+
+    state = matches.engine.state(0)
+    if render_mode == "ansi":
+        return render.ansi(state, matches.config)
+    if render_mode == "rgb_array":
+        return render.rgb_array(state, matches.config)
+    return None
+
+
 def observation_space(config: BomberConfig) -> gym.spaces.Box:
     return gym.spaces.Box(0.0, 1.0, observe_shape(config), np.float32)
 
@@ -262,14 +274,7 @@ class BomberVectorEnv(gym.vector.VectorEnv):
                 np.zeros(self.num_envs, bool), info)
 
     def render(self) -> Any:
-        from bellmax.envs.bomber import render
-
-        state = self.matches.engine.state(0)
-        if self.render_mode == "ansi":
-            return render.ansi(state, self.config)
-        if self.render_mode == "rgb_array":
-            return render.rgb_array(state, self.config)
-        return None
+        return render_first_game(self.matches, self.render_mode)
 
 
 class BomberEnv(gym.Env):
@@ -304,12 +309,5 @@ class BomberEnv(gym.Env):
         return self.matches.observations()[0], float(reward[0, 0]), done, False, info
 
     def render(self) -> Any:
-        from bellmax.envs.bomber import render
-
-        state = self.matches.engine.state(0)
-        if self.render_mode == "ansi":
-            return render.ansi(state, self.config)
-        if self.render_mode == "rgb_array":
-            return render.rgb_array(state, self.config)
-        return None
+        return render_first_game(self.matches, self.render_mode)
 
