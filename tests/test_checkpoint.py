@@ -195,6 +195,42 @@ def test_a_full_disk_is_a_clear_error_that_keeps_the_previous_checkpoint(tmp_pat
     assert path.read_bytes() == good and list(tmp_path.iterdir()) == [path]
 
 
+def test_a_disk_that_fills_up_under_torch_save_is_the_same_clear_error(tmp_path, monkeypatch):
+    """torch.save itself reports a failed write as an opaque RuntimeError ("enforce fail ... unexpected
+    pos"): the message still says the disk is full and the previous checkpoint is intact."""
+    import errno
+
+    from bellmax.core import run as run_module
+
+    agent, path, good = agent_with_checkpoint(tmp_path)
+    real_fdopen = run_module.os.fdopen
+
+    class FillsUp:
+        def __init__(self, f):
+            self.f, self.written = f, 0
+
+        def write(self, data):
+            self.written += len(data)
+            if self.written > 1000:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(run_module.os, "fdopen", lambda fd, mode: FillsUp(real_fdopen(fd, mode)))
+    with pytest.raises(BellmaxError, match=r"could not write checkpoint .*No space left on device.*intact"):
+        agent.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == good and list(tmp_path.iterdir()) == [path]
+
+
 def test_atomic_write_never_exposes_a_partial_file(tmp_path, monkeypatch):
     from bellmax.core import run as run_module
 

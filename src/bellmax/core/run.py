@@ -29,7 +29,7 @@ import time
 import types
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from bellmax.errors import BellmaxError
 
@@ -125,13 +125,40 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
     # streamed into the file: tensors (a replay buffer's arrays among them, `SavedAsTensors`) are
     # written from memory as they are, never copied into one big bytes object first
+    failed: list[OSError] = []
+
+    def write(f: BinaryIO) -> None:
+        try:
+            torch.save(state, cast(BinaryIO, _NotingErrors(f, failed)))
+        except RuntimeError:  # torch reports a failed write as "enforce fail ... unexpected pos": say why
+            if failed:
+                raise failed[0] from None
+            raise
+
     try:
-        atomic_write(path, lambda f: torch.save(state, f))
+        atomic_write(path, write)
     except OSError as exc:  # a full disk or quota: a DQN Atari checkpoint needs 7 GB free next to the old one
         reason = exc.strerror or str(exc)
         raise BellmaxError(f"could not write checkpoint {path} ({reason}); the previous checkpoint there is "
                            "intact: free space (a checkpoint is written next to the old one before replacing "
                            "it), then continue with --resume") from None
+
+
+class _NotingErrors:
+    """A file that notes the OSError of a failed write (torch.save turns it into an opaque RuntimeError)."""
+
+    def __init__(self, f: BinaryIO, failed: list[OSError]):
+        self.f, self.failed = f, failed
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as exc:
+            self.failed.append(exc)
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 # Classes that moved since older checkpoints pickled them: (module, name) then -> module now
