@@ -1,5 +1,5 @@
 """DQN on Pong: environment frames per second of training and replay-buffer memory, bellmax
-against Stable-Baselines3 (issue 4), each through its own standard Atari path:
+against Stable-Baselines3, each through its own standard Atari path:
 
 - bellmax: `bellmax train dqn --env ALE/Pong-v5` (ale-py's AtariVectorEnv: frame skip 4 with
   max-pooling, 84x84 grayscale, stack 4, all in C++; episodic life and reward clipping on the

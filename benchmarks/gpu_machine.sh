@@ -1,8 +1,8 @@
 #!/bin/bash
-# The long MuJoCo runs, once, on a lent GPU machine (16 CPU cores, one H100/H200), all at the same
+# The long MuJoCo runs, once, on a GPU machine (16 CPU cores, one H100/H200), all at the same
 # time, each run one process with one torch thread:
-#   - bellmax PPO, 1M steps, HalfCheetah-v5 and Hopper-v5, seeds 0-2, CPU (issue 3: "when a GPU is
-#     available, also run the 1M-step MuJoCo benchmark there"); bellmax keeps small MLPs on the CPU;
+#   - bellmax PPO, 1M steps, HalfCheetah-v5 and Hopper-v5, seeds 0-2, CPU (bellmax keeps small MLPs on
+#     the CPU);
 #   - Stable-Baselines3 SAC and TD3 (rl-zoo3 hyperparameters), 100k steps, HalfCheetah-v5,
 #     seeds 0-2, on the GPU (SB3 on one CPU thread needs ~25 min for 100k SAC steps);
 #   - bellmax TD3 (its preset), 100k steps, HalfCheetah-v5, seeds 0-2, CPU.

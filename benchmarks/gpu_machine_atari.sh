@@ -1,5 +1,5 @@
 #!/bin/bash
-# The Atari presets on a lent GPU (issues 3 and 4), in one device call:
+# The Atari presets on a GPU machine, in one call:
 #   1. the GPU tests of tests/test_device.py (placement, bit-for-bit resume on CUDA, `auto` on Atari);
 #   2. at the same time, LIMIT seconds each, seed 0, every preset as shipped (`--device auto`, so
 #      the Nature CNN goes on the GPU; one torch thread per process): PPO and A2C on Pong and

@@ -1,5 +1,5 @@
 #!/bin/bash
-# DQN on Pong with the networks on the lent GPU (issue 4), in one device call:
+# DQN on Pong with the networks on a GPU machine's GPU, in one call:
 #   1. the GPU tests of tests/test_device.py (placement, bit-for-bit resume on CUDA);
 #   2. bellmax DQN with its Pong preset for LIMIT seconds each, on the GPU and, at the same time,
 #      on one CPU thread: frames/s and the return curve so far (metrics.jsonl);

@@ -1,5 +1,5 @@
 #!/bin/bash
-# More seeds where three are too few to tell two libraries apart, on a lent machine with 16 CPU
+# More seeds where three are too few to tell two libraries apart, on a machine with 16 CPU
 # cores (the GPU stays idle: every run here is small MLPs on one CPU thread):
 #   - `bellmax bench mujoco` for A2C and TRPO on HalfCheetah-v5, 200k steps, SEEDS seeds each
 #     side (SB3's A2C seeds at 200k spread from -442 to 2,884 on the dev box);

@@ -30,7 +30,7 @@ Who does what (`main` parses, plans, executes, reports):
 This package vs `benchmarks/`: this package is the side-by-side comparisons against
 Stable-Baselines3 shipped as `bellmax bench` (plans, runners, reports), the same on any machine
 with the `bench` extra. `benchmarks/` holds standalone scripts for longer or machine-specific
-measurements (the lent GPU machine's scripts, DQN on Pong, off-policy update cost, VPG weightings,
+measurements (the GPU machine's scripts, DQN on Pong, off-policy update cost, VPG weightings,
 CNN memory layout, RLHF against TRL), whose figures go into docs/; benchmarks/README.md lists them.
 """
 
