@@ -95,11 +95,12 @@ def _default_run_dir(algo: str, env: str, seed: int) -> Path:
 
 def holds_run(run_dir: Path) -> bool:
     """Whether `run_dir` holds a run already; a path no run could be written to is a clear error."""
+    from bellmax.core.run import unwritable_run_dir
+
     try:
         return (run_dir / "config.json").exists()
     except OSError as exc:  # a name too long, a loop of links
-        raise BellmaxError(f"cannot write the run directory {str(run_dir)[:200]}: {exc.strerror or exc}; "
-                           "pick a --run-dir you can write") from None
+        raise unwritable_run_dir(run_dir, exc) from None
 
 
 def train(args: list[str]) -> int:
@@ -159,9 +160,9 @@ def train(args: list[str]) -> int:
             config = config.replace(env=meta.env)
         changes = {k: v for k, v in config.to_dict().items() if v != saved_config.to_dict()[k]}
         agent = algo_class.from_state(state, **changes)  # refuses changes a resume cannot make
-        ended = ended_run(agent, run_dir, "stop_at_return" in changes)
+        ended = end_of_ended_run(agent, run_dir, "stop_at_return" in changes, tensorboard=not meta.no_tensorboard)
         if ended is not None:
-            return ended(meta)
+            return ended
         agent.set_budget()  # refuses a budget already spent
         agent.check_resources(run_dir)
         config = agent.config
@@ -220,33 +221,28 @@ def report_end(agent: Any, config: Any, run_dir: Path) -> int:
     return 0
 
 
-def ended_run(agent: Any, run_dir: Path, new_stop_rule: bool) -> Any:
-    """For a `--resume` of a run that had ended: what to do instead of training (a function of the
-    parsed flags returning the exit status), or None to train on. A run killed during its final
-    evaluation gets it; a run that reached its --stop-at-return is left as it is unless the rule changed."""
+def end_of_ended_run(agent: Any, run_dir: Path, new_stop_rule: bool, tensorboard: bool) -> int | None:
+    """For a `--resume` of a run that had ended, do what is left instead of training and return the
+    exit status; None to train on. A run killed during its final evaluation gets it; a run that
+    reached its --stop-at-return is left as it is unless the rule changed."""
     from bellmax.core.run import Run, read_metrics
 
     config = agent.config
     at_checkpoint = [row for row in read_metrics(run_dir) if row.get("step") == agent.global_step]
     evaluations = [row["eval/return"] for row in at_checkpoint if row.get("eval/return") is not None]
     if agent.global_step >= config.total_steps and config.eval_episodes and not evaluations:
-        def final_evaluation(meta: argparse.Namespace) -> int:
-            print(f"{run_dir} was trained to its budget ({agent.global_step:,} steps) but stopped before its final "
-                  "evaluation: evaluating it now", file=sys.stderr)
-            run = Run(run_dir, agent.name, config.to_dict(), resume_step=agent.global_step,
-                      progress=False, tensorboard=not meta.no_tensorboard)
-            with run:
-                agent.finish(run, evaluate=True)
-            return report_end(agent, config, run_dir)
-        return final_evaluation
+        print(f"{run_dir} was trained to its budget ({agent.global_step:,} steps) but stopped before its final "
+              "evaluation: evaluating it now", file=sys.stderr)
+        with Run(run_dir, agent.name, config.to_dict(), resume_step=agent.global_step, progress=False,
+                 tensorboard=tensorboard) as run:
+            agent.finish(run, evaluate=True)
+        return report_end(agent, config, run_dir)
     if (config.stop_at_return is not None and not new_stop_rule and evaluations
             and evaluations[-1] >= config.stop_at_return):
-        def finished(meta: argparse.Namespace) -> int:
-            print(f"{run_dir} is finished: it reached --stop-at-return {config.stop_at_return:g} at step "
-                  f"{agent.global_step:,} (eval/return {evaluations[-1]:.2f}); to train it further, resume with a "
-                  "higher --stop-at-return or --stop-at-return None", file=sys.stderr)
-            return 0
-        return finished
+        print(f"{run_dir} is finished: it reached --stop-at-return {config.stop_at_return:g} at step "
+              f"{agent.global_step:,} (eval/return {evaluations[-1]:.2f}); to train it further, resume with a "
+              "higher --stop-at-return or --stop-at-return None", file=sys.stderr)
+        return 0
     return None
 
 

@@ -146,11 +146,9 @@ def new_sweep(opts: argparse.Namespace, rest: list[str]) -> tuple[SweepSpec, Pat
     if search != "optuna":
         check_settings(base, spec.settings())
     else:  # Optuna proposes settings as it goes: check the ends of every range now
-        from bellmax.distributed.space import Range
-
-        ends = [{name: (r.low if r.kind != "choice" else r.options[0]) if isinstance(r, Range) else r}
+        ends = [{name: r.options[0]} if r.kind == "choice" else {name: int(r.low) if r.kind == "int" else r.low}
                 for name, r in space.sample.items()]
-        ends += [{name: (int(r.high) if r.kind == "int" else r.high)} for name, r in space.sample.items()
+        ends += [{name: int(r.high) if r.kind == "int" else r.high} for name, r in space.sample.items()
                  if r.kind != "choice"]
         ends += [{name: value} for name, values in space.grid.items() for value in values]
         check_settings(base, ends)

@@ -296,8 +296,12 @@ def make_run_dir(run_dir: Path) -> None:
         probe.touch()
         probe.unlink()
     except OSError as exc:
-        raise BellmaxError(f"cannot write the run directory {str(run_dir)[:200]}: {exc.strerror or exc}; "
-                           "pick a --run-dir you can write") from None
+        raise unwritable_run_dir(run_dir, exc) from None
+
+
+def unwritable_run_dir(run_dir: Path, exc: OSError) -> BellmaxError:
+    return BellmaxError(f"cannot write the run directory {str(run_dir)[:200]}: {exc.strerror or exc}; "
+                        "pick a --run-dir you can write")
 
 
 def check_run_dir_free(run_dir: Path) -> None:

@@ -124,7 +124,6 @@ class RayVectorEnv(gym.vector.VectorEnv):
         # the environments' random generators)
         self.snapshots: list[Any] = list(states) if states is not None else [None] * num_workers
         self.since: list[list[np.ndarray]] = [[] for _ in range(num_workers)]
-        self.steps_since_snapshot = 0
         self.restarts = 0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
@@ -142,8 +141,7 @@ class RayVectorEnv(gym.vector.VectorEnv):
         results = [self.result(i, future, parts[i]) for i, future in enumerate(futures)]
         for i, part in enumerate(parts):
             self.since[i].append(part)
-        self.steps_since_snapshot += 1
-        if self.steps_since_snapshot >= SNAPSHOT_EVERY:
+        if len(self.since[0]) >= SNAPSHOT_EVERY:
             self.snapshot()
         obs, rewards, terminated, truncated, infos = zip(*results)
         return (np.concatenate(obs), np.concatenate(rewards), np.concatenate(terminated), np.concatenate(truncated),
@@ -172,7 +170,6 @@ class RayVectorEnv(gym.vector.VectorEnv):
 
         self.snapshots = ray.get([w.state.remote() for w in self.workers])
         self.since = [[] for _ in self.workers]
-        self.steps_since_snapshot = 0
 
     def close_extras(self, **kwargs: Any) -> None:
         import ray

@@ -154,7 +154,12 @@ def train_run(algo: str, config_values: dict[str, Any], run_dir: Path, metric: s
 
 
 def last_value(run_dir: Path, metric: str) -> float:
-    values = [row[metric] for row in read_metrics(run_dir) if metric in row]
+    return last_of(read_metrics(run_dir), metric)
+
+
+def last_of(rows: list[dict[str, Any]], metric: str) -> float:
+    """The last value of `metric` in metrics rows (nan: none)."""
+    values = [row[metric] for row in rows if metric in row]
     return float(values[-1]) if values else float("nan")
 
 
@@ -226,9 +231,12 @@ def make_tuner(spec: SweepSpec, root: Path, resume: bool) -> Any:
     if spec.asha:
         from ray.tune.schedulers import ASHAScheduler
 
-        evaluations = spec.base["total_steps"] // max(int(spec.base.get("eval_every") or 1), 1) + 1
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(evaluations * len(spec.seeds)
-                                  if spec.search == "optuna" else evaluations, 2), grace_period=1, reduction_factor=2)
+        # a report per evaluation of each run; an Optuna trial runs every seed in turn
+        reports = spec.base["total_steps"] // max(int(spec.base.get("eval_every") or 1), 1) + 1
+        if spec.search == "optuna":
+            reports *= len(spec.seeds)
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(reports, 2), grace_period=1,
+                                  reduction_factor=2)
     if spec.search == "optuna":
         from ray.tune.search import ConcurrencyLimiter
         from ray.tune.search.optuna import OptunaSearch
@@ -244,7 +252,7 @@ def make_tuner(spec: SweepSpec, root: Path, resume: bool) -> Any:
                                       trial_dirname_creator=lambda t: f"trial_{t.trial_id}")
         param_space = {"setting": tune.grid_search(spec.settings()), "seed": tune.grid_search(spec.seeds)}
     run_config = tune.RunConfig(name="tune", storage_path=str(root.resolve()), verbose=0,
-                                failure_config=tune.FailureConfig(max_failures=2), callbacks=[TrialLines()])
+                                failure_config=tune.FailureConfig(max_failures=2), callbacks=[trial_lines()])
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
@@ -266,24 +274,22 @@ def parallel_trials(spec: SweepSpec) -> int:
     return int(cpus // max(spec.cpus_per_trial, 1e-9))
 
 
-class TrialLines:
-    """A line on stderr as each trial ends (Tune's own reporter is off)."""
+def trial_lines() -> Any:
+    """A Tune callback that prints a line on stderr as each trial ends (Tune's own reporter is off)."""
+    from ray import tune
 
-    def __new__(cls) -> Any:
-        from ray import tune
+    class TrialLines(tune.Callback):
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            result = trial.last_result or {}
+            value = next((v for k, v in result.items() if k.startswith("eval/")), None)
+            shown = f"{value:.2f}" if isinstance(value, float) else "-"
+            print(f"trial {trial.trial_id} finished: {_describe(trial.config)} -> {shown}", file=sys.stderr)
 
-        class _Lines(tune.Callback):
-            def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-                result = trial.last_result or {}
-                value = next((v for k, v in result.items() if k.startswith("eval/")), None)
-                shown = f"{value:.2f}" if isinstance(value, float) else "-"
-                print(f"trial {trial.trial_id} finished: {_describe(trial.config)} -> {shown}", file=sys.stderr)
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            print(f"trial {trial.trial_id} failed: {_describe(trial.config)} (Ray retries it; "
+                  f"its log: {trial.local_path})", file=sys.stderr)
 
-            def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-                print(f"trial {trial.trial_id} failed: {_describe(trial.config)} (Ray retries it; "
-                      f"its log: {trial.local_path})", file=sys.stderr)
-
-        return _Lines()
+    return TrialLines()
 
 
 def _describe(config: dict[str, Any]) -> str:
@@ -344,9 +350,9 @@ def summarize(root: Path, spec: SweepSpec) -> list[SettingResult]:
         setting = {name: _as_set(spec, name, config.get(name)) for name in spec.space.fields}
         result = by_name.setdefault(setting_name(setting), SettingResult(setting, [], [], []))
         result.runs.append(run_dir)
-        result.values.append(last_value(run_dir, spec.metric))
-        steps = [row.get("step", 0) for row in read_metrics(run_dir)]
-        result.finished.append(bool(steps) and max(steps) >= config["total_steps"])
+        rows = read_metrics(run_dir)
+        result.values.append(last_of(rows, spec.metric))
+        result.finished.append(bool(rows) and max(row.get("step", 0) for row in rows) >= config["total_steps"])
     return sorted(by_name.values(), key=lambda r: (math.isnan(r.mean), -r.mean if not math.isnan(r.mean) else 0))
 
 

@@ -19,7 +19,7 @@ engine's speed. With partial observation they use only what their agent can see 
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -206,15 +206,31 @@ def filtered_actions(view: PairView) -> np.ndarray:
     not the move bounces, and into no blast zone at all when not threatened; ...), and a bomb only
     with a way out of its blast. The filtered player draws among them; the expert chooses among
     them; a learner's actions pass through them when its environment has `action_filter` on."""
-    schedule = burn_schedule(view)
-    planned, bounced = action_outcomes(view)  # (P, 5) for STOP and the four moves: where it may end up
+    bomb = own_bomb_escape(view) < NEVER
+    return np.concatenate([safe_moves(view).usable, bomb[:, None]], axis=1)
+
+
+class SafeMoves(NamedTuple):
+    """What each agent's moves lead to, and which of them are safe (all (P, 5) for STOP and the four
+    moves, but `threatened` (P,) and `passable` (P, size, size))."""
+
+    passable: np.ndarray
+    planned: np.ndarray  # where each move leads, unless it bounces off another agent
+    bounced: np.ndarray  # where it leads if it bounces
+    threatened: np.ndarray  # the agent's cell will burn
+    escape: np.ndarray  # steps to a cell that never burns again, after the move (NEVER: none)
+    usable: np.ndarray  # the safest kind of move that exists (`usable_moves`)
+
+
+def safe_moves(view: PairView) -> SafeMoves:
+    schedule, passable = burn_schedule(view), view.passable()
+    planned, bounced = action_outcomes(view)
     threatened = schedule[np.arange(view.num_pairs), view.row, view.col] != 0
-    escape_table = escape_steps(schedule, view.passable())
+    escape_table = escape_steps(schedule, passable)
     escape = at_cells(escape_table, planned)
     sure_escape = np.maximum(escape, at_cells(escape_table, bounced))  # whether or not the move bounces
     usable = usable_moves(schedule, planned, bounced, escape, sure_escape, threatened)
-    bomb = own_bomb_escape(view) < NEVER
-    return np.concatenate([usable, bomb[:, None]], axis=1)
+    return SafeMoves(passable, planned, bounced, threatened, escape, usable)
 
 
 def random_among(allowed: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -416,13 +432,7 @@ def wander_actions(walkable: np.ndarray, in_line: np.ndarray, recent: np.ndarray
 # -- the expert --------------------------------------------------------------------------------
 def expert_actions(view: PairView, rng: np.random.Generator, wander: float) -> np.ndarray:
     """(P,) the expert's actions (the rules are in `ExpertOpponent`'s docstring)."""
-    schedule, passable = burn_schedule(view), view.passable()
-    planned, bounced = action_outcomes(view)  # (P, 5) for STOP and the four moves: where it may end up
-    threatened = schedule[np.arange(view.num_pairs), view.row, view.col] != 0
-    escape_table = escape_steps(schedule, passable)
-    escape = at_cells(escape_table, planned)
-    sure_escape = np.maximum(escape, at_cells(escape_table, bounced))  # whether or not the move bounces
-    usable = usable_moves(schedule, planned, bounced, escape, sure_escape, threatened)
+    passable, planned, bounced, threatened, escape, usable = safe_moves(view)
 
     draw = rng.random(escape.shape) * 0.4  # breaks ties, never outweighs half a step
     # two agents heading for the same cell bounce back, again and again if both insist: a move that
