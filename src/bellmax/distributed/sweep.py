@@ -21,7 +21,9 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,7 +305,14 @@ def run_sweep(spec: SweepSpec, root: Path, address: str | None = None, resume: b
     start_ray(address)
     spec.save(root)
     tuner = make_tuner(spec, root, resume)
-    results = tuner.fit()
+    # Tune installs a SIGINT handler of its own for the fit and leaves it there: put the caller's back,
+    # or a later training in this process no longer stops cleanly on Ctrl-C
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        results = tuner.fit()
+    finally:
+        if threading.current_thread() is threading.main_thread() and handler is not None:
+            signal.signal(signal.SIGINT, handler)
     failed = [r for r in results if r.error is not None]
     if failed:
         print(f"{len(failed)} trial(s) failed after retries; the first error: "
