@@ -1,5 +1,5 @@
 """`--num-workers K`: Ray actors step the environments of an on-policy run, and the run ends with
-exactly the parameters of the single-process run (Acrobot and a MuJoCo env), resumes from its
+exactly the parameters of the single-process run (Acrobot, a MuJoCo env, Atari), resumes from its
 checkpoints bit for bit, and refuses what it cannot split (CartPole's and the arena's native vector
 envs, whose copies share one random generator), in one line."""
 
@@ -91,3 +91,41 @@ def test_what_cannot_be_split_is_one_clear_line(args, message, tmp_path, capsys)
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "bad").exists()
+
+
+def test_atari_splits_between_workers_and_a_dead_one_is_replayed_from_its_reset():
+    """ale-py's vector env runs one emulator per copy, seeded seed + index: two workers of one copy
+    each step exactly the games one process steps. The emulator cannot be saved, so a worker that
+    dies is made again, reset with its seed and stepped through every action since."""
+    pytest.importorskip("ale_py")
+    from bellmax.distributed.rollouts import RayVectorEnv
+    from bellmax.envs.make import make_vec_env
+
+    alone, spread = make_vec_env("ALE/Breakout-v5", 2), RayVectorEnv("ALE/Breakout-v5", 2, 2)
+    try:
+        assert np.array_equal(alone.reset(seed=11)[0], spread.reset(seed=11)[0])
+        actions = np.random.default_rng(0).integers(0, 4, size=(700, 2))
+        ended = 0
+        for t, action in enumerate(actions):
+            if t == 400:  # past the first snapshot attempt (every 256 steps), which saves nothing here
+                ray.kill(spread.workers[0])
+            one, two = alone.step(action), spread.step(action)
+            for a, b in zip(one[:4], two[:4]):
+                assert np.array_equal(a, b), t
+            ended += int(one[2].sum())
+        assert spread.restarts == 1 and ended >= 1  # a game ended: the replay crossed an autoreset
+    finally:
+        alone.close()
+        spread.close()
+
+
+def test_ppo_on_atari_with_workers_equals_the_single_process_run():
+    pytest.importorskip("ale_py")
+    base = PPOConfig(env="ALE/Breakout-v5", num_envs=2, n_steps=32, batch_size=32, n_epochs=1, total_steps=128,
+                     eval_episodes=0, seed=4)
+    alone = trained(base)
+    spread = trained(base.replace(num_workers=2))
+    try:
+        assert spread.params_sha256() == alone.params_sha256()
+    finally:
+        spread.env.close()

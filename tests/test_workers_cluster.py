@@ -1,6 +1,8 @@
-"""`--num-workers` on a Ray cluster of two nodes started inside the test (Ray's own multi-node test
-cluster on this machine): the workers spread over both nodes and the run still ends with exactly
-the single-process run's parameters."""
+"""On a Ray cluster of two nodes started inside the test (Ray's own multi-node test cluster on this
+machine): `--num-workers` spreads its workers over both nodes and the run still ends with exactly
+the single-process run's parameters; a sweep's trials, one CPU each, run on both nodes."""
+
+import json
 
 import pytest
 
@@ -34,3 +36,20 @@ def test_workers_spread_over_the_nodes_and_change_nothing(two_nodes):
         assert agent.params_sha256() == PPO(config.replace(num_workers=0)).learn().params_sha256()
     finally:
         agent.env.close()
+
+
+def test_sweep_trials_spread_over_the_nodes(two_nodes, tmp_path):
+    from bellmax.distributed.sweep import SweepSpec, run_sweep
+
+    spec = SweepSpec(algo="ppo", base={"env": "Acrobot-v1", "total_steps": 6000, "eval_every": 2000,
+                                       "eval_episodes": 1, "num_envs": 4, "n_steps": 128},
+                     seeds=[0, 1, 2], cpus_per_trial=1)
+    results = run_sweep(spec, tmp_path / "sweep")
+    assert results[0].finished == [True, True, True]
+    nodes = {}
+    for path in (tmp_path / "sweep" / "tune").glob("trial_*/result.json"):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        nodes[path.parent.name] = {row["node_id"] for row in rows}
+    assert len(nodes) == 3 and all(len(n) == 1 for n in nodes.values())
+    # three one-CPU trials at once on a head of one CPU and a node of two: both nodes take trials
+    assert len(set.union(*nodes.values())) == 2

@@ -17,6 +17,8 @@ Checkpoints hold each worker's environments as a single-process run's checkpoint
 (pickles, MuJoCo physics and RNG states); restoring one starts the workers again. A worker that
 dies is started again from a snapshot of its environments (taken every 256 vector steps) and steps
 the actions it was sent since, then the step it missed: the run goes on, its numbers unchanged.
+Environments that cannot be saved (the ALE emulator) are rebuilt the same way from their last
+reset: made again, reset with the same seed, and stepped through every action since.
 """
 
 from __future__ import annotations
@@ -124,13 +126,18 @@ class RayVectorEnv(gym.vector.VectorEnv):
         # the environments' random generators)
         self.snapshots: list[Any] = list(states) if states is not None else [None] * num_workers
         self.since: list[list[np.ndarray]] = [[] for _ in range(num_workers)]
+        # for environments that cannot be saved: each worker's last reset (seed, options), which a
+        # new worker repeats before stepping the actions since
+        self.resets: list[tuple[int | None, dict[str, Any] | None] | None] = [None] * num_workers
         self.restarts = 0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         import ray
 
-        results = ray.get([w.reset.remote(None if seed is None else seed + first, options)
-                           for w, (first, _) in zip(self.workers, self.shares)])
+        seeds = [None if seed is None else seed + first for first, _ in self.shares]
+        results = ray.get([w.reset.remote(s, options) for w, s in zip(self.workers, seeds)])
+        self.resets = [(s, options) for s in seeds]
+        self.since = [[] for _ in self.workers]
         self.snapshot()
         return np.concatenate([obs for obs, _ in results]), merge_infos([info for _, info in results], self.shares)
 
@@ -141,7 +148,7 @@ class RayVectorEnv(gym.vector.VectorEnv):
         results = [self.result(i, future, parts[i]) for i, future in enumerate(futures)]
         for i, part in enumerate(parts):
             self.since[i].append(part)
-        if len(self.since[0]) >= SNAPSHOT_EVERY:
+        if len(self.since[0]) % SNAPSHOT_EVERY == 0:
             self.snapshot()
         obs, rewards, terminated, truncated, infos = zip(*results)
         return (np.concatenate(obs), np.concatenate(rewards), np.concatenate(terminated), np.concatenate(truncated),
@@ -157,19 +164,24 @@ class RayVectorEnv(gym.vector.VectorEnv):
             return ray.get(future)
         except RayActorError:
             self.restarts += 1
-            if self.snapshots[index] is None:
-                raise BellmaxError(f"Ray worker {index} died before its environments were first saved") from None
-            worker = self._worker_class.remote(self.env_id, self.shares[index][1], self.snapshots[index])
+            count, snapshot, reset = self.shares[index][1], self.snapshots[index], self.resets[index]
+            if snapshot is None and reset is None:
+                raise BellmaxError(f"Ray worker {index} died before its environments were first reset") from None
+            worker = self._worker_class.remote(self.env_id, count, snapshot)
+            if snapshot is None and reset is not None:  # an environment that cannot be saved: from its reset
+                ray.get(worker.reset.remote(*reset))
             for earlier in self.since[index]:
                 ray.get(worker.step.remote(earlier))
             self.workers[index] = worker
             return ray.get(worker.step.remote(part))
 
     def snapshot(self) -> None:
+        """Save every worker's environments; those that cannot be saved keep their reset and every
+        action since as the way to rebuild them."""
         import ray
 
         self.snapshots = ray.get([w.state.remote() for w in self.workers])
-        self.since = [[] for _ in self.workers]
+        self.since = [[] if state is not None else since for state, since in zip(self.snapshots, self.since)]
 
     def close_extras(self, **kwargs: Any) -> None:
         import ray

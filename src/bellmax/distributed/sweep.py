@@ -168,7 +168,13 @@ def last_of(rows: list[dict[str, Any]], metric: str) -> float:
 def trial(params: dict[str, Any], spec: dict[str, Any], root: str) -> None:
     """The Tune trainable: one (setting, seed) for a grid or random search; for Optuna, one proposed
     setting on every seed, reporting their mean last."""
+    import ray
     from ray import tune
+
+    node = ray.get_runtime_context().get_node_id()
+
+    def report(metrics: dict[str, Any]) -> None:  # with the Ray node the trial runs on, for a cluster's users
+        tune.report({**metrics, "node_id": node})
 
     sweep = SweepSpec.from_json(spec)
     if sweep.search == "optuna":
@@ -179,9 +185,9 @@ def trial(params: dict[str, Any], spec: dict[str, Any], root: str) -> None:
     finals = []
     for seed in seeds:
         values = {**sweep.base, **setting, "seed": seed}
-        finals.append(train_run(sweep.algo, values, run_dir_of(Path(root), setting, seed), sweep.metric, tune.report))
+        finals.append(train_run(sweep.algo, values, run_dir_of(Path(root), setting, seed), sweep.metric, report))
     if len(seeds) > 1:
-        tune.report({sweep.metric: sum(finals) / len(finals), "seeds": len(seeds)})
+        report({sweep.metric: sum(finals) / len(finals), "seeds": len(seeds)})
 
 
 # -- the driver ---------------------------------------------------------------------------------

@@ -85,11 +85,13 @@ def make_vec_env(env_id: str, num_envs: int, seed: int | None = None, **kwargs: 
 
 def make_worker_env(env_id: str, num_envs: int, num_workers: int) -> gym.vector.VectorEnv:
     """`num_envs` copies of `env_id` stepped by `num_workers` Ray actors (the `ray` extra), for
-    environments made one by one, whose copies are seeded and stepped independently: Atari's and
-    bellmax's own native vector envs share state between copies and stay in one process."""
+    environments whose copies are seeded and stepped independently: those made one by one, and
+    Atari's (ale-py's vector env runs one emulator per copy, seeded seed + index). Gymnasium's
+    native CartPole and bellmax's arena vector envs draw from one generator for all copies and
+    stay in one process."""
     check_env_id(env_id)
     spec = gym.spec(env_id)
-    if is_atari(env_id) or spec.vector_entry_point is not None:
+    if not is_atari(env_id) and spec.vector_entry_point is not None:
         raise BellmaxError(f"--num-workers: {env_id} steps as one native vector env whose copies share one random "
                            "generator, which cannot be split between workers; train it without --num-workers")
     from bellmax.distributed.rollouts import RayVectorEnv
