@@ -84,13 +84,13 @@ def test_ctrl_c_stops_after_the_iteration_with_a_checkpoint_that_resumes_exactly
 
 def test_ctrl_c_while_a_periodic_checkpoint_is_written_stops_right_after_it(tmp_path):
     agent = VPG(CONFIG.replace(checkpoint_every=400))
-    save = agent.save
+    save = agent.save_in_run
 
-    def save_while_interrupted(path):
+    def save_while_interrupted(run):
         signal.raise_signal(signal.SIGINT)  # arrives while the checkpoint of step 400 is being written
-        save(path)
+        save(run)
 
-    agent.save = save_while_interrupted
+    agent.save_in_run = save_while_interrupted
     with pytest.raises(TrainingInterrupted) as stopped:
         agent.learn(1200, run=Run(tmp_path, "vpg", CONFIG.to_dict(), tensorboard=False))
     assert stopped.value.step == 400 and load_checkpoint(tmp_path)["global_step"] == 400
@@ -372,3 +372,117 @@ def test_evaluation_maps_the_checkpoint_instead_of_reading_its_replay(tmp_path):
     assert mapped.params_sha256() == read.params_sha256() == agent.params_sha256()
     assert np.array_equal(mapped.replay.obs, agent.replay.obs)
     assert np.array_equal(mapped.evaluate(3), read.evaluate(3))
+
+
+# -- checkpoints that verify themselves ---------------------------------------------------------
+def flip_a_byte_of_tensor_data(path: Path) -> None:
+    """Change one byte inside the policy's first weight matrix (not the pickle, not the zip's
+    directory): torch.load alone reads such a file without complaint."""
+    data = bytearray(path.read_bytes())
+    weight = next(iter(torch.load(path, weights_only=False)["modules"]["policy"].values()))
+    stored = weight.numpy().tobytes()
+    offset = bytes(data).index(stored)  # tensor storages are stored uncompressed
+    data[offset + len(stored) // 2] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_in_tensor_data_is_caught_by_the_checksum(tmp_path):
+    path = tmp_path / "vpg.pt"
+    VPG(CONFIG).save(path)
+    before = torch.load(path, weights_only=False)
+    flip_a_byte_of_tensor_data(path)
+    after = torch.load(path, weights_only=False)  # torch alone loads it: another policy, silently
+    assert any(not torch.equal(a, b) for name in before["modules"]
+               for a, b in zip(before["modules"][name].values(), after["modules"][name].values()))
+    with pytest.raises(BellmaxError, match=r"vpg.pt is damaged: its content does not match the SHA-256"):
+        load(path)
+
+
+def test_checkpoints_carry_their_format_and_refuse_a_newer_one(tmp_path):
+    from bellmax.core.run import CHECKPOINT_FORMAT, verify_checkpoint
+
+    path = tmp_path / "vpg.pt"
+    VPG(CONFIG).save(path)
+    assert verify_checkpoint(path) == CHECKPOINT_FORMAT == 2
+    data = path.read_bytes()
+    assert data.endswith(b"\n") and b"bellmax-checkpoint format=0002 sha256=" in data[-120:]
+    path.write_bytes(data.replace(b"format=0002", b"format=0003"))
+    with pytest.raises(BellmaxError, match="format 3, written by a newer bellmax"):
+        load(path)
+
+
+def test_a_checkpoint_of_an_older_bellmax_without_checksum_still_loads(tmp_path):
+    agent = VPG(CONFIG).learn(400)
+    buffer = io.BytesIO()
+    torch.save(agent.state_dict(), buffer)  # what earlier releases wrote: the archive alone
+    (tmp_path / "old.pt").write_bytes(buffer.getvalue())
+    assert load(tmp_path / "old.pt").params_sha256() == agent.params_sha256()
+
+
+def test_a_run_keeps_its_last_checkpoints_and_checkpoint_pt_names_the_newest(tmp_path):
+    from bellmax.core.run import step_checkpoints
+
+    run_dir = tmp_path / "run"
+    agent = VPG(CONFIG.replace(checkpoint_every=200))
+    agent.learn(1200, run=Run(run_dir, "vpg", CONFIG.to_dict(), tensorboard=False))
+    kept = step_checkpoints(run_dir)
+    assert [step for step, _ in kept] == [1200, 1000]  # the default keep_checkpoints=2
+    assert (run_dir / CHECKPOINT_FILE).samefile(kept[0][1])
+    assert load_checkpoint(kept[1][1])["global_step"] == 1000
+
+    one = tmp_path / "one"
+    VPG(CONFIG.replace(checkpoint_every=200, keep_checkpoints=1)).learn(
+        800, run=Run(one, "vpg", CONFIG.to_dict(), tensorboard=False))
+    assert [step for step, _ in step_checkpoints(one)] == [800]
+
+
+def test_without_hard_links_checkpoint_pt_is_a_verified_copy(tmp_path, monkeypatch):
+    import os
+
+    def no_links(*args, **kwargs):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    agent = VPG(CONFIG.replace(checkpoint_every=400))
+    agent.learn(800, run=Run(tmp_path, "vpg", CONFIG.to_dict(), tensorboard=False))
+    assert not (tmp_path / CHECKPOINT_FILE).samefile(tmp_path / "checkpoint-800.pt")
+    assert load_checkpoint(tmp_path)["global_step"] == 800
+
+
+def test_resume_falls_back_to_the_newest_valid_checkpoint_and_ends_as_uninterrupted(tmp_path, capsys):
+    from bellmax.cli import main
+
+    flags = ["--num-envs", "4", "--n-steps", "50", "--batch-size", "100", "--hidden-sizes", "16", "--seed", "11",
+             "--eval-episodes", "0", "--checkpoint-every", "200", "--no-progress", "--no-tensorboard"]
+    straight, run_dir = tmp_path / "straight", tmp_path / "run"
+    assert main(["train", "vpg", *flags, "--total-steps", "1200", "--run-dir", str(straight)]) == 0
+    assert main(["train", "vpg", *flags, "--total-steps", "800", "--run-dir", str(run_dir)]) == 0
+    flip_a_byte_of_tensor_data(run_dir / "checkpoint-800.pt")  # the newest, also named checkpoint.pt
+    capsys.readouterr()
+
+    assert main(["eval", str(run_dir), "--episodes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint.pt is damaged" in err and "checkpoint-600.pt" in err and "Traceback" not in err
+
+    assert main(["train", "vpg", "--resume", str(run_dir), "--total-steps", "1200", "--no-progress",
+                 "--no-tensorboard"]) == 0
+    err = capsys.readouterr().err
+    assert "resuming from checkpoint-600.pt instead, the newest valid checkpoint (step 600)" in err
+    assert (run_dir / "checkpoint-800.pt.damaged").exists()
+    assert load(run_dir).params_sha256() == load(straight).params_sha256()
+    assert [r["step"] for r in read_metrics(run_dir)] == [r["step"] for r in read_metrics(straight)]
+
+
+def test_resume_with_every_checkpoint_damaged_is_one_line(tmp_path, capsys):
+    from bellmax.cli import main
+
+    run_dir = tmp_path / "run"
+    assert main(["train", "vpg", "--num-envs", "4", "--n-steps", "50", "--batch-size", "100", "--total-steps", "400",
+                 "--checkpoint-every",
+                 "200", "--eval-episodes", "0", "--no-progress", "--no-tensorboard", "--run-dir", str(run_dir)]) == 0
+    for name in ("checkpoint-400.pt", "checkpoint-200.pt"):
+        flip_a_byte_of_tensor_data(run_dir / name)
+    capsys.readouterr()
+    assert main(["train", "vpg", "--resume", str(run_dir), "--total-steps", "600", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "none of the older checkpoints is valid" in err

@@ -211,6 +211,8 @@ def test_truncated_checkpoint_on_resume_and_eval(trained, tmp_path, capsys):
 
     broken = tmp_path / "broken"
     shutil.copytree(trained, broken)
+    for kept in broken.glob("checkpoint-*.pt"):  # nothing to fall back to (see test_checkpoint.py for that)
+        kept.unlink()
     data = (broken / "checkpoint.pt").read_bytes()
     (broken / "checkpoint.pt").write_bytes(data[: len(data) // 3])
     for args in (["train", "vpg", "--resume", str(broken)], ["eval", str(broken)]):
@@ -328,7 +330,8 @@ def test_resume_of_a_run_stopped_before_its_first_checkpoint_trains_it_afresh(tm
              "256", "--eval-episodes", "0", "--stop-at-return", "None", "--no-progress", "--seed", "4"]
     stopped, fresh = tmp_path / "stopped", tmp_path / "fresh"
     assert main(["train", "ppo", *flags, "--run-dir", str(stopped)]) == 0
-    (stopped / "checkpoint.pt").unlink()  # as if killed before the first checkpoint
+    for checkpoint in stopped.glob("checkpoint*.pt"):  # as if killed before the first checkpoint
+        checkpoint.unlink()
     assert main(["train", "ppo", *flags, "--run-dir", str(stopped)]) == 2  # a fresh start still refuses the dir
     assert "--resume" in capsys.readouterr().err
     assert main(["train", "ppo", "--resume", str(stopped), "--no-progress"]) == 0

@@ -134,7 +134,7 @@ def train(args: list[str]) -> int:
 
     from bellmax.algos import get_algorithm
     from bellmax.config import config_with_preset, find_preset
-    from bellmax.core.run import CHECKPOINT_FILE, Run, check_run_dir_free, load_checkpoint, read_run_config
+    from bellmax.core.run import Run, check_run_dir_free, has_checkpoint, load_run_checkpoint, read_run_config
 
     algo_class = get_algorithm(algo)
     prog = f"bellmax train {algo}"
@@ -150,9 +150,9 @@ def train(args: list[str]) -> int:
             other = saved.get("algo")
             raise BellmaxError(f"{run_dir} is a {other} run; resume it with `bellmax train {other} --resume {run_dir}`")
         check_run_dir_free(run_dir)  # before a load that can take a minute (a DQN Atari replay)
-        if not (run_dir / CHECKPOINT_FILE).exists() and isinstance(saved.get("config"), dict):
+        if not has_checkpoint(run_dir) and isinstance(saved.get("config"), dict):
             return restart(algo_class, run_dir, saved, rest, meta)
-        state = load_checkpoint(run_dir / CHECKPOINT_FILE)
+        state = load_run_checkpoint(run_dir, notify=lambda line: print(line, file=sys.stderr))
         saved_config = algo_class.config_class.from_dict(state["config"])
         description = train_description(algo, saved_config.env, None, resume=str(run_dir))
         config = tyro.cli(algo_class.config_class, default=saved_config, args=rest, prog=prog, description=description)

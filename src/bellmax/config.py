@@ -37,7 +37,8 @@ D = TypeVar("D", bound="DataclassInstance")
 # What a loaded (resumed) run may change: everything else must match for it to continue exactly (a run
 # moved to another device or thread count continues with the same state, but its numbers differ in the
 # last bits). `Algorithm.from_state` enforces it.
-RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "eval_episodes", "stop_at_return", "device", "torch_threads")
+RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "keep_checkpoints", "eval_episodes", "stop_at_return", "device",
+                    "torch_threads")
 
 
 def flag(name: str) -> str:
@@ -84,6 +85,9 @@ class Config:
     """Atari: treat a lost life as the end of the episode for learning (no bootstrap across it)."""
     checkpoint_every: int = 25_000
     """Write a checkpoint every this many environment steps (0: only at the end of training)."""
+    keep_checkpoints: int = 2
+    """Checkpoints a run keeps (checkpoint-STEP.pt, the newest also as checkpoint.pt); --resume falls
+    back to the newest one that verifies when a newer one is damaged."""
     eval_every: int = 0
     """Evaluate the deterministic policy every this many steps (0: only at the end)."""
     eval_episodes: int = 10
@@ -116,6 +120,7 @@ class Config:
             "hidden_sizes", self.hidden_sizes, "one or more positive layer widths",
         )
         require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, ">= 0")
+        require(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints, "at least 1")
         require(self.eval_every >= 0, "eval_every", self.eval_every, ">= 0")
         require(self.eval_episodes >= 0, "eval_episodes", self.eval_episodes, ">= 0")
         require(self.stop_at_return is None or (self.eval_every > 0 and self.eval_episodes > 0),

@@ -33,7 +33,7 @@ from bellmax.config import RESUMABLE_FIELDS, Config
 from bellmax.core.nets import Actor, is_image_space, space_shape
 from bellmax.core.optim import Optimizer
 from bellmax.core.rollout import EpisodeTracker
-from bellmax.core.run import CHECKPOINT_FILE, Run, StopRequests, load_checkpoint, save_checkpoint
+from bellmax.core.run import Run, StopRequests, load_checkpoint, save_checkpoint, save_run_checkpoint
 from bellmax.envs.make import as_vector_env, env_state, make_vec_env, restore_env
 from bellmax.errors import BellmaxError, ConfigError, TrainingInterrupted
 
@@ -397,7 +397,7 @@ class Algorithm:
                        f"+- {metrics['eval/return_std']:.2f} over {metrics['eval/episodes']} "
                        f"episodes ({self.config.eval_policy_name()} policy)")
         if checkpoint_due or stop_requests.requested:
-            self.save(run.dir / CHECKPOINT_FILE)
+            self.save_in_run(run)
             run.checkpointed_at = self.global_step
         if stop_requests.requested:  # at an iteration's end (or during its checkpoint), so resuming is exact
             raise TrainingInterrupted(stop_requests.requested, self.name, self.global_step, run.dir)
@@ -407,7 +407,7 @@ class Algorithm:
         the last iteration just did."""
         if run.checkpointed_at != self.global_step:
             self.check_finite_update({})
-            self.save(run.dir / CHECKPOINT_FILE)
+            self.save_in_run(run)
             run.checkpointed_at = self.global_step
         last = run.rows[-1] if run.rows else {}
         if evaluate and self.config.eval_episodes and not (last.get("step") == self.global_step
@@ -518,6 +518,11 @@ class Algorithm:
     def save(self, path: str | Path) -> None:
         """Write a checkpoint atomically (a crash never leaves a half-written file behind)."""
         save_checkpoint(Path(path), self.state_dict())
+
+    def save_in_run(self, run: Run) -> None:
+        """The run's checkpoint at this step (checkpoint.pt and checkpoint-STEP.pt, keeping the newest
+        `keep_checkpoints`)."""
+        save_run_checkpoint(run.dir, self.state_dict(), self.global_step, self.config.keep_checkpoints)
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = False, **changes: Any) -> Self:

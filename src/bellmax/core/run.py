@@ -10,6 +10,8 @@ moment leaves the last good checkpoint and config intact.
       metrics.csv       the same rows as CSV, one column per key
       tb/               TensorBoard events
       checkpoint.pt     the latest checkpoint (everything needed to resume bit-for-bit)
+      checkpoint-STEP.pt  the last `keep_checkpoints` checkpoints by step (checkpoint.pt is a second
+                        name of the newest), which --resume falls back to when a newer one is damaged
       .lock             held by the process writing the run, so no second one writes it at once
 """
 
@@ -120,20 +122,38 @@ class StopRequests:
                      "(send it again to stop at once)")
 
 
+# A checkpoint is torch.save's zip archive followed by a footer line that names the file format and
+# the SHA-256 of every byte before it; torch.load reads the archive and ignores what follows it.
+# Format 1 (no footer) is what bellmax wrote before checkpoints verified themselves.
+CHECKPOINT_FORMAT = 2
+_FOOTER_PREFIX = b"\nbellmax-checkpoint format="
+_FOOTER_LENGTH = len(_FOOTER_PREFIX) + 4 + len(b" sha256=") + 64 + 1
+
+
+def _footer(digest: str) -> bytes:
+    footer = _FOOTER_PREFIX + f"{CHECKPOINT_FORMAT:04d} sha256={digest}\n".encode()
+    assert len(footer) == _FOOTER_LENGTH
+    return footer
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write `state` to `path` atomically, with the footer that lets every reader verify it."""
     import torch
 
     # streamed into the file: tensors (a replay buffer's arrays among them, `SavedAsTensors`) are
-    # written from memory as they are, never copied into one big bytes object first
+    # written from memory as they are, never copied into one big bytes object first, and hashed as
+    # they pass
     failed: list[OSError] = []
 
     def write(f: BinaryIO) -> None:
+        hashing = _HashingWriter(f, failed)
         try:
-            torch.save(state, cast(BinaryIO, _NotingErrors(f, failed)))
+            torch.save(state, cast(BinaryIO, hashing))
         except RuntimeError:  # torch reports a failed write as "enforce fail ... unexpected pos": say why
             if failed:
                 raise failed[0] from None
             raise
+        f.write(_footer(hashing.sha256.hexdigest()))
 
     try:
         atomic_write(path, write)
@@ -144,13 +164,17 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
                            "it), then continue with --resume") from None
 
 
-class _NotingErrors:
-    """A file that notes the OSError of a failed write (torch.save turns it into an opaque RuntimeError)."""
+class _HashingWriter:
+    """A file that hashes what is written through it and notes the OSError of a failed write
+    (torch.save turns it into an opaque RuntimeError)."""
 
     def __init__(self, f: BinaryIO, failed: list[OSError]):
-        self.f, self.failed = f, failed
+        import hashlib
+
+        self.f, self.failed, self.sha256 = f, failed, hashlib.sha256()
 
     def write(self, data: Any) -> int:
+        self.sha256.update(data)
         try:
             return self.f.write(data)
         except OSError as exc:
@@ -181,11 +205,58 @@ class _CheckpointUnpickler(pickle.Unpickler):
 _checkpoint_pickle = types.SimpleNamespace(__name__="pickle", Unpickler=_CheckpointUnpickler, load=pickle.load)
 
 
+def verify_checkpoint(path: Path) -> int:
+    """Check `path` against the checksum written with it; returns its format (1: written before
+    checkpoints carried checksums, which cannot be verified). Raises BellmaxError naming the file
+    and what failed."""
+    import hashlib
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            f.seek(max(size - _FOOTER_LENGTH, 0))
+            footer = f.read()
+            f.seek(0)
+            magic = f.read(2)
+            if not footer.startswith(_FOOTER_PREFIX) or len(footer) != _FOOTER_LENGTH:
+                if magic == b"PK":  # a zip archive without a footer: an older bellmax's checkpoint
+                    return 1
+                raise BellmaxError(f"checkpoint {path} is damaged or not a checkpoint (it ends without the "
+                                   "checksum line bellmax writes); restore it from a copy or retrain")
+            try:
+                fmt = int(footer[len(_FOOTER_PREFIX):len(_FOOTER_PREFIX) + 4])
+                expected = footer[-65:-1].decode("ascii")
+            except (ValueError, UnicodeDecodeError):
+                raise BellmaxError(f"checkpoint {path} is damaged (its checksum line is unreadable); restore it "
+                                   "from a copy or retrain") from None
+            if fmt > CHECKPOINT_FORMAT:
+                raise BellmaxError(f"checkpoint {path} has format {fmt}, written by a newer bellmax than this one "
+                                   f"(which reads formats up to {CHECKPOINT_FORMAT}): upgrade bellmax")
+            digest = hashlib.sha256()
+            f.seek(0)
+            remaining = size - _FOOTER_LENGTH
+            while remaining > 0:
+                chunk = f.read(min(remaining, 1 << 22))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                remaining -= len(chunk)
+    except OSError as exc:
+        raise BellmaxError(f"could not read checkpoint {path} ({exc.strerror or exc})") from None
+    if digest.hexdigest() != expected:
+        raise BellmaxError(f"checkpoint {path} is damaged: its content does not match the SHA-256 written with "
+                           "it (a changed or cut byte); restore it from a copy or retrain")
+    return fmt
+
+
 def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
-    """Read a checkpoint; a missing or damaged file is a BellmaxError that says what to do.
+    """Read a checkpoint after verifying its checksum; a missing or damaged file is a BellmaxError
+    that names the file, says what failed and what to do.
 
     mmap=True maps the tensors' storages from the file instead of reading them: what is never
-    touched (the replay buffer, when only evaluating) costs neither time nor memory."""
+    touched (the replay buffer, when only evaluating) costs neither time nor memory (the checksum
+    still reads the file once)."""
     import torch
 
     path = Path(path)
@@ -193,6 +264,14 @@ def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
         path = path / CHECKPOINT_FILE
     if not path.exists():
         raise BellmaxError(f"no checkpoint at {path}: train with --checkpoint-every N or let a run finish first")
+    try:
+        verify_checkpoint(path)
+    except BellmaxError as exc:
+        older = [p.name for _, p in step_checkpoints(path.parent) if not os.path.samefile(p, path)]
+        if path.name != CHECKPOINT_FILE or not older:
+            raise
+        raise BellmaxError(f"{exc}; the run keeps older checkpoints ({', '.join(older)}): `bellmax train ALGO "
+                           f"--resume {path.parent}` continues from the newest valid one") from None
     try:
         # Our own file format holds NumPy RNG states and the pickled env, hence weights_only=False:
         # load checkpoints only from runs you trust, as with any pickle.
@@ -205,6 +284,95 @@ def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
     if not isinstance(state, dict) or "algo" not in state or "config" not in state:
         raise BellmaxError(f"{path} is not a bellmax checkpoint (no algo/config entries)")
     return state
+
+
+def step_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """The run's kept checkpoints `checkpoint-STEP.pt`, newest first."""
+    found = []
+    for path in Path(run_dir).glob("checkpoint-*.pt"):
+        step = path.stem.removeprefix("checkpoint-")
+        if step.isdigit():
+            found.append((int(step), path))
+    return sorted(found, reverse=True)
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return (Path(run_dir) / CHECKPOINT_FILE).exists() or bool(step_checkpoints(run_dir))
+
+
+def save_run_checkpoint(run_dir: Path, state: dict[str, Any], step: int, keep: int) -> None:
+    """Write the run's checkpoint at `step` as checkpoint-STEP.pt, make checkpoint.pt a second name
+    of it, and delete the kept ones beyond the newest `keep`. A kill at any moment leaves
+    checkpoint.pt naming a whole checkpoint (the new one or the one before)."""
+    run_dir = Path(run_dir)
+    kept = run_dir / f"checkpoint-{step}.pt"
+    save_checkpoint(kept, state)
+    _second_name(kept, run_dir / CHECKPOINT_FILE)
+    for _, old in step_checkpoints(run_dir)[keep:]:
+        old.unlink(missing_ok=True)
+
+
+def _second_name(source: Path, name: Path) -> None:
+    """Make `name` a hard link to `source`, replacing what was there atomically; on a file system
+    without hard links, an atomic copy."""
+    import shutil
+
+    link = name.with_name(f".{name.name}.link.tmp")
+    link.unlink(missing_ok=True)
+    try:
+        os.link(source, link)
+    except OSError:
+        atomic_write(name, lambda f: shutil.copyfileobj(source.open("rb"), f, 1 << 22))
+        return
+    os.replace(link, name)
+
+
+def load_run_checkpoint(run_dir: Path, notify: Callable[[str], None]) -> dict[str, Any]:
+    """The run's newest checkpoint that verifies, for --resume: checkpoint.pt, or when it is damaged
+    the newest valid checkpoint-STEP.pt (saying so through `notify`; the damaged files are renamed
+    NAME.damaged, kept for inspection and out of the way, and checkpoint.pt names the one used)."""
+    run_dir = Path(run_dir)
+    newest = run_dir / CHECKPOINT_FILE
+    candidates = [newest] if newest.exists() else []
+    candidates += [p for _, p in step_checkpoints(run_dir)
+                   if not (newest.exists() and os.path.samefile(p, newest))]
+    if not candidates:
+        raise BellmaxError(f"no checkpoint in {run_dir}: train with --checkpoint-every N or let a run finish first")
+    failures: list[tuple[Path, str]] = []
+    for path in candidates:
+        try:
+            state = load_checkpoint(path)
+        except BellmaxError as exc:
+            failures.append((path, str(exc)))
+            continue
+        if failures:
+            _set_aside(run_dir, [p for p, _ in failures])
+            _second_name(path, newest)
+            notify(f"{failures[0][1]}; resuming from {path.name} instead, the newest valid checkpoint "
+                   f"(step {state.get('global_step', '?')}); the damaged file(s) are kept as *.damaged")
+        return state
+    raise BellmaxError(failures[0][1] if len(failures) == 1 else
+                       f"{failures[0][1]}; and none of the older checkpoints is valid either "
+                       f"({', '.join(p.name for p, _ in failures[1:])})")
+
+
+def _set_aside(run_dir: Path, damaged: list[Path]) -> None:
+    """Rename damaged checkpoints, and every other name of the same file, NAME.damaged: kept for
+    inspection, out of the rotation (checkpoint.pt, when it is a second name, is only removed)."""
+    newest = run_dir / CHECKPOINT_FILE
+    names = [newest] + [p for _, p in step_checkpoints(run_dir)]
+    for path in damaged:
+        if not path.exists():
+            continue
+        same = [n for n in names if n.exists() and os.path.samefile(n, path)]
+        kept = [n for n in same if n != newest]
+        for name in kept:
+            os.replace(name, name.with_name(name.name + ".damaged"))
+        if newest in same:
+            if kept:
+                newest.unlink()
+            else:
+                os.replace(newest, newest.with_name(newest.name + ".damaged"))
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bellmax.core.run import CHECKPOINT_FILE, Run, load_checkpoint, read_metrics, read_run_config
+from bellmax.core.run import Run, has_checkpoint, load_run_checkpoint, read_metrics, read_run_config
 from bellmax.distributed.space import (
     Range,
     SearchSpace,
@@ -134,9 +134,8 @@ def train_run(algo: str, config_values: dict[str, Any], run_dir: Path, metric: s
     from bellmax.algos import get_algorithm
 
     algo_class = get_algorithm(algo)
-    checkpoint = run_dir / CHECKPOINT_FILE
-    if checkpoint.exists():  # a trial started again after the sweep was interrupted
-        agent = algo_class.from_state(load_checkpoint(checkpoint))
+    if has_checkpoint(run_dir):  # a trial started again after the sweep was interrupted
+        agent = algo_class.from_state(load_run_checkpoint(run_dir, notify=lambda line: print(line, file=sys.stderr)))
         run = ReportingRun(run_dir, algo_class.name, agent.config.to_dict(), resume_step=agent.global_step,
                            tensorboard=True, report=report, metric=metric)
         if agent.global_step >= agent.config.total_steps:  # trained before the interruption: finish it
