@@ -465,3 +465,38 @@ def test_non_finite_parameters_stop_training_before_they_are_saved(tmp_path):
     with pytest.raises(BellmaxError, match="training diverged at step 0: parameters of policy not finite"):
         agent.check_finite_update({})
     agent.check_finite_update({}, parameters=False)  # between checkpoints only the losses are read
+
+
+def test_skip_nonfinite_updates_drops_the_bad_step_counts_it_and_trains_on(tmp_path, monkeypatch):
+    import torch
+
+    import bellmax.algos.a2c as a2c_module
+    from bellmax.algos import A2C, A2CConfig
+    from bellmax.core.run import Run, read_metrics
+    from bellmax.errors import BellmaxError
+
+    real_loss, calls = a2c_module.a2c_loss, []
+
+    def loss_nan_on_the_third_update(*args, **kwargs):
+        terms = real_loss(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            terms = {**terms, "loss": terms["loss"] * float("nan"), "loss_policy": terms["loss_policy"] * float("nan")}
+        return terms
+
+    monkeypatch.setattr(a2c_module, "a2c_loss", loss_nan_on_the_third_update)
+    config = A2CConfig(env="CartPole-v1", num_envs=2, n_steps=5, total_steps=100, eval_episodes=0,
+                       stop_at_return=None, seed=3)
+    with pytest.raises(BellmaxError, match="training diverged at step 30: losses/loss_policy not finite"):
+        A2C(config).learn()
+
+    calls.clear()
+    agent = A2C(config.replace(skip_nonfinite_updates=True))
+    before = [p.detach().clone() for p in agent.policy.parameters()]
+    with Run(tmp_path / "run", "a2c", agent.config.to_dict(), tensorboard=False) as run:
+        agent.learn(run=run)
+    rows = read_metrics(tmp_path / "run")
+    assert [r["losses/skipped_updates"] for r in rows[:4]] == [0, 0, 1, 1] and rows[-1]["losses/skipped_updates"] == 1
+    assert rows[2]["losses/loss_policy"] is None  # the nan loss, logged (metrics files write it as null)
+    after = list(agent.policy.parameters())
+    assert all(torch.isfinite(p).all() for p in after) and any(not torch.equal(a, b) for a, b in zip(before, after))

@@ -94,3 +94,21 @@ def test_rmsprop_matches_stable_baselines3s_rmsprop_tf_like_exactly():
                    steps=40, batch=8, seed=7)
     for a, b in zip(ours.parameters(), theirs.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("make_optimizer", [lambda p: Adam(p, lr=0.1), lambda p: RMSprop(p, lr=0.1)])
+def test_a_step_with_non_finite_gradients_is_skipped_only_when_asked(make_optimizer):
+    param = torch.nn.Parameter(torch.ones(3))
+    optimizer = make_optimizer([param])
+    param.grad = torch.tensor([1.0, float("nan"), 1.0])
+    optimizer.skip_nonfinite = True
+    optimizer.step()
+    assert torch.equal(param.detach(), torch.ones(3)) and optimizer.skipped == 1 and optimizer.step_count == 0
+    assert optimizer.state_dict()["skipped"] == 1
+    param.grad = torch.tensor([1.0, 1.0, 1.0])
+    optimizer.step()  # finite gradients step as always
+    assert (param.detach() < 1).all() and optimizer.skipped == 1 and optimizer.step_count == 1
+    param.grad = torch.tensor([float("inf"), 1.0, 1.0])
+    optimizer.skip_nonfinite = False
+    optimizer.step()
+    assert not torch.isfinite(param.detach()).all()  # without the option the step is taken

@@ -38,7 +38,7 @@ D = TypeVar("D", bound="DataclassInstance")
 # moved to another device or thread count continues with the same state, but its numbers differ in the
 # last bits). `Algorithm.from_state` enforces it.
 RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "keep_checkpoints", "eval_episodes", "stop_at_return", "device",
-                    "torch_threads")
+                    "torch_threads", "skip_nonfinite_updates")
 
 
 def flag(name: str) -> str:
@@ -99,6 +99,9 @@ class Config:
     """Stop early once a periodic evaluation's mean return reaches this value."""
     torch_threads: int = 1
     """Threads torch may use; small MLPs run fastest on one."""
+    skip_nonfinite_updates: bool = False
+    """Drop an optimizer step whose gradients hold a nan or inf instead of stopping the run (counted
+    in losses/skipped_updates); parameters that still go non-finite stop the run as without it."""
     device: str = "auto"
     """Where the networks run: auto (a CUDA GPU for image observations when one is present, else the
     CPU: small MLPs wait on the environments, not on arithmetic), cpu, cuda, cuda:N or mps."""

@@ -290,8 +290,9 @@ class Algorithm:
         before a checkpoint could save them, naming the quantity and the step."""
         # the minimized losses only: a diagnostic such as explained_variance is nan by definition
         # when the returns do not vary
+        # (with skip_nonfinite_updates, a non-finite loss's step was dropped: only parameters count)
         bad = [k for k, v in metrics.items() if k.startswith("losses/loss_") and isinstance(v, float)
-               and not math.isfinite(v)]
+               and not math.isfinite(v) and not self.config.skip_nonfinite_updates]
         if not bad and parameters:
             bad = [f"parameters of {name}" for name, module in self.modules().items()
                    if not all(torch.isfinite(p).all() for p in module.parameters())]
@@ -379,6 +380,8 @@ class Algorithm:
     def iterate(self) -> dict[str, Any]:
         """One iteration of the method, and the scalars every algorithm reports with it."""
         start = time.perf_counter()
+        for optimizer in self.optimizers().values():
+            optimizer.skip_nonfinite = self.config.skip_nonfinite_updates
         metrics: dict[str, Any] = self.train_iteration(self.config.total_steps - self.global_step)
         self.iteration += 1
         metrics["time/iteration_seconds"] = time.perf_counter() - start
@@ -386,6 +389,8 @@ class Algorithm:
         metrics["rollout/ep_return"] = self.tracker.mean_return()
         metrics["rollout/ep_length"] = self.tracker.mean_length()
         metrics["rollout/episodes"] = self.tracker.episodes
+        if self.config.skip_nonfinite_updates:
+            metrics["losses/skipped_updates"] = sum(o.skipped for o in self.optimizers().values())
         return metrics
 
     def record(self, run: Run, metrics: dict[str, Any], checkpoint_due: bool, stop_requests: StopRequests) -> None:

@@ -25,7 +25,8 @@ import torch
 
 class Optimizer:
     """What both optimizers share: the trainable parameters, `param_groups[0]["lr"]` for schedules,
-    and the indices of the parameters that received a gradient this step."""
+    the indices of the parameters that received a gradient this step, and the option to skip a
+    step whose gradients are not finite (`skip_nonfinite`, counted in `skipped`)."""
 
     def __init__(self, params: Iterable[torch.nn.Parameter], **group: Any):
         self.params = [p for p in params if p.requires_grad]
@@ -33,9 +34,23 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__} got no trainable parameters")
         self.param_groups = [group]
         self.step_count = 0
+        self.skip_nonfinite = False
+        self.skipped = 0
 
     def step(self) -> None:
+        """One update from the parameters' gradients; with `skip_nonfinite`, a step whose gradients
+        hold a nan or inf changes nothing (parameters, moments, step count) and is counted."""
+        if self.skip_nonfinite and not self.finite_gradients():
+            self.skipped += 1
+            return
+        self.apply()
+
+    def apply(self) -> None:
         raise NotImplementedError
+
+    def finite_gradients(self) -> bool:
+        grads = [p.grad for p in self.params if p.grad is not None]
+        return not grads or bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -48,12 +63,14 @@ class Optimizer:
         return [i for i, p in enumerate(self.params) if p.grad is not None]
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"param_groups": [dict(g) for g in self.param_groups], "step": self.step_count}
+        state: dict[str, Any] = {"param_groups": [dict(g) for g in self.param_groups], "step": self.step_count,
+                                 "skipped": self.skipped}
         return state | {name: [t.clone() for t in getattr(self, name)] for name in self.moments}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.param_groups = [dict(g) for g in state["param_groups"]]
         self.step_count = state["step"]
+        self.skipped = state.get("skipped", 0)
         for name in self.moments:
             for dst, src in zip(getattr(self, name), state[name]):
                 dst.copy_(src)
@@ -69,7 +86,7 @@ class Adam(Optimizer):
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
 
     @torch.no_grad()
-    def step(self) -> None:
+    def apply(self) -> None:
         group = self.param_groups[0]
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
         self.step_count += 1
@@ -109,7 +126,7 @@ class RMSprop(Optimizer):
         self.square_avg = [torch.ones_like(p) for p in self.params]
 
     @torch.no_grad()
-    def step(self) -> None:
+    def apply(self) -> None:
         group = self.param_groups[0]
         self.step_count += 1
         live = self.live()
