@@ -1,6 +1,7 @@
 """DQN, DDPG, TD3 and SAC: TD targets as in the papers, the replay buffer keeps terminal and
 truncated transitions apart, the squashed log-density is right, resume is exact, agents learn."""
 
+import copy
 import math
 import warnings
 
@@ -29,6 +30,29 @@ def test_double_dqn_target_picks_with_online_net_and_rates_with_target_net():
     target = torch.tensor([[10.0, 4.0, 7.0]])  # target argmax would be action 0
     assert dqn_targets(rewards, terminated, online, target, 1.0, double_q=True).item() == 4.0
     assert dqn_targets(rewards, terminated, online, target, 1.0, double_q=False).item() == 10.0
+
+
+def test_dueling_q_mean_over_actions_equals_value():
+    """Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a'): averaging over actions leaves V(s) exactly, and
+    Q's differences between actions are the advantage stream's."""
+    import gymnasium as gym
+
+    from bellmax.core.nets import QHead
+
+    torch.manual_seed(0)
+    head = QHead(gym.spaces.Box(-1, 1, (4,)), n_actions=5, hidden_sizes=(16,), dueling=True)
+    assert head.value[-1].out_features == 1 and head.advantage[-1].out_features == 5
+    obs = torch.randn(7, 4)
+    with torch.no_grad():
+        q = head(obs)
+        value = head.value(head.encoder(obs)).squeeze(-1)
+        advantage = head.advantage(head.encoder(obs))
+    assert q.shape == (7, 5)
+    assert advantage.mean(-1).abs().min() > 1e-3  # a raw A with nonzero mean: V + A alone would fail
+    assert torch.allclose(q.mean(-1), value, atol=1e-6)
+    assert torch.allclose(q - q[:, :1], advantage - advantage[:, :1], atol=1e-6)
+    dqn = DQN(DQNConfig(env="CartPole-v1", seed=0, dueling=True, **TINY))
+    assert dqn.q.dueling and dqn.q_target.dueling
 
 
 def test_epsilon_anneals_linearly_from_initial_to_final_over_the_exploration_fraction():
@@ -180,6 +204,57 @@ def test_actor_step_goes_through_the_critic_without_touching_its_gradients(algo)
     assert all(torch.equal(p.grad, g) for p, g in zip(critic_params, stepped_with))
     assert all(p.requires_grad for p in critic_params)
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.actor.parameters())
+
+
+class HalfFirstCoordinate(torch.nn.Module):
+    """A known target actor: mu'(s) = s_0 / 2."""
+
+    def forward(self, obs):
+        return 0.5 * obs[..., :1]
+
+
+class SumPlusThreeA(torch.nn.Module):
+    """A known target critic: Q'(s, a) = sum_i s_i + 3 a."""
+
+    def forward(self, obs, actions):
+        return obs.sum(-1) + 3 * actions[..., 0]
+
+
+def with_known_targets(agent):
+    agent.actor_target = HalfFirstCoordinate()
+    agent.critics_target = torch.nn.ModuleList([SumPlusThreeA()])
+    return agent
+
+
+def test_ddpg_target_bootstraps_the_target_critic_at_the_target_actors_action_unless_terminated():
+    """y = r + gamma (1 - d) Q'(s', mu'(s'))."""
+    agent = with_known_targets(DDPG(DDPG.config_class(env="Pendulum-v1", seed=0, **TINY)))
+    batch = {"next_obs": torch.tensor([[1.0, 2.0, 3.0], [0.0, 1.0, 0.0], [2.0, 0.0, 0.0]]),
+             "rewards": torch.tensor([1.0, -1.0, 0.5]), "terminated": torch.tensor([0.0, 1.0, 0.0]),
+             "discounts": torch.full((3,), 0.9)}
+    # mu'(s') = 0.5, 0, 1; Q'(s', mu'(s')) = 6 + 1.5, 1 + 0, 2 + 3
+    assert agent.critic_targets(batch).tolist() == pytest.approx([1 + 0.9 * 7.5, -1.0, 0.5 + 0.9 * 5.0])
+
+
+def test_ddpg_target_of_a_time_limit_truncation_bootstraps_from_the_final_state():
+    """Pendulum never terminates; its 5-step time limit truncates. The episode's last transition
+    keeps d = 0 and s' = the final state, so its target is r + gamma Q'(s', mu'(s')), not r."""
+    from bellmax.envs.make import make_vec_env
+
+    env = make_vec_env("Pendulum-v1", 1, seed=0, max_episode_steps=5)
+    config = DDPG.config_class(env="Pendulum-v1", seed=0, gamma=0.9, **{**TINY, "learning_starts": 10**6,
+                                                                        "log_every": 6})
+    agent = with_known_targets(DDPG(config, env=env))
+    agent.train_iteration(6)  # one truncated episode of 5 steps, then the autoreset filler
+    r = agent.replay
+    assert len(r) == 5 and r.terminated[:5].tolist() == [0] * 5
+    assert np.array_equal(r.next_obs[:4], r.obs[1:5])  # each s' is the next step's s, up to the final state
+    final = {"next_obs": torch.as_tensor(r.next_obs[4:5]), "rewards": torch.as_tensor(r.rewards[4:5]),
+             "terminated": torch.as_tensor(r.terminated[4:5]), "discounts": torch.as_tensor(r.discounts[4:5])}
+    s = r.next_obs[4].astype(np.float64)
+    expected = r.rewards[4] + 0.9 * (s.sum() + 3 * 0.5 * s[0])
+    assert agent.critic_targets(final).item() == pytest.approx(expected, rel=1e-5)
+    assert abs(expected - r.rewards[4]) > 0.1  # the bootstrap term is really there
 
 
 def test_td3_target_is_the_smaller_of_its_two_target_critics():
@@ -351,6 +426,63 @@ def test_sac_tunes_alpha_towards_the_target_entropy():
     assert agent.target_entropy == -1.0
     assert agent.log_alpha.exp().item() < 1.0  # entropy above target at the start: alpha decreases
     assert math.isfinite(agent.log_alpha.item())
+
+
+def sac_agent_and_batch(alpha_init: float = 0.5):
+    agent = SAC(SACConfig(env="Pendulum-v1", seed=0, alpha_init=alpha_init, **TINY))
+    generator = torch.Generator().manual_seed(0)
+    batch = {"obs": torch.randn(16, 3, generator=generator), "next_obs": torch.randn(16, 3, generator=generator),
+             "actions": 4 * torch.rand(16, 1, generator=generator) - 2, "rewards": torch.randn(16, generator=generator),
+             "terminated": torch.zeros(16), "discounts": torch.full((16,), 0.99)}
+    return agent, batch
+
+
+def test_sac_actor_and_temperature_losses_are_the_papers_on_the_same_sampled_actions():
+    """L_pi = E[alpha log pi(a|s) - min_i Q_i(s, a)], a = tanh-squashed reparameterized sample,
+    L_alpha = -E[log alpha (log pi(a|s) + H_target)], recomputed here from the policy's mean and
+    log std with the same Gaussian noise and the change of variables written out by hand."""
+    agent, batch = sac_agent_and_batch(alpha_init=0.5)
+    actor_before = copy.deepcopy(agent.actor)
+    log_alpha = agent.log_alpha.item()
+    torch.manual_seed(11)
+    metrics = agent.gradient_step(batch)
+    torch.manual_seed(11)
+    torch.randn(16, 1)  # the noise of a' ~ pi(.|s') in the critic target comes first
+    noise = torch.randn(16, 1)
+    with torch.no_grad():
+        mean, log_std = actor_before(batch["obs"])
+        u = mean + log_std.exp() * noise
+        actions = 2.0 * torch.tanh(u)  # Pendulum: a in [-2, 2]
+        gaussian = -0.5 * noise**2 - log_std - 0.5 * math.log(2 * math.pi)
+        log_pi = (gaussian - torch.log(2.0 * (1 - torch.tanh(u) ** 2))).sum(-1)
+        q1, q2 = (q(batch["obs"], actions) for q in agent.critics)  # the critics after their own step
+    assert (q1 < q2).any() and (q2 < q1).any()
+    expected_actor = (0.5 * log_pi - torch.minimum(q1, q2)).mean().item()
+    expected_alpha = -(log_alpha * (log_pi + agent.target_entropy)).mean().item()
+    assert agent.target_entropy == -1.0  # H_target = -dim(A)
+    assert metrics["losses/loss_actor"] == pytest.approx(expected_actor, rel=1e-5)
+    assert metrics["losses/loss_alpha"] == pytest.approx(expected_alpha, rel=1e-5)
+    assert metrics["losses/entropy"] == pytest.approx(-log_pi.mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("log_std, alpha_rises", [(-4.0, True), (0.0, False)])
+def test_sac_temperature_rises_when_entropy_is_below_target_and_falls_when_above(log_std, alpha_rises):
+    """dL_alpha/dlog alpha = -(E[log pi] + H_target) = E[-log pi] - H_target: negative (alpha rises)
+    when the policy's entropy E[-log pi] is below H_target = -1, positive when above. Squashed into
+    [-2, 2], a Gaussian of std e^-4 around 0 has entropy about -4 + 1.42 + log 2 = -1.9; one of std 1
+    about 1.3."""
+    agent, batch = sac_agent_and_batch(alpha_init=1.0)
+    with torch.no_grad():
+        agent.actor.log_std.weight.zero_()
+        agent.actor.log_std.bias.fill_(log_std)
+        agent.actor.mean.weight.zero_()
+        agent.actor.mean.bias.zero_()
+    torch.manual_seed(0)
+    metrics = agent.gradient_step(batch)
+    entropy_below_target = metrics["losses/entropy"] < agent.target_entropy
+    assert entropy_below_target == alpha_rises
+    assert (agent.log_alpha.grad.item() < 0) == alpha_rises
+    assert (metrics["losses/alpha"] > 1.0) == alpha_rises
 
 
 @pytest.mark.slow

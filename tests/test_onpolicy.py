@@ -89,14 +89,72 @@ def test_conjugate_gradient_solves_a_positive_definite_system():
     assert torch.allclose(a @ x, b, atol=1e-4)
 
 
-def test_trpo_accepted_step_stays_inside_the_trust_region_and_improves_the_surrogate():
-    agent = TRPO(TRPOConfig(seed=0, num_envs=4, n_steps=128, batch_size=128, max_kl=0.01, hidden_sizes=(32,)))
-    before = [p.detach().clone() for p in agent.policy.parameters()]
-    metrics = agent.train_iteration(10**9)
-    assert metrics["losses/step_accepted"] == 1.0
-    assert 0 < metrics["losses/kl"] <= 0.01
-    assert metrics["losses/surrogate_improvement"] > 0
-    assert any(not torch.equal(a, b) for a, b in zip(before, agent.policy.parameters()))
+# A constructed trust-region problem with a closed-form answer: one state, a 1-D Gaussian policy
+# with mean 0 (zero observation, zero biases) and sigma = 1, and four sampled actions placed
+# symmetrically (+-0.5 and +-2), so the surrogate's gradient has no component along the mean and
+# the step moves log sigma alone. Along log sigma, with d = change of log sigma,
+#     KL(N(0, 1) || N(0, e^{2d})) = d + e^{-2d} / 2 - 1/2,   whose second derivative at 0 is F = 2,
+# so the natural-gradient step sqrt(2 delta / (x F x)) x has length |d| = sqrt(delta) exactly. The
+# exact KL grows faster than its quadratic model when sigma shrinks (d < 0) and slower when sigma
+# grows (d > 0): shrinking overshoots the trust region, growing stays inside it.
+TRPO_ACTIONS = np.array([0.5, -0.5, 2.0, -2.0])
+
+
+def gaussian_kl_after_log_std_step(d: float) -> float:
+    return d + np.exp(-2 * d) / 2 - 0.5
+
+
+def surrogate_after_log_std_step(d: float, advantages: np.ndarray) -> float:
+    """E[pi_new(a) / pi_old(a) A] for the mean-0 Gaussian going from sigma 1 to e^d."""
+    ratio = np.exp(-d) * np.exp(-TRPO_ACTIONS**2 / 2 * (np.exp(-2 * d) - 1))
+    return float(np.mean(ratio * advantages))
+
+
+def trpo_step_on_the_constructed_problem(max_kl: float, advantages: list[float], line_search_steps: int = 10):
+    agent = TRPO(TRPOConfig(env="Pendulum-v1", seed=0, hidden_sizes=(8,), max_kl=max_kl, cg_damping=0.0,
+                            line_search_shrink=0.8, line_search_steps=line_search_steps))
+    policy = agent.policy
+    before = {name: p.detach().clone() for name, p in policy.named_parameters()}
+    obs = torch.zeros(4, 3)
+    actions = torch.tensor(TRPO_ACTIONS, dtype=torch.float32)[:, None]
+    old_log_prob = torch.tensor(-TRPO_ACTIONS**2 / 2 - 0.5 * np.log(2 * np.pi), dtype=torch.float32)
+    metrics = agent.policy_step(obs, actions, old_log_prob, torch.tensor(advantages))
+    d = policy.log_std.item() - before["log_std"].item()
+    others_unchanged = all(torch.equal(p, before[name]) for name, p in policy.named_parameters() if name != "log_std")
+    return d, metrics, others_unchanged
+
+
+def test_trpo_takes_the_full_natural_gradient_step_when_its_exact_kl_is_inside_the_trust_region():
+    # Advantages favour the far actions: the step widens sigma, by exactly sqrt(delta).
+    advantages = np.array([-1.0, -1.0, 1.0, 1.0])
+    d, metrics, others_unchanged = trpo_step_on_the_constructed_problem(0.01, advantages.tolist())
+    assert d == pytest.approx(np.sqrt(0.01), rel=1e-5)
+    assert others_unchanged, "the surrogate has no gradient along the mean, so the step has no component there"
+    assert gaussian_kl_after_log_std_step(d) <= 0.01
+    assert surrogate_after_log_std_step(d, advantages) > surrogate_after_log_std_step(0.0, advantages)
+    assert metrics["losses/step_accepted"] == 1.0 and metrics["losses/line_search_tries"] == 1
+    assert metrics["losses/kl"] == pytest.approx(gaussian_kl_after_log_std_step(d), rel=1e-4)
+
+
+def test_trpo_backtracks_by_the_shrink_factor_when_the_full_step_leaves_the_trust_region():
+    # Advantages favour the near actions: the step narrows sigma. With delta = 0.5 the full step
+    # d = -sqrt(0.5) has exact KL 0.85 > delta; 0.8 of it has KL 0.48, inside, and improves L.
+    advantages = np.array([1.0, 1.0, -1.0, -1.0])
+    full = -np.sqrt(0.5)
+    assert gaussian_kl_after_log_std_step(full) > 0.5 >= gaussian_kl_after_log_std_step(0.8 * full)
+    d, metrics, others_unchanged = trpo_step_on_the_constructed_problem(0.5, advantages.tolist())
+    assert d == pytest.approx(0.8 * full, rel=1e-5)
+    assert others_unchanged
+    assert gaussian_kl_after_log_std_step(d) <= 0.5
+    assert surrogate_after_log_std_step(d, advantages) > surrogate_after_log_std_step(0.0, advantages)
+    assert metrics["losses/step_accepted"] == 1.0 and metrics["losses/line_search_tries"] == 2
+
+
+def test_trpo_leaves_the_policy_unchanged_when_no_backtracking_step_is_inside_the_trust_region():
+    d, metrics, others_unchanged = trpo_step_on_the_constructed_problem(0.5, [1.0, 1.0, -1.0, -1.0],
+                                                                        line_search_steps=1)
+    assert d == 0.0 and others_unchanged
+    assert metrics["losses/step_accepted"] == 0.0 and metrics["losses/kl"] == 0.0
 
 
 def test_trpo_trust_region_bounds_the_kl_of_the_whole_action_distribution():

@@ -110,6 +110,28 @@ def test_stochastic_gridworld_value_of_3_3_is_its_bellman_backup(gridworld):
     assert V["3,3"] == pytest.approx(expected, abs=1e-10)
 
 
+LECTURE_V_STAR = {  # the lecture's values for noise 0.2, gamma 0.9, living reward 0, to three decimals
+    "1,3": 0.645, "2,3": 0.744, "3,3": 0.848, "4,3": 1.0,
+    "1,2": 0.566, "3,2": 0.572, "4,2": -1.0,
+    "1,1": 0.491, "2,1": 0.431, "3,1": 0.475, "4,1": 0.277,
+}
+
+
+@pytest.mark.parametrize("solve", [
+    lambda mdp: value_iteration(mdp, gamma=GAMMA, horizon=100),
+    lambda mdp: q_value_iteration(mdp, gamma=GAMMA, horizon=100),
+    lambda mdp: value_iteration(mdp, gamma=GAMMA),
+    lambda mdp: policy_iteration(mdp, gamma=GAMMA),
+], ids=["value-iteration-H100", "q-value-iteration-H100", "value-iteration", "policy-iteration"])
+def test_stochastic_gridworld_values_match_the_lectures_three_decimals(gridworld, solve):
+    # The slide's setting: actions succeed with probability 0.8, gamma = 0.9, H = 100; with gamma < 1
+    # the values after 100 backups and at convergence agree far below the third decimal.
+    result = solve(gridworld)
+    V = values_by_name(gridworld, result.V)
+    assert {name: round(float(V[name]), 3) for name in LECTURE_V_STAR} == LECTURE_V_STAR
+    assert set(V) - set(LECTURE_V_STAR) == {"terminal"}  # and nothing else: the wall 2,2 is no state
+
+
 def test_first_backup_is_zero_everywhere_but_the_exits(gridworld):
     # V_1(s) = max_a sum_s' P (R + gamma V_0), V_0 = 0: only exits pay within one step.
     V1 = values_by_name(gridworld, value_iteration(gridworld, gamma=GAMMA, horizon=1).V)

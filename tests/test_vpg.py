@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bellmax.algos import VPG, VPGConfig
-from bellmax.core.returns import discounted_returns, gae
+from bellmax.core.returns import discounted_returns
 from bellmax.errors import ConfigError
 
 SMALL = dict(num_envs=2, n_steps=64, batch_size=64, total_steps=256, hidden_sizes=(16,))
@@ -14,56 +14,98 @@ WEIGHTINGS = ["total_return", "reward_to_go", "reward_to_go_baseline", "q_estima
               "td_residual", "gae"]
 
 
-def collected(weighting: str, env: str = "CartPole-v1"):
-    agent = VPG(VPGConfig(env=env, weighting=weighting, seed=3, **SMALL))
-    agent.collect_rollout(agent.buffer, agent.config.n_steps, agent.value)
-    b = agent.buffer
-    parts = dict(obs=b.view("obs"), actions=b.view("actions"), rewards=b.view("rewards"), values=b.view("values"),
-                 next_values=b.next_values(), terminated=b.view("terminated"), cut=b.cut())
-    parts["reward_to_go"] = discounted_returns(parts["rewards"], parts["next_values"], parts["terminated"],
-                                               parts["cut"], agent.config.gamma)
-    return agent, parts
+# A hand-made rollout, one environment, gamma = lambda = 0.5: an episode of two steps that
+# terminates at t = 1 (its V(s_2) = 9 must not be used), then an episode the rollout window cuts
+# after t = 3 (it bootstraps from V(s_4) = 6).
+GAMMA = LAMBDA = 0.5
+HAND_ROLLOUT = dict(
+    obs=torch.tensor([[[0.0]], [[1.0]], [[2.0]], [[3.0]]]),  # (T, N, obs_dim)
+    actions=torch.tensor([[1], [0], [1], [0]]),
+    rewards=torch.tensor([[1.0], [2.0], [3.0], [4.0]]),
+    values=torch.tensor([[0.5], [1.0], [1.5], [2.0]]),
+    next_values=torch.tensor([[1.0], [9.0], [2.0], [6.0]]),
+    terminated=torch.tensor([[False], [True], [False], [False]]),
+    cut=torch.tensor([[False], [True], [False], [True]]),
+)
+# R_3 = 4 + 0.5 * 6 = 7, R_2 = 3 + 0.5 * 7 = 6.5, R_1 = 2 (terminal), R_0 = 1 + 0.5 * 2 = 2
+HAND_REWARD_TO_GO = [2.0, 2.0, 6.5, 7.0]
+# delta_t = r_t + gamma (1 - d_t) V(s_{t+1}) - V(s_t)
+HAND_TD_RESIDUALS = [1 + 0.5 * 1.0 - 0.5, 2 - 1.0, 3 + 0.5 * 2.0 - 1.5, 4 + 0.5 * 6.0 - 2.0]  # 1, 1, 2.5, 5
+# A_t = delta_t + gamma lambda A_{t+1} within an episode: A_3 = 5, A_2 = 2.5 + 0.25 * 5, A_1 = 1, A_0 = 1 + 0.25 * 1
+HAND_GAE = [1.25, 1.0, 3.75, 5.0]
+# Q_phi(s, a) = 10 s + a at the steps' (s_t, a_t): 1, 10, 21, 30
+HAND_Q = [1.0, 10.0, 21.0, 30.0]
+HAND_WEIGHTS = {
+    "total_return": [2.0, 2.0, 6.5, 6.5],  # R(tau): each episode's return at every one of its steps
+    "reward_to_go": HAND_REWARD_TO_GO,
+    "reward_to_go_baseline": [2.0 - 0.5, 2.0 - 1.0, 6.5 - 1.5, 7.0 - 2.0],
+    "q_estimate": HAND_Q,
+    "advantage": [1.0 - 0.5, 10.0 - 1.0, 21.0 - 1.5, 30.0 - 2.0],
+    "td_residual": HAND_TD_RESIDUALS,
+    "gae": HAND_GAE,
+}
 
 
-def weights_of(agent, p):
-    return agent.policy_weights(p["obs"], p["actions"], p["rewards"], p["values"], p["next_values"],
-                                p["terminated"], p["cut"], p["reward_to_go"])
+class KnownQ(torch.nn.Module):
+    def forward(self, obs, actions):
+        return 10 * obs[..., 0] + actions.float()
 
 
-def test_reward_to_go_baseline_weight_is_reward_to_go_minus_value():
-    agent, p = collected("reward_to_go_baseline")
-    assert torch.allclose(weights_of(agent, p), p["reward_to_go"] - p["values"])
+def test_reward_to_go_of_the_hand_rollout_stops_at_termination_and_bootstraps_at_the_cut():
+    r = HAND_ROLLOUT
+    reward_to_go = discounted_returns(r["rewards"], r["next_values"], r["terminated"], r["cut"], GAMMA)
+    assert reward_to_go[:, 0].tolist() == HAND_REWARD_TO_GO
 
 
-def test_advantage_weight_is_q_minus_v_and_q_weight_is_q():
-    agent, p = collected("advantage")
-    q = agent.q_value(p["obs"], p["actions"]).detach()
-    assert torch.allclose(weights_of(agent, p), q - p["values"])
-    agent.config.weighting = "q_estimate"
-    assert torch.allclose(weights_of(agent, p), q)
+@pytest.mark.parametrize("weighting", WEIGHTINGS)
+def test_each_weighting_gives_the_lectures_psi_on_a_hand_computed_rollout(weighting):
+    agent = VPG(VPGConfig(weighting=weighting, gamma=GAMMA, gae_lambda=LAMBDA, seed=0, **SMALL))
+    if agent.q_value is not None:
+        agent.q_value = KnownQ()
+    r = HAND_ROLLOUT
+    weights = agent.policy_weights(r["obs"], r["actions"], r["rewards"], r["values"], r["next_values"],
+                                   r["terminated"], r["cut"], torch.tensor(HAND_REWARD_TO_GO)[:, None])
+    assert weights[:, 0].tolist() == pytest.approx(HAND_WEIGHTS[weighting])
 
 
-def test_td_residual_weight_bootstraps_except_after_termination():
-    agent, p = collected("td_residual")
-    gamma = agent.config.gamma
-    expected = p["rewards"] + gamma * (~p["terminated"]).float() * p["next_values"] - p["values"]
-    assert torch.allclose(weights_of(agent, p), expected)
-    assert p["terminated"].any(), "the rollout should contain a terminal transition"
+# ------------------------------------------------- the estimator against the true gradient
+# A two-armed bandit: pi = softmax(z) over known logits z, rewards r(a). J = sum_a pi_a r_a and
+# dJ/dz_k = pi_k (r_k - J). The policy's last layer has zero weights and bias z, so its logits are
+# z for every observation and the gradient of VPG's loss with respect to that bias is -dJ/dz.
+BANDIT_LOGITS = [0.3, -0.4]
+BANDIT_REWARDS = torch.tensor([1.0, -0.5])
 
 
-def test_total_return_weight_is_constant_within_each_episode():
-    agent, p = collected("total_return")
-    w, cut = weights_of(agent, p)[:, 0], p["cut"][:, 0]
-    starts = [0] + [t + 1 for t in range(len(cut) - 1) if cut[t]]
-    for start, end in zip(starts, starts[1:] + [len(cut)]):
-        assert torch.all(w[start:end] == p["reward_to_go"][start, 0])
+def bandit_policy_gradient(actions: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(gradient of J estimated by VPG's own policy loss, analytic dJ/dz)."""
+    agent = VPG(VPGConfig(scale_weights=False, ent_coef=0.0, seed=0, **SMALL))  # CartPole: 2 actions
+    out = agent.policy.net[-1]
+    with torch.no_grad():
+        out.weight.zero_()
+        out.bias.copy_(torch.tensor(BANDIT_LOGITS))
+    agent.update_policy(torch.zeros(len(actions), 4), actions, weights)
+    pi = torch.softmax(torch.tensor(BANDIT_LOGITS), 0)
+    J = (pi * BANDIT_REWARDS).sum()
+    return -out.bias.grad, pi * (BANDIT_REWARDS - J)
 
 
-def test_gae_weight_uses_configured_lambda():
-    agent, p = collected("gae")
-    expected = gae(p["rewards"], p["values"], p["next_values"], p["terminated"], p["cut"],
-                   agent.config.gamma, agent.config.gae_lambda)
-    assert torch.allclose(weights_of(agent, p), expected)
+def test_policy_gradient_over_both_arms_weighted_by_their_probabilities_is_the_exact_gradient():
+    pi = torch.softmax(torch.tensor(BANDIT_LOGITS), 0)
+    # E_a[grad log pi(a) r(a)] = sum_a pi_a grad log pi(a) r(a); the loss averages over the two
+    # samples, so each carries weight 2 pi_a r_a
+    estimate, analytic = bandit_policy_gradient(torch.tensor([0, 1]), 2 * pi * BANDIT_REWARDS)
+    assert torch.allclose(estimate, analytic, atol=1e-6)
+    assert analytic[0] > 0 > analytic[1]
+
+
+@pytest.mark.parametrize("baseline", [0.0, 0.25])
+def test_policy_gradient_from_sampled_arms_estimates_the_exact_gradient(baseline):
+    # Any constant baseline leaves the estimator unbiased. 200,000 samples: standard error < 0.002.
+    generator = torch.Generator().manual_seed(0)
+    pi = torch.softmax(torch.tensor(BANDIT_LOGITS), 0)
+    actions = torch.multinomial(pi, 200_000, replacement=True, generator=generator)
+    estimate, analytic = bandit_policy_gradient(actions, BANDIT_REWARDS[actions] - baseline)
+    assert torch.allclose(estimate, analytic, atol=0.01)
 
 
 @pytest.mark.parametrize("weighting", WEIGHTINGS)
