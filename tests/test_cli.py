@@ -196,9 +196,18 @@ def test_plot_shows_the_evaluation_return_beside_the_training_return(trained, tm
     (["train", "vpg", "--resume", "/nonexistent/run"], "run directory /nonexistent/run does not exist"),
     (["eval", "/nonexistent/run"], "run directory /nonexistent/run does not exist"),
     (["frobnicate"], "unknown command 'frobnicate'"),
+    # sizes that cannot be allocated are refused before allocating (the limits: a 1 GiB machine below)
+    (["train", "ppo", "--hidden-sizes", "100000", "100000"], "an MLP of widths (100000, 100000) (10,000,800,002 "
+                                                              "weights) would need 149.0 GiB, more than"),
+    (["train", "ppo", "--n-steps", "100000000"], "a rollout of n_steps x num_envs = 100,000,000 x 8 samples"),
+    (["train", "ppo", "--num-envs", "100000000"], "invalid num_envs=100000000: must be between 1 and 65,536"),
+    (["train", "ppo", "--learning-rate", "1e39"], "invalid learning_rate=1e+39: must be within float32's range"),
 ])
 def test_bad_input_is_one_readable_line_and_exit_2(args, message, capsys, tmp_path, monkeypatch):
+    from bellmax.core import resources
+
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(resources, "memory_bytes", lambda: (2**30, 2**30))  # a 1 GiB machine: the same on any
     code, out, err = run_cli(args, capsys)
     assert code == 2
     assert message in err
@@ -500,3 +509,12 @@ def test_skip_nonfinite_updates_drops_the_bad_step_counts_it_and_trains_on(tmp_p
     assert rows[2]["losses/loss_policy"] is None  # the nan loss, logged (metrics files write it as null)
     after = list(agent.policy.parameters())
     assert all(torch.isfinite(p).all() for p in after) and any(not torch.equal(a, b) for a, b in zip(before, after))
+
+
+def test_a_replay_the_allocator_refuses_is_one_line(tmp_path, capsys):
+    run_dir = tmp_path / "huge"  # 15 TB of arrays: refused by the allocator on any machine
+    code, _, err = run_cli(["train", "dqn", "--env", "CartPole-v1", "--buffer-size", "1000000000000",
+                            "--batch-size", "32", "--run-dir", str(run_dir)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "a replay buffer of 1,000,000,000,000 transitions does not fit in this machine's memory" in err
+    assert not run_dir.exists()

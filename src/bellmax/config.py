@@ -37,6 +37,9 @@ D = TypeVar("D", bound="DataclassInstance")
 # What a loaded (resumed) run may change: everything else must match for it to continue exactly (a run
 # moved to another device or thread count continues with the same state, but its numbers differ in the
 # last bits). `Algorithm.from_state` enforces it.
+FLOAT32_MAX = 3.4028234663852886e38
+MAX_ENVS = 65_536
+
 RESUMABLE_FIELDS = ("total_steps", "checkpoint_every", "keep_checkpoints", "eval_episodes", "stop_at_return", "device",
                     "torch_threads", "skip_nonfinite_updates")
 
@@ -111,12 +114,16 @@ class Config:
         for field in dataclasses.fields(self):  # inf and nan mean nothing in any field, and break training
             value = getattr(self, field.name)
             require(not isinstance(value, float) or math.isfinite(value), field.name, value, "a finite number")
+            # the networks compute in float32: a larger number overflows the first time it is used
+            require(not isinstance(value, float) or abs(value) <= FLOAT32_MAX, field.name, value,
+                    f"within float32's range (|x| <= {FLOAT32_MAX:.4g})")
         require(isinstance(self.env, str) and bool(self.env), "env", self.env,
                 "a Gymnasium id such as 'CartPole-v1' (to train on an environment object, pass it as "
                 "ALGO(config, env=...) and set env to its id)")
         require(0 <= self.seed < 2**32, "seed", self.seed, "an integer in [0, 2^32)")
         require(self.total_steps > 0, "total_steps", self.total_steps, "a positive integer")
-        require(self.num_envs >= 1, "num_envs", self.num_envs, "at least 1")
+        require(1 <= self.num_envs <= MAX_ENVS, "num_envs", self.num_envs,
+                f"between 1 and {MAX_ENVS:,} (each environment is a copy in memory)")
         require(0.0 < self.gamma <= 1.0, "gamma", self.gamma, "in (0, 1]")
         require(
             len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),

@@ -20,6 +20,7 @@ from torch import nn
 from torch.distributions import Categorical, Distribution, Normal, kl_divergence, register_kl
 from torch.types import _size
 
+from bellmax.core.resources import check_fits_in_memory
 from bellmax.errors import BellmaxError
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
@@ -31,6 +32,10 @@ def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: type
     or with PyTorch's default Linear init when `orthogonal` is False."""
     layers: list[nn.Module] = []
     sizes = [in_dim, *hidden_sizes]
+    weights = sum((a + 1) * b for a, b in zip(sizes, [*hidden_sizes, out_dim]))
+    # float32 parameters, their gradients and Adam's two moments
+    check_fits_in_memory(16 * weights, f"an MLP of widths {tuple(hidden_sizes)} ({weights:,} weights)",
+                         "use smaller --hidden-sizes")
     for a, b in zip(sizes[:-1], sizes[1:]):
         layer = nn.Linear(a, b)
         layers += [_orthogonal(layer, math.sqrt(2)) if orthogonal else layer, activation()]

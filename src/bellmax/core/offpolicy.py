@@ -25,25 +25,8 @@ from bellmax.config import OffPolicyConfig
 from bellmax.core.algorithm import Algorithm, EnvStep
 from bellmax.core.nets import is_image_space, space_shape
 from bellmax.core.replay import FrameStackReplayBuffer, NStepAccumulator, ReplayBuffer
+from bellmax.core.resources import memory_bytes
 from bellmax.errors import BellmaxError
-
-
-def memory_bytes() -> tuple[int, int] | None:
-    """(total, available) memory of this machine, or of its container when that is smaller
-    (cgroup v2 memory.max); None where /proc/meminfo does not exist."""
-    try:
-        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
-        total, available = (int(info[key].split()[0]) * 1024 for key in ("MemTotal", "MemAvailable"))
-    except (OSError, KeyError, ValueError):
-        return None
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
-        if limit != "max" and int(limit) < total:
-            total, available = int(limit), min(available, int(limit) - used)
-    except (OSError, ValueError):
-        pass
-    return total, available
 
 
 def check_memory_for_replay(nbytes: int, buffer_size: int, stored: int = 0) -> None:
@@ -84,7 +67,11 @@ class OffPolicyAlgorithm(Algorithm):
 
     def __init__(self, config: OffPolicyConfig, env: gym.Env | gym.vector.VectorEnv | None = None):
         super().__init__(config, env)
-        self.replay = self.make_replay()
+        try:
+            self.replay = self.make_replay()
+        except MemoryError as exc:  # arrays larger than the machine lets one process reserve
+            raise BellmaxError(f"a replay buffer of {self.config.buffer_size:,} transitions does not fit in this "
+                               f"machine's memory ({str(exc).strip().splitlines()[0]}): lower --buffer-size") from None
         # n-step transitions are built as they arrive, except by the frame buffer (when sampled)
         self.n_step = (NStepAccumulator(self.env.num_envs, config.n_step, config.gamma)
                        if config.n_step > 1 and not isinstance(self.replay, FrameStackReplayBuffer) else None)

@@ -9,6 +9,7 @@ self.make_rollout_buffer(...)`), `train_iteration(max_steps)` (collect -> estima
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -31,6 +32,7 @@ from bellmax.core.nets import (
     space_shape,
 )
 from bellmax.core.normalize import ObsNormalizer, RewardNormalizer
+from bellmax.core.resources import check_fits_in_memory
 from bellmax.core.rollout import RolloutBuffer
 from bellmax.errors import ConfigError
 
@@ -89,8 +91,15 @@ class OnPolicyAlgorithm(Algorithm):
             obs_dtype = torch.uint8
         else:
             obs_dtype = torch.float32
-        return RolloutBuffer(n_steps, self.env.num_envs, space_shape(obs_space), space_shape(action_space),
-                             obs_dtype=obs_dtype, action_dtype=torch.long if discrete_actions else torch.float32)
+        action_dtype = torch.long if discrete_actions else torch.float32
+        obs_shape, action_shape = space_shape(obs_space), space_shape(action_space)
+        per_sample = (math.prod(obs_shape) * obs_dtype.itemsize + math.prod(action_shape) * action_dtype.itemsize
+                      + 5 * 4)  # log-probs, rewards, values, terminated, truncated, advantages
+        check_fits_in_memory(n_steps * self.env.num_envs * per_sample,
+                             f"a rollout of n_steps x num_envs = {n_steps:,} x {self.env.num_envs:,} samples",
+                             "lower --n-steps or --num-envs")
+        return RolloutBuffer(n_steps, self.env.num_envs, obs_shape, action_shape, obs_dtype=obs_dtype,
+                             action_dtype=action_dtype)
 
     def shares_torso(self, value_fn: nn.Module) -> bool:
         """Whether the policy and `value_fn` share one CNN torso (image or board observations)."""
