@@ -117,3 +117,43 @@ def test_saved_env_state_continues_identically(env_id):
         obs_a, r_a, *_ = env.step(a)
         obs_b, r_b, *_ = copy.step(a)
         assert np.array_equal(obs_a, obs_b) and np.array_equal(r_a, r_b)
+
+
+@pytest.mark.parametrize("env_id, missing, hint", [
+    ("phys2d/CartPole-v1", "jax", "pip install 'gymnasium[jax]'"),
+    ("tabular/Blackjack-v0", "jax", "pip install 'gymnasium[jax]'"),
+    ("GymV26Environment-v0", "shimmy", 'pip install "shimmy[gym-v26]"'),
+])
+def test_an_environment_whose_package_is_missing_is_one_line_saying_what_to_install(env_id, missing, hint, capsys,
+                                                                                      tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec(missing) is not None:
+        pytest.skip(f"{missing} is installed here")
+    from bellmax.cli import main
+
+    assert main(["train", "ppo", "--env", env_id, "--run-dir", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{env_id} needs a package that is not installed" in err and hint in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_the_nature_cnn_reads_height_width_channel_images_as_the_transposed_frames():
+    """CarRacing's 96x96x3 frames: the CNN sees (3, 96, 96), exactly as if they had been transposed."""
+    import torch
+
+    from bellmax.core.nets import NatureCNN
+
+    hwc = NatureCNN(gym.spaces.Box(0, 255, (96, 96, 3), np.uint8))
+    chw = NatureCNN(gym.spaces.Box(0, 255, (3, 96, 96), np.uint8))
+    chw.load_state_dict(hwc.state_dict())
+    frames = torch.randint(0, 256, (5, 96, 96, 3), dtype=torch.uint8)
+    assert torch.allclose(hwc(frames), chw(frames.permute(0, 3, 1, 2).contiguous()), atol=1e-6)
+    assert hwc(frames).shape == (5, 512)
+
+
+def test_images_too_small_for_the_nature_cnn_are_refused_with_what_to_do():
+    from bellmax.core.nets import NatureCNN
+
+    with pytest.raises(BellmaxError, match=r"shape \(32, 32, 3\) are too small for the Nature CNN .*ResizeObservation"):
+        NatureCNN(gym.spaces.Box(0, 255, (32, 32, 3), np.uint8))

@@ -94,6 +94,7 @@ def test_text_map_with_numeric_exits_and_custom_start():
         (["..x+"], "'x'"),
         (["S..S", "...+"], "start cells"),
         (["...."], "no exit"),
+        (["...+", ".#.-"], "has 0 start cells 'S'; mark exactly one"),
         ([], "empty"),
     ],
 )

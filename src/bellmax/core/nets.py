@@ -99,7 +99,9 @@ class ObsEncoder(Encoder):
 
 
 class NatureCNN(Encoder):
-    """The DQN Nature paper's torso: 3 conv layers and a 512-unit layer on (C, 84, 84) uint8 frames.
+    """The DQN Nature paper's torso: 3 conv layers and a 512-unit layer on (C, 84, 84) uint8 frames,
+    or on (H, W, C) images (CarRacing's 96x96x3: a last axis of 1, 3 or 4 channels after a larger
+    first one), which it reads as (C, H, W) without a copy.
 
     The convolutions run in the channels-last layout (N, H, W, C in memory; shapes unchanged),
     which oneDNN's CPU kernels prefer: a DQN gradient step on 32 frame stacks takes 6-14% less time
@@ -107,7 +109,13 @@ class NatureCNN(Encoder):
 
     def __init__(self, obs_space: gym.spaces.Box, features: int = 512):
         super().__init__()
-        channels = obs_space.shape[0]
+        shape = obs_space.shape
+        self.height_width_channels = shape[-1] in (1, 3, 4) and shape[0] > 4
+        channels, height, width = (shape[2], shape[0], shape[1]) if self.height_width_channels else shape
+        if min(height, width) < 36:  # 8x8 stride 4, then 4x4 stride 2, then 3x3 leave nothing below 36
+            raise BellmaxError(f"image observations of shape {shape} are too small for the Nature CNN (at least "
+                               "36x36 pixels); resize them (gymnasium.wrappers.ResizeObservation) or flatten them "
+                               "(FlattenObservation) for an MLP")
         self.net = nn.Sequential(
             _orthogonal(nn.Conv2d(channels, 32, 8, stride=4), math.sqrt(2)), nn.ReLU(),
             _orthogonal(nn.Conv2d(32, 64, 4, stride=2), math.sqrt(2)), nn.ReLU(),
@@ -115,14 +123,17 @@ class NatureCNN(Encoder):
             nn.Flatten(),
         )
         with torch.no_grad():
-            n_flat = self.net(torch.zeros(1, *obs_space.shape)).shape[1]
+            n_flat = self.net(torch.zeros(1, channels, height, width)).shape[1]
         self.head = nn.Sequential(_orthogonal(nn.Linear(n_flat, features), math.sqrt(2)), nn.ReLU())
         self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit memory_format
         self.dim = features
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         batch_shape = obs.shape[:-3]
-        frames = obs.reshape(-1, *obs.shape[-3:]).to(torch.float32, memory_format=torch.channels_last)
+        frames = obs.reshape(-1, *obs.shape[-3:])
+        if self.height_width_channels:  # (N, H, W, C) seen as (N, C, H, W): already the channels-last layout
+            frames = frames.permute(0, 3, 1, 2)
+        frames = frames.to(torch.float32, memory_format=torch.channels_last)
         x = frames / 255.0  # out of place: float frames passed in (`to` may return them) stay untouched
         return self.head(self.net(x)).reshape(*batch_shape, self.dim)
 
@@ -144,7 +155,7 @@ class GridCNN(Encoder):
             nn.Flatten(),
         )
         with torch.no_grad():
-            n_flat = self.net(torch.zeros(1, *obs_space.shape)).shape[1]
+            n_flat = self.net(torch.zeros(1, channels, height, width)).shape[1]
         self.head = nn.Sequential(_orthogonal(nn.Linear(n_flat, features), math.sqrt(2)), nn.ReLU())
         self.dim = features
 

@@ -122,17 +122,13 @@ def parse_layout(layout: LayoutLike) -> GridLayout:
                     ) from None
                 if not np.isfinite(exits[(x, y)]):
                     raise BellmaxError(f"exit reward at {cell_name(x, y)} must be finite.")
-    if len(starts) > 1:
-        raise BellmaxError(
-            f"gridworld map has {len(starts)} start cells 'S'; mark at most one."
-        )
-    start = starts[0] if starts else (1, 1)
-    if start in walls:
-        raise BellmaxError(
-            f"gridworld start cell {cell_name(*start)} is a wall; mark the start with 'S'."
-        )
     if not exits:
         raise BellmaxError("gridworld map has no exit; add '+', '-' or a number cell.")
+    if len(starts) != 1:
+        raise BellmaxError(
+            f"gridworld map has {len(starts)} start cells 'S'; mark exactly one (where episodes begin)."
+        )
+    start = starts[0]
     return GridLayout(n_cols, n_rows, frozenset(walls), exits, start)
 
 

@@ -8,9 +8,11 @@ reward 0 and ignores the action; `core.rollout` marks that step as not a real tr
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import pickle
+from collections.abc import Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -52,10 +54,30 @@ def check_env_id(env_id: str) -> None:
     raise BellmaxError(f"unknown environment id {env_id!r}{hint}")
 
 
+# what to install for the modules Gymnasium's optional environments import
+INSTALL_HINTS = {"jax": "pip install 'gymnasium[jax]'", "shimmy": "pip install 'shimmy[gym-v26]'",
+                 "gym": "pip install 'shimmy[gym-v26]'", "mujoco": "pip install 'gymnasium[mujoco]'",
+                 "Box2D": "pip install 'gymnasium[box2d]'", "pygame": "pip install 'gymnasium[classic-control]'"}
+
+
+@contextlib.contextmanager
+def needs_installed(env_id: str) -> Iterator[None]:
+    """Turn an environment's missing dependency (an ImportError while it is made) into one line
+    naming the package and how to install it."""
+    try:
+        yield
+    except ImportError as exc:  # gymnasium's DependencyNotInstalled is one too
+        module = (exc.name or "").split(".")[0]
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else f"no module {module}"
+        hint = f": {INSTALL_HINTS[module]}" if module in INSTALL_HINTS else ""
+        raise BellmaxError(f"{env_id} needs a package that is not installed ({detail}){hint}") from None
+
+
 def make_env(env_id: str, render_mode: str | None = None, **kwargs: Any) -> gym.Env:
-    """One Gymnasium environment, with a clear error for an unknown id."""
+    """One Gymnasium environment, with a clear error for an unknown id or a missing dependency."""
     check_env_id(env_id)
-    return gym.make(env_id, render_mode=render_mode, **kwargs)
+    with needs_installed(env_id):
+        return gym.make(env_id, render_mode=render_mode, **kwargs)
 
 
 def _make_single(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
@@ -70,14 +92,15 @@ def make_vec_env(env_id: str, num_envs: int, seed: int | None = None, **kwargs: 
     if num_envs < 1:
         raise BellmaxError(f"num_envs={num_envs} must be at least 1")
     spec = gym.spec(env_id)
-    if is_atari(env_id):
-        env = make_atari_vec_env(env_id, num_envs, **kwargs)
-    elif spec.vector_entry_point is not None and not kwargs:
-        env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
-    else:
-        env = gym.vector.SyncVectorEnv(
-            [functools.partial(_make_single, env_id, dict(kwargs)) for _ in range(num_envs)]
-        )
+    with needs_installed(env_id):
+        if is_atari(env_id):
+            env = make_atari_vec_env(env_id, num_envs, **kwargs)
+        elif spec.vector_entry_point is not None and not kwargs:
+            env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
+        else:
+            env = gym.vector.SyncVectorEnv(
+                [functools.partial(_make_single, env_id, dict(kwargs)) for _ in range(num_envs)]
+            )
     if seed is not None:
         env.reset(seed=seed)
     return env
