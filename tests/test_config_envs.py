@@ -18,7 +18,7 @@ from bellmax.errors import BellmaxError, ConfigError
     ("learning_rate", -1e-3, "positive"),
     ("gamma", 0.0, "(0, 1]"),
     ("gae_lambda", 1.5, "[0, 1]"),
-    ("num_envs", 0, "at least 1"),
+    ("num_envs", 0, "between 1 and 65,536"),
     ("total_steps", 0, "positive"),
     ("n_steps", 0, "at least 1"),
 ])

@@ -155,7 +155,7 @@ class GridCNN(Encoder):
             nn.Flatten(),
         )
         with torch.no_grad():
-            n_flat = self.net(torch.zeros(1, channels, height, width)).shape[1]
+            n_flat = self.net(torch.zeros(1, *obs_space.shape)).shape[1]
         self.head = nn.Sequential(_orthogonal(nn.Linear(n_flat, features), math.sqrt(2)), nn.ReLU())
         self.dim = features
 
