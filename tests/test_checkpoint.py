@@ -411,6 +411,14 @@ def test_checkpoints_carry_their_format_and_refuse_a_newer_one(tmp_path):
         load(path)
 
 
+def test_bytes_appended_after_the_checksum_line_are_damage(tmp_path):
+    path = tmp_path / "vpg.pt"
+    VPG(CONFIG).save(path)
+    path.write_bytes(path.read_bytes() + b"junk")  # torch alone would still load it
+    with pytest.raises(BellmaxError, match="vpg.pt is damaged or not a checkpoint"):
+        load(path)
+
+
 def test_a_checkpoint_of_an_older_bellmax_without_checksum_still_loads(tmp_path):
     agent = VPG(CONFIG).learn(400)
     buffer = io.BytesIO()

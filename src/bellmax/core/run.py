@@ -220,7 +220,8 @@ def verify_checkpoint(path: Path) -> int:
             f.seek(0)
             magic = f.read(2)
             if not footer.startswith(_FOOTER_PREFIX) or len(footer) != _FOOTER_LENGTH:
-                if magic == b"PK":  # a zip archive without a footer: an older bellmax's checkpoint
+                f.seek(max(size - (1 << 16), 0))
+                if magic == b"PK" and _FOOTER_PREFIX not in f.read():  # an older bellmax's checkpoint
                     return 1
                 raise BellmaxError(f"checkpoint {path} is damaged or not a checkpoint (it ends without the "
                                    "checksum line bellmax writes); restore it from a copy or retrain")
