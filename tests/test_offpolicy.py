@@ -119,19 +119,38 @@ def test_polyak_update_moves_target_by_tau():
 
 
 def test_squashed_gaussian_log_prob_matches_change_of_variables_numerically():
-    # a = bias + scale tanh(u): p_a(a) = p_u(u) / |da/du|, with da/du by finite differences
-    mean, log_std, scale, bias = torch.tensor([0.3]), torch.tensor([-0.2]), torch.tensor([2.0]), 0.5
+    # y = tanh(u): p_y(y) = p_u(u) / |dy/du|, with dy/du by finite differences
+    mean, log_std = torch.tensor([0.3]), torch.tensor([-0.2])
     u = torch.linspace(-3, 3, 13)[:, None].double()
     h = 1e-6
-    da_du = (scale * (torch.tanh(u + h) - torch.tanh(u - h)) / (2 * h))
-    expected = torch.distributions.Normal(mean.double(), log_std.exp().double()).log_prob(u) - torch.log(da_du)
-    ours = squashed_log_prob(u, mean.double(), log_std.double(), scale.double())
+    dy_du = (torch.tanh(u + h) - torch.tanh(u - h)) / (2 * h)
+    expected = torch.distributions.Normal(mean.double(), log_std.exp().double()).log_prob(u) - torch.log(dy_du)
+    ours = squashed_log_prob(u, mean.double(), log_std.double())
     assert torch.allclose(ours, expected[:, 0], atol=1e-6)
-    # and the density integrates to 1 over the action interval (bias - scale, bias + scale)
-    a = torch.linspace(bias - 2 + 1e-6, bias + 2 - 1e-6, 200001).double()
-    u_of_a = torch.atanh((a - bias) / 2.0)[:, None]
-    density = squashed_log_prob(u_of_a, mean.double(), log_std.double(), scale.double()).exp()
-    assert torch.trapezoid(density, a).item() == pytest.approx(1.0, abs=1e-3)
+    # and the density integrates to 1 over the normalized action interval (-1, 1)
+    y = torch.linspace(-1 + 1e-6, 1 - 1e-6, 200001).double()
+    density = squashed_log_prob(torch.atanh(y)[:, None], mean.double(), log_std.double()).exp()
+    assert torch.trapezoid(density, y).item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_sac_log_prob_is_the_same_on_a_wider_box_so_the_target_entropy_means_the_same():
+    # log pi lives in the normalized space [-1, 1]^d: the Box's scale (2 on Pendulum's [-2, 2])
+    # stretches the action, not the entropy alpha is tuned on (SAC paper, SB3, Spinning Up)
+    import gymnasium as gym
+
+    from bellmax.core.nets import SquashedGaussianActor
+
+    obs_space = gym.spaces.Box(-1.0, 1.0, (3,))
+    unit = SquashedGaussianActor(obs_space, gym.spaces.Box(-1.0, 1.0, (2,)), (16, 16))
+    wide = SquashedGaussianActor(obs_space, gym.spaces.Box(-2.0, 2.0, (2,)), (16, 16))
+    wide.load_state_dict(unit.state_dict() | {"scale": wide.scale, "bias": wide.bias})
+    obs = torch.randn(64, 3)
+    torch.manual_seed(0)
+    unit_actions, unit_log_prob = unit.sample(obs)
+    torch.manual_seed(0)
+    wide_actions, wide_log_prob = wide.sample(obs)
+    assert torch.allclose(wide_actions, 2 * unit_actions)  # the same noise, stretched to the wider box
+    assert torch.equal(wide_log_prob, unit_log_prob)
 
 
 import toy_envs  # noqa: E402,F401  (registers bellmax-test/Corridor-v0)
@@ -550,6 +569,40 @@ def test_prioritized_replay_samples_in_proportion_to_priority_and_weights_undo_t
     p = np.array([0.1, 0.2, 0.3, 0.4])[batch["indices"].numpy()]
     expected = (4 * p) ** -1.0
     assert np.allclose(batch["weights"].numpy(), expected / (4 * 0.1) ** -1.0, rtol=1e-5)
+
+
+def test_prioritized_replay_weights_are_normalized_by_the_buffer_wide_largest_weight():
+    # Schaul et al.: w_i = (N P(i))^-beta / max_j w_j over the whole buffer, the max set by the
+    # smallest priority. Here the batch misses the lowest-priority item 0, so it does not hold the
+    # largest weight: dividing by the batch's largest would give 1 and 0.87 instead.
+    from bellmax.core.replay import PrioritizedReplayBuffer
+
+    buffer = PrioritizedReplayBuffer(8, (1,), (), alpha=1.0, eps=0.0)
+    obs = np.arange(4, dtype=np.float32)[:, None]
+    buffer.add(obs, np.zeros(4), np.zeros(4), obs, np.zeros(4), np.ones(4, dtype=bool))
+    priorities = np.array([0.5, 3.0, 3.0, 4.0])
+    buffer.update_priorities(np.arange(4), priorities)
+    buffer.beta = 0.5
+    batch = buffer.sample(6, np.random.default_rng(0))
+    indices = batch["indices"].numpy()
+    assert 0 not in indices and set(indices) == {1, 2, 3}
+    p_min, p = 0.5 / 10.5, priorities[indices] / 10.5
+    expected = (4 * p) ** -0.5 / (4 * p_min) ** -0.5  # (0.5 / 3)^0.5 = 0.41 and (0.5 / 4)^0.5 = 0.35
+    assert np.allclose(batch["weights"].numpy(), expected, rtol=1e-5)
+    assert np.allclose(sorted(set(batch["weights"].tolist())), [(0.5 / 4) ** 0.5, (0.5 / 3) ** 0.5])
+
+
+def test_prioritized_replay_tracks_the_smallest_priority_through_updates_and_overwrites():
+    from bellmax.core.replay import SumTree
+
+    tree = SumTree(5)
+    assert tree.min_positive == np.inf
+    tree.set(np.arange(5), np.array([4.0, 2.0, 3.0, 5.0, 6.0]))
+    assert tree.min_positive == 2.0
+    tree.set(np.array([1]), np.array([7.0]))  # the smallest raised: the next one takes over
+    assert tree.min_positive == 3.0
+    tree.set(np.array([2, 4]), np.array([0.0, 0.5]))  # a dropped leaf (0) is never drawn, never the min
+    assert tree.min_positive == 0.5 and tree.total == 4.0 + 7.0 + 5.0 + 0.5
 
 
 def test_dqn_with_prioritized_replay_updates_priorities_from_td_errors():

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+import toy_envs  # noqa: F401  (registers bellmax-test/Corridor-v0 and Frames-v0)
 from bellmax.algos import A2C, PPO, TRPO, PPOConfig, TRPOConfig
 from bellmax.algos.a2c import a2c_loss
 from bellmax.algos.ppo import ppo_loss
 from bellmax.algos.trpo import conjugate_gradient
-from bellmax.core.rollout import advantages_and_returns
+from bellmax.core.rollout import advantages_and_returns, valid_samples
 
 EPS = 0.2
 
@@ -78,6 +79,53 @@ def test_a2c_loss_is_policy_gradient_with_advantage_weights():
     terms["loss"].backward()
     assert log_prob.grad.tolist() == pytest.approx([-1.0, 0.5])  # -A / N
     assert terms["loss_value"].item() == pytest.approx(0.5)
+
+
+def test_ppo_target_kl_stops_before_the_step_that_would_start_past_the_bound():
+    # A large first step moves pi far from pi_old; the second minibatch measures that KL before its
+    # own step, finds it past 1.5 target_kl and is not stepped: the update ends on the first step.
+    agent = PPO(PPOConfig(seed=0, num_envs=2, n_steps=32, batch_size=32, n_epochs=4, learning_rate=0.05,
+                          target_kl=1e-4, hidden_sizes=(16,), eval_episodes=0))
+    agent.collect_rollout(agent.buffer, 32, agent.value)
+    advantages, returns = advantages_and_returns(agent.buffer, agent.config.gamma, agent.config.gae_lambda)
+    batch = valid_samples(agent.buffer, advantages=advantages, returns=returns)
+    assert len(batch["obs"]) > 32  # at least two minibatches an epoch
+
+    after_each_step = []
+    step = agent.optimizer.step
+
+    def recording_step():
+        step()
+        after_each_step.append([p.detach().clone() for p in agent.policy.parameters()])
+
+    agent.optimizer.step = recording_step
+    before = [p.detach().clone() for p in agent.policy.parameters()]
+    metrics = agent.update(batch, agent.config.clip_range)
+    assert metrics["losses/updates"] == len(after_each_step) == 1
+    assert metrics["losses/approx_kl"] <= 1.5e-4  # the step taken started inside the bound
+    final = list(agent.policy.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(after_each_step[0], final))
+    assert not all(torch.equal(a, b) for a, b in zip(before, final))
+    with torch.no_grad():  # and the refused step would have started past it
+        dist = agent.policy.distribution(batch["obs"])
+        log_ratio = agent.policy.log_prob(dist, batch["actions"]) - batch["log_probs"]
+        assert ((log_ratio.exp() - 1) - log_ratio).mean() > 1.5e-4
+
+
+def test_ppo_target_kl_bound_is_one_and_a_half_times_target_kl():
+    agent = PPO(PPOConfig(seed=0, num_envs=2, n_steps=32, batch_size=8, n_epochs=1, target_kl=0.01,
+                          hidden_sizes=(8,), eval_episodes=0))
+    agent.collect_rollout(agent.buffer, 32, agent.value)
+    advantages, returns = advantages_and_returns(agent.buffer, agent.config.gamma, agent.config.gae_lambda)
+    batch = valid_samples(agent.buffer, advantages=advantages, returns=returns)
+    measured = iter([0.0, 0.014, 0.0149, 0.0151, 0.0])  # pre-step KLs the minibatches report
+    loss = agent.minibatch_loss
+
+    def loss_with_measured_kl(mb, clip_range):
+        return {**loss(mb, clip_range), "approx_kl": torch.tensor(next(measured))}
+
+    agent.minibatch_loss = loss_with_measured_kl
+    assert agent.update(batch, agent.config.clip_range)["losses/updates"] == 3  # 0.0151 > 0.015: not stepped
 
 
 def test_conjugate_gradient_solves_a_positive_definite_system():
@@ -171,10 +219,48 @@ def test_trpo_trust_region_bounds_the_kl_of_the_whole_action_distribution():
     assert torch.allclose(policy.kl(old, new), torch.full((4,), 0.03))
 
 
+def test_trpo_steps_a_nature_cnn_policy_inside_the_trust_region_on_image_observations():
+    # the Nature CNN's weights are channels-last: flattening them for CG must not need a view
+    agent = TRPO(TRPOConfig(env="bellmax-test/Frames-v0", num_envs=2, n_steps=16, batch_size=32, value_epochs=1,
+                            seed=0, eval_episodes=0))
+    assert not all(p.is_contiguous() for p in agent.policy.parameters())
+    before = [p.detach().clone() for p in agent.policy.parameters()]
+    metrics = agent.train_iteration(10**9)
+    assert metrics["losses/step_accepted"] == 1.0 and 0 < metrics["losses/kl"] <= agent.config.max_kl
+    assert all(not torch.equal(a, b) for a, b in zip(before, agent.policy.parameters()))
+
+
+def test_trpo_flat_parameter_vector_round_trips_through_channels_last_weights():
+    from bellmax.algos.trpo import flat_vector, set_flat_params
+    from bellmax.core.nets import NatureCNN
+
+    params = list(NatureCNN(gym.spaces.Box(0, 255, (1, 36, 36), np.uint8)).parameters())
+    conv = params[2]  # the second convolution's (64, 32, 4, 4) weight, channels-last in memory
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    numbered = torch.arange(sum(p.numel() for p in params), dtype=torch.float32)
+    set_flat_params(params, numbered)
+    assert torch.equal(flat_vector(params), numbered)
+    start = params[0].numel() + params[1].numel()
+    assert torch.equal(conv.detach(), numbered[start: start + conv.numel()].reshape(conv.shape))  # logical order
+    assert conv.is_contiguous(memory_format=torch.channels_last)  # written in place, layout kept
+
+
+def test_trpo_value_fit_leaves_the_policy_bit_identical_on_image_observations():
+    # with one torso under both heads the critic's Adam steps would move pi_theta after the
+    # trust-region step, with no KL check: each head has its own CNN
+    agent = TRPO(TRPOConfig(env="bellmax-test/Frames-v0", num_envs=2, n_steps=16, batch_size=32, value_epochs=2,
+                            seed=0, eval_episodes=0))
+    agent.collect_rollout(agent.buffer, 16, agent.value)
+    advantages, returns = advantages_and_returns(agent.buffer, agent.config.gamma, agent.config.gae_lambda)
+    batch = valid_samples(agent.buffer, advantages=advantages, returns=returns)
+    policy_before = [p.detach().clone() for p in agent.policy.parameters()]
+    value_before = [p.detach().clone() for p in agent.value.parameters()]
+    agent.fit_value(batch["obs"], batch["returns"] + 5.0)  # targets far from V: a large step
+    assert all(torch.equal(a, b) for a, b in zip(policy_before, agent.policy.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(value_before, agent.value.parameters()))
+
+
 # ------------------------------------------------------------------ termination vs truncation
-
-
-import toy_envs  # noqa: E402,F401  (registers bellmax-test/Corridor-v0)
 
 
 @pytest.mark.parametrize("terminate", [True, False])

@@ -152,6 +152,25 @@ def test_discrete_observations_are_one_hot_encoded_for_the_gridworld():
     assert agent.global_step == 128
 
 
+def test_on_image_observations_each_step_moves_only_its_own_network():
+    # the policy and V_phi have their own optimizers, so each needs its own CNN torso: with one
+    # torso under both, the critic regression would move the policy and the policy step V_phi
+    import toy_envs  # noqa: F401  (registers bellmax-test/Frames-v0)
+
+    agent = VPG(VPGConfig(env="bellmax-test/Frames-v0", num_envs=2, n_steps=16, batch_size=32, seed=0,
+                          eval_episodes=0))
+    agent.collect_rollout(agent.buffer, 16, agent.value)
+    obs, actions = agent.buffer.view("obs"), agent.buffer.view("actions")
+    policy_before = [p.detach().clone() for p in agent.policy.parameters()]
+    value_before = [p.detach().clone() for p in agent.value.parameters()]
+    agent.fit_critics(obs, actions, torch.full(actions.shape, 5.0))
+    assert all(torch.equal(a, b) for a, b in zip(policy_before, agent.policy.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(value_before, agent.value.parameters()))
+    value_before = [p.detach().clone() for p in agent.value.parameters()]
+    agent.update_policy(obs, actions, torch.randn(actions.shape))
+    assert all(torch.equal(a, b) for a, b in zip(value_before, agent.value.parameters()))
+
+
 def test_batch_larger_than_rollout_is_rejected_with_the_field_name():
     with pytest.raises(ConfigError, match="batch_size"):
         VPG(VPGConfig(n_steps=10, num_envs=2, batch_size=64))

@@ -10,7 +10,9 @@ The min makes the objective flat (zero gradient) once the ratio has moved past t
 the direction the advantage favours: for A > 0 above 1 + eps, for A < 0 below 1 - eps. Around
 it: advantage normalization per minibatch, optional value clipping, gradient-norm clipping,
 linear learning-rate and clip-range annealing, and an optional early stop of the epochs when the
-approximate KL to pi_old passes target_kl.
+approximate KL to pi_old passes 1.5 target_kl. As in Stable-Baselines3 and Spinning Up, that KL is
+measured on each minibatch before its Adam step, and the minibatch that finds it too large is not
+stepped: the update ends on the last parameters within the bound, not on one step past it.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ class PPOConfig(OnPolicyConfig):
     max_grad_norm: float = 0.5
     """Clip the global gradient norm to this."""
     target_kl: float | None = None
-    """Stop the epochs early when the approximate KL to pi_old exceeds this (None: never)."""
+    """End the update when a minibatch's approximate KL to pi_old, measured before its step, exceeds 1.5
+    target_kl; that minibatch is not stepped (SB3 / Spinning Up; None: never stop early)."""
     anneal_lr: bool = False
     """Decay the learning rate linearly to 0 over the run's budget (total_steps)."""
     anneal_clip: bool = False
@@ -145,6 +148,10 @@ class PPO(OnPolicyAlgorithm):
             stop = False
             for values in minibatches(cfg.batch_size, *batch.values()):
                 terms = self.minibatch_loss(dict(zip(batch, values)), clip_range)
+                # approx_kl is that of the parameters about to be stepped: past the bound, keep them
+                if cfg.target_kl is not None and terms["approx_kl"] > 1.5 * cfg.target_kl:
+                    stop = True
+                    break
                 self.optimizer.zero_grad()
                 terms["loss"].backward()
                 clip_grad_norm(self.optimizer.params, cfg.max_grad_norm)
@@ -152,9 +159,6 @@ class PPO(OnPolicyAlgorithm):
                 for key, value in terms.items():
                     sums[key] = sums.get(key, 0.0) + value.item()
                 updates += 1
-                if cfg.target_kl is not None and terms["approx_kl"] > cfg.target_kl:
-                    stop = True
-                    break
             epochs_done += 1
             if stop:
                 break

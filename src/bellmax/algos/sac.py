@@ -8,8 +8,11 @@ and losses, from replayed transitions:
     L_pi = E[ alpha log pi(a|s) - min_i Q_i(s, a) ],   a ~ pi(.|s) reparameterized
     L_alpha = -E[ log alpha (log pi(a|s) + H_target) ],  H_target = -dim(A)
 
-The policy is a tanh-squashed Gaussian; its log-density carries the change-of-variables term
--sum log(scale (1 - tanh(u)^2)) (core/nets.py: squashed_log_prob).
+The policy is a tanh-squashed Gaussian, a = bias + scale tanh(u). log pi is measured in the
+normalized action space tanh(u) in [-1, 1]^d, with the change-of-variables term
+-sum log(1 - tanh(u)^2) and no log(scale) term (core/nets.py: squashed_log_prob), as in the paper,
+Stable-Baselines3 and Spinning Up: H_target = -dim(A) then asks the same of the policy on
+Pendulum's [-2, 2] as on [-1, 1].
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ class SACConfig(OffPolicyConfig):
     learning_starts: int = 5000
     alpha: float | None = None
     """The temperature alpha weighting the entropy in the objective: a fixed value, or None to tune
-    it automatically towards H_target = -dim(A)."""
+    it automatically towards H_target = -dim(A) (entropy of the action rescaled to [-1, 1]^d)."""
     alpha_init: float = 1.0
     """Starting alpha when tuned automatically."""
 

@@ -10,16 +10,19 @@ with x found by conjugate gradient using only Fisher-vector products F v = grad 
 and the backtracking factor alpha^j the first (j = 0, 1, ...) whose step both keeps the exact KL
 within delta and improves L; if none does, the policy is left unchanged. V_phi is fit by
 regression on the GAE returns (Adam, minibatches), as in the lecture's Algorithm 1, step 8.
+
+On image or board observations pi_theta and V_phi each get their own CNN torso: with one shared
+torso the critic's Adam steps would move the policy after the trust-region step, outside the
+trust region and with no KL check.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from torch.nn.utils import parameters_to_vector
 
 from bellmax.config import OnPolicyConfig, require, require_step_size
 from bellmax.core.onpolicy import OnPolicyAlgorithm
@@ -91,11 +94,19 @@ def conjugate_gradient(matrix_vector: Callable[[torch.Tensor], torch.Tensor], b:
     return x
 
 
+def flat_vector(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The tensors' elements in one vector, each in its logical (row-major) order whatever its
+    memory layout: torch's parameters_to_vector uses view(-1), which fails on the Nature CNN's
+    channels-last weights."""
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
 @torch.no_grad()
 def set_flat_params(params: list[torch.nn.Parameter], flat: torch.Tensor) -> None:
     """Copy a flat vector into the parameters in place (torch's vector_to_parameters rebinds
     .data to views of one vector, which changes memory alignment and so, via BLAS, the last bits
-    of later results: a resumed run would then drift from an uninterrupted one)."""
+    of later results: a resumed run would then drift from an uninterrupted one). The vector is in
+    flat_vector's order; copy_ writes it into any memory layout, channels-last included."""
     offset = 0
     for p in params:
         p.copy_(flat[offset: offset + p.numel()].view_as(p))
@@ -109,7 +120,7 @@ class TRPO(OnPolicyAlgorithm):
 
     def build(self) -> None:
         cfg = self.config
-        self.policy, self.value = self.make_policy_and_value()
+        self.policy, self.value = self.make_policy_and_value(share_torso=False)
         self.buffer = self.make_rollout_buffer(cfg.n_steps)
         self.value_optimizer = Adam(self.value.parameters(), lr=cfg.value_learning_rate)
 
@@ -147,18 +158,18 @@ class TRPO(OnPolicyAlgorithm):
             return self.policy.kl(old_dist, self.policy.distribution(obs)).mean()
 
         loss_before = surrogate()
-        g = parameters_to_vector(torch.autograd.grad(loss_before, params))
-        kl_grad = parameters_to_vector(torch.autograd.grad(mean_kl(), params, create_graph=True))
+        g = flat_vector(torch.autograd.grad(loss_before, params))
+        kl_grad = flat_vector(torch.autograd.grad(mean_kl(), params, create_graph=True))
 
         def fisher_vector(v: torch.Tensor) -> torch.Tensor:  # (F + damping I) v
             fv = torch.autograd.grad(kl_grad @ v, params, retain_graph=True)
-            return parameters_to_vector(fv) + cfg.cg_damping * v
+            return flat_vector(fv) + cfg.cg_damping * v
 
         x = conjugate_gradient(fisher_vector, g, cfg.cg_iterations)
         xFx = x @ fisher_vector(x)
         full_step = torch.sqrt(2 * cfg.max_kl / (xFx + 1e-12)) * x
 
-        old_params = parameters_to_vector(params).detach()
+        old_params = flat_vector(params).detach()
         accepted, kl, improvement = False, 0.0, 0.0
         with torch.no_grad():
             for j in range(cfg.line_search_steps):

@@ -19,7 +19,9 @@ the reward from time t on, sum_{t'=t}^T, and a baseline of the current state, b(
 
 Each iteration: collect a batch with the current policy (step 3), compute rewards-to-go (4) and
 the weights with the current critics (5), take one gradient step on the policy (6-7), then fit
-V_phi (and Q_phi where used) by regression on the rewards-to-go (8).
+V_phi (and Q_phi where used) by regression on the rewards-to-go (8). On image or board
+observations the policy and V_phi each get their own CNN torso, so the critic regression never
+moves the policy (and the policy step never moves V_phi).
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class VPG(OnPolicyAlgorithm):
     def build(self) -> None:
         cfg, env = self.config, self.env
         obs_space, action_space = env.single_observation_space, env.single_action_space
-        self.policy, self.value = self.make_policy_and_value()
+        self.policy, self.value = self.make_policy_and_value(share_torso=False)
         activation = ACTIVATIONS[cfg.activation]
         self.q_value = QNet(obs_space, action_space, cfg.hidden_sizes, activation) if self.uses_q else None
         self.policy_optimizer = Adam(self.policy.parameters(), lr=cfg.learning_rate)

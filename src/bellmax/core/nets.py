@@ -397,8 +397,12 @@ class BoundedActor(Actor):
 
 
 class SquashedGaussianActor(Actor):
-    """SAC's policy: u ~ N(mu(s), sigma(s)^2), a = bias + scale tanh(u), with the change-of-variables
-    log-density  log pi(a|s) = log N(u) - sum_i log(scale_i (1 - tanh(u_i)^2))."""
+    """SAC's policy: u ~ N(mu(s), sigma(s)^2), a = bias + scale tanh(u). Its log-density is that of
+    the normalized action tanh(u) in [-1, 1]^d, log pi = log N(u) - sum_i log(1 - tanh(u_i)^2), as in
+    the SAC paper (appendix C), Stable-Baselines3 and Spinning Up: the Box's own scale adds the
+    constant -sum_i log(scale_i), which would shift the entropy that alpha tunes to -dim(A), so the
+    same policy would get a different alpha on [-2, 2] (Pendulum) than on [-1, 1]. (CleanRL keeps
+    the scale term.)"""
 
     LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
     scale: torch.Tensor  # buffers: (high - low) / 2 and (high + low) / 2
@@ -420,10 +424,11 @@ class SquashedGaussianActor(Actor):
         return self.mean(h), log_std
 
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(a, log pi(a|s)) with a reparameterized, so gradients flow through the sample."""
+        """(a, log pi(a|s)) with a reparameterized, so gradients flow through the sample; log pi is
+        measured in the normalized action space [-1, 1]^d (the class docstring says why)."""
         mean, log_std = self(obs)
         u = mean + log_std.exp() * torch.randn_like(mean)
-        return self.squash(u), squashed_log_prob(u, mean, log_std, self.scale)
+        return self.squash(u), squashed_log_prob(u, mean, log_std)
 
     def squash(self, u: torch.Tensor) -> torch.Tensor:
         return self.bias + self.scale * torch.tanh(u)
@@ -434,11 +439,12 @@ class SquashedGaussianActor(Actor):
         return self.squash(mean if deterministic else mean + log_std.exp() * torch.randn_like(mean))
 
 
-def squashed_log_prob(u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """log pi(a) for a = bias + scale tanh(u), u ~ N(mean, exp(log_std)^2), summed over dimensions.
+def squashed_log_prob(u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log pi(y) for y = tanh(u) in [-1, 1], u ~ N(mean, exp(log_std)^2), summed over dimensions:
+    log N(u) - sum_i log(1 - tanh(u_i)^2), the tanh Jacobian only (no action-scale term).
 
     log(1 - tanh(u)^2) is computed as 2 (log 2 - u - softplus(-2u)), exact and stable for large |u|.
     """
     log_normal = Normal(mean, log_std.exp(), validate_args=False).log_prob(u)
-    log_det = torch.log(scale) + 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
+    log_det = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
     return (log_normal - log_det).sum(-1)

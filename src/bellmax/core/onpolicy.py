@@ -69,15 +69,21 @@ class OnPolicyAlgorithm(Algorithm):
         use_self_play(self.policy, self.config.self_play)
 
     # -- networks and storage -----------------------------------------------------------------
-    def make_policy_and_value(self) -> tuple[Policy, ValueNet]:
-        """pi_theta and V_phi from the config: separate MLPs, or one CNN torso shared by both heads:
-        the Nature CNN for image observations (Atari), the GridCNN for board planes (Bomber)."""
+    def make_policy_and_value(self, share_torso: bool = True) -> tuple[Policy, ValueNet]:
+        """pi_theta and V_phi from the config: separate MLPs, or CNN torsos under both heads: the
+        Nature CNN for image observations (Atari), the GridCNN for board planes (Bomber). With
+        `share_torso` both heads sit on one CNN, right for one optimizer over one combined loss (A2C,
+        PPO); without it each head gets its own CNN, for algorithms that step the policy and V_phi
+        separately (VPG, TRPO), where fitting V_phi must not move pi_theta."""
         cfg = self.config
         obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
         if is_image_space(obs_space) or is_grid_space(obs_space):
-            torso = NatureCNN(obs_space) if is_image_space(obs_space) else GridCNN(obs_space)
-            return (Policy(obs_space, action_space, (), torso=torso, log_std_init=cfg.log_std_init),
-                    ValueNet(obs_space, (), torso=torso))
+            def make_torso() -> NatureCNN | GridCNN:
+                return NatureCNN(obs_space) if is_image_space(obs_space) else GridCNN(obs_space)
+
+            policy_torso = make_torso()
+            return (Policy(obs_space, action_space, (), torso=policy_torso, log_std_init=cfg.log_std_init),
+                    ValueNet(obs_space, (), torso=policy_torso if share_torso else make_torso()))
         activation = ACTIVATIONS[cfg.activation]
         return (Policy(obs_space, action_space, cfg.hidden_sizes, activation=activation, log_std_init=cfg.log_std_init),
                 ValueNet(obs_space, cfg.hidden_sizes, activation=activation))

@@ -269,8 +269,11 @@ class PrioritySampling(Replay):
     """What proportional prioritized replay (Schaul et al., 2016) adds to a buffer: transition i
     is drawn with probability P(i) = p_i^alpha / sum_j p_j^alpha, p_i = |delta_i| + eps from its
     last TD error (new transitions get the largest priority so far), and its loss is weighted by
-    w_i = (N P(i))^-beta / max_j w_j, which undoes the bias. A sum tree over `size` slots keeps
-    sampling and updates O(log N)."""
+    w_i = (N P(i))^-beta / max_j w_j, which undoes the bias. The maximum is over the whole buffer,
+    as in the paper: max_j w_j = (N min_j P(j))^-beta, from the smallest priority stored, so a
+    transition's weight does not depend on which others share its batch (dividing by the batch's
+    largest weight instead would scale every batch differently). A sum tree over `size` slots,
+    which also tracks the smallest priority, keeps sampling and updates O(log N)."""
 
     def init_priorities(self, size: int, alpha: float, eps: float) -> None:
         self.alpha, self.eps, self.beta = alpha, eps, 0.4
@@ -294,7 +297,8 @@ class PrioritizedFrameStackReplayBuffer(PrioritySampling, FrameStackReplayBuffer
     """Prioritized replay over the Atari frame rings: one priority per ring entry. An entry that
     stopped being a transition (overwritten, or its stack reaches into overwritten frames) keeps
     its stale priority until it is drawn, then gets priority 0 and the draw is repeated, so every
-    sampled transition is a real one."""
+    sampled transition is a real one. Until then its priority also counts in the smallest one that
+    the importance weights are normalized by."""
 
     def __init__(self, capacity: int, num_envs: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
                  action_dtype: npt.DTypeLike = np.int64, gamma: float = 0.99, n_step: int = 1, alpha: float = 0.6,
@@ -317,16 +321,29 @@ class PrioritizedFrameStackReplayBuffer(PrioritySampling, FrameStackReplayBuffer
 
 class SumTree(SavedAsTensors):
     """Non-negative weights on `size` leaves in a binary tree whose every node holds the sum of
-    its two children: setting weights and drawing a leaf with probability weight / total both
-    take O(log size)."""
+    its two children, and beside it a tree of the smallest positive weight below each node (empty
+    and dropped leaves, weight 0, can never be drawn): setting weights, drawing a leaf with
+    probability weight / total and reading the smallest weight take O(log size) or less."""
 
     def __init__(self, size: int):
         self.leaves = 1 << max(size - 1, 1).bit_length()
         self.tree = np.zeros(2 * self.leaves)  # tree[1] is the total; leaves at [leaves, 2 leaves)
+        self.min_tree = np.full(2 * self.leaves, np.inf)  # min_tree[1]: the smallest positive weight
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "min_tree" not in vars(self):  # saved before the tree of minima existed: rebuild it
+            self.min_tree = np.full(2 * self.leaves, np.inf)
+            self.set(np.arange(self.leaves), self.tree[self.leaves:].copy())
 
     @property
     def total(self) -> float:
         return float(self.tree[1])
+
+    @property
+    def min_positive(self) -> float:
+        """The smallest positive leaf weight (inf while every leaf is 0)."""
+        return float(self.min_tree[1])
 
     def get(self, leaves: np.ndarray) -> np.ndarray:
         return self.tree[np.asarray(leaves) + self.leaves]
@@ -334,9 +351,11 @@ class SumTree(SavedAsTensors):
     def set(self, leaves: np.ndarray, weights: np.ndarray) -> None:
         nodes = np.asarray(leaves) + self.leaves
         self.tree[nodes] = weights
+        self.min_tree[nodes] = np.where(weights > 0, weights, np.inf)
         nodes = np.unique(nodes // 2)
         while nodes[0] >= 1:
             self.tree[nodes] = self.tree[2 * nodes] + self.tree[2 * nodes + 1]
+            self.min_tree[nodes] = np.minimum(self.min_tree[2 * nodes], self.min_tree[2 * nodes + 1])
             if nodes[0] == 1:
                 break
             nodes = np.unique(nodes // 2)
@@ -373,9 +392,11 @@ class PrioritizedReplayBuffer(PrioritySampling, ReplayBuffer):
 
 
 def importance(priorities: SumTree, leaves: np.ndarray, n: int, beta: float) -> dict[str, torch.Tensor]:
-    """The importance weights w_i = (N P(i))^-beta / max w of sampled leaves, and the leaves
-    themselves (for the priority update after the TD errors are known)."""
+    """The importance weights w_i = (N P(i))^-beta / max_j w_j of sampled leaves, the maximum over
+    the whole buffer, (N min_j P(j))^-beta (Schaul et al., 2016), and the leaves themselves (for the
+    priority update after the TD errors are known)."""
     probabilities = priorities.get(leaves) / priorities.total
-    weights = (n * probabilities) ** -beta
-    return {"weights": torch.as_tensor(weights / weights.max(), dtype=torch.float32),
-            "indices": torch.as_tensor(leaves)}
+    min_probability = priorities.min_positive / priorities.total
+    # w_i / w_max = (N P(i))^-beta / (N P_min)^-beta = (P_min / P(i))^beta, in (0, 1]
+    weights = (min_probability / probabilities) ** beta
+    return {"weights": torch.as_tensor(weights, dtype=torch.float32), "indices": torch.as_tensor(leaves)}
