@@ -473,7 +473,8 @@ def test_sac_actor_and_temperature_losses_are_the_papers_on_the_same_sampled_act
         u = mean + log_std.exp() * noise
         actions = 2.0 * torch.tanh(u)  # Pendulum: a in [-2, 2]
         gaussian = -0.5 * noise**2 - log_std - 0.5 * math.log(2 * math.pi)
-        log_pi = (gaussian - torch.log(2.0 * (1 - torch.tanh(u) ** 2))).sum(-1)
+        # measured in the normalized space [-1, 1]: the tanh Jacobian only, not the action scale's
+        log_pi = (gaussian - torch.log(1 - torch.tanh(u) ** 2)).sum(-1)
         q1, q2 = (q(batch["obs"], actions) for q in agent.critics)  # the critics after their own step
     assert (q1 < q2).any() and (q2 < q1).any()
     expected_actor = (0.5 * log_pi - torch.minimum(q1, q2)).mean().item()
@@ -487,9 +488,9 @@ def test_sac_actor_and_temperature_losses_are_the_papers_on_the_same_sampled_act
 @pytest.mark.parametrize("log_std, alpha_rises", [(-4.0, True), (0.0, False)])
 def test_sac_temperature_rises_when_entropy_is_below_target_and_falls_when_above(log_std, alpha_rises):
     """dL_alpha/dlog alpha = -(E[log pi] + H_target) = E[-log pi] - H_target: negative (alpha rises)
-    when the policy's entropy E[-log pi] is below H_target = -1, positive when above. Squashed into
-    [-2, 2], a Gaussian of std e^-4 around 0 has entropy about -4 + 1.42 + log 2 = -1.9; one of std 1
-    about 1.3."""
+    when the policy's entropy E[-log pi] is below H_target = -1, positive when above. Measured in the
+    normalized space [-1, 1] (whatever the box), a tanh-squashed Gaussian of std e^-4 around 0 has
+    entropy about -4 + 1.42 = -2.6; one of std 1 about 0.6."""
     agent, batch = sac_agent_and_batch(alpha_init=1.0)
     with torch.no_grad():
         agent.actor.log_std.weight.zero_()
