@@ -58,7 +58,7 @@ def trl(run_dir: Path, args) -> tuple[float, Path]:
     reward_model, _ = load_reward_model(run_dir / "reward")
     value_model, _ = load_reward_model(run_dir / "reward")  # TRL's default: the value model starts from the RM
     tokenizer.padding_side = "left"
-    prompts = [r["prompt"] for r in data.read_jsonl(run_dir / "data" / data.PROMPTS, ("prompt",))]
+    prompts = [r["prompt"] for r in data.load(run_dir / "data", data.PROMPTS).rows]
     n_prompts = ours_config.batch_size * args.iterations
     rows = [[tokenizer.bos_token_id] + tokenizer(p, add_special_tokens=False)["input_ids"]
             for p in (prompts * (1 + n_prompts // len(prompts)))[:n_prompts]]
@@ -90,7 +90,7 @@ def judge(run_dir: Path, policies: dict[str, Path], args) -> dict[str, dict[str,
     from bellmax.rlhf.evaluate import gold_scores, sample_answers
     from bellmax.rlhf.model import load_causal_lm
 
-    prompts = [r["prompt"] for r in data.read_jsonl(run_dir / "data" / data.EVAL_PROMPTS, ("prompt",))]
+    prompts = [r["prompt"] for r in data.load(run_dir / "data", data.EVAL_PROMPTS).rows]
     sft, tokenizer = load_causal_lm(run_dir / "sft")
     baseline = gold_scores(prompts, sample_answers(sft.eval(), tokenizer, prompts, seed=0)["texts"])
     results = {}

@@ -106,13 +106,15 @@ def test_jsonl_round_trip_and_clear_errors(tmp_path):
 
     rows = [{"prompt": "sort : 2 1 =", "completion": "1 2"}]
     data.write_jsonl(tmp_path / "sft.jsonl", rows)
-    assert data.read_jsonl(tmp_path / "sft.jsonl", ("prompt", "completion")) == rows
-    with pytest.raises(BellmaxError, match="lacks field"):
-        data.read_jsonl(tmp_path / "sft.jsonl", ("prompt", "chosen"))
+    assert data.load(tmp_path, data.SFT).rows == rows
+    with pytest.raises(BellmaxError, match="sft.jsonl:1 lacks fields 'chosen', 'rejected'"):
+        data.read_jsonl(tmp_path / "sft.jsonl", data.SCHEMAS[data.COMPARISONS])
     with pytest.raises(BellmaxError, match="does not exist"):
-        data.read_jsonl(tmp_path / "missing.jsonl", ("prompt",))
-    data.write_jsonl(tmp_path / "comparisons.jsonl", [{"prompt": "p =", "chosen": "a", "rejected": "b"}])
-    assert data.read_rankings(tmp_path) == [{"prompt": "p =", "responses": ["a", "b"], "ranks": [0, 1]}]
+        data.load(tmp_path, data.PROMPTS)
+    (tmp_path / "comparisons.jsonl").write_text('\n{"prompt": "p =", "chosen": "a", "rejected": "b"}\n')
+    rankings = data.read_rankings(tmp_path)
+    assert rankings.rows == [{"prompt": "p =", "responses": ["a", "b"], "ranks": [0, 1]}]
+    assert rankings.where(0).endswith("comparisons.jsonl:2")  # blank lines count: messages point at the line
 
 
 # -- the reward model's loss ---------------------------------------------------------------------

@@ -67,7 +67,7 @@ def test_ppo_raises_the_reward_model_score(pipeline):
     from bellmax.rlhf.model import inference_only, load_causal_lm, load_reward_model
     from bellmax.rlhf.reward import score_texts
 
-    prompts = [r["prompt"] for r in data.read_jsonl(pipeline / "data" / data.EVAL_PROMPTS, ("prompt",))]
+    prompts = [r["prompt"] for r in data.load(pipeline / "data", data.EVAL_PROMPTS).rows]
     reward_model, tokenizer = load_reward_model(pipeline / "reward")
     inference_only(reward_model)
     means = {}

@@ -79,8 +79,9 @@ def _meta_parser(prog: str, inputs: tuple[str, ...], extra: tuple[str, ...] = ()
 
 
 def _check_inputs(values: dict[str, str | None], required: tuple[str, ...]) -> dict[str, Path]:
-    """Every input is given and exists (models must be Hugging Face directories) before any work."""
-    from bellmax.rlhf.model import model_dir
+    """Every input is given and exists before any work; models must be readable Hugging Face
+    directories (valid JSON files, a config transformers knows, whole safetensors files)."""
+    from bellmax.rlhf.model import check_model_dir
 
     missing = [f"--{name.replace('_', '-')} DIR" for name in required if values.get(name) is None]
     if missing:
@@ -92,7 +93,7 @@ def _check_inputs(values: dict[str, str | None], required: tuple[str, ...]) -> d
             continue
         path = Path(value)
         if name in MODEL_INPUTS:
-            model_dir(path, flag)
+            check_model_dir(path, flag)
         elif not path.is_dir():
             raise BellmaxError(f"{flag} {path} does not exist or is not a directory")
         paths[name] = path
@@ -188,7 +189,8 @@ def _dispatch(stage: str, config, paths: dict[str, Path], ppo_runs: list[Path], 
 
     policies: dict[str, Path] = {name: paths[name] for name in ("pretrained", "rl", "rl_no_kl") if name in paths}
     runs = {path.name: path for path in ppo_runs}
-    return run_evaluate(config, paths["sft"], policies, paths["data"], run_dir, runs)
+    return run_evaluate(config, paths["sft"], policies, paths["data"], run_dir, runs,
+                        log=lambda line: print(line, file=sys.stderr))
 
 
 def run(args: list[str]) -> int:

@@ -389,9 +389,11 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
         raise BellmaxError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
-def read_metrics(run_dir: Path, damaged: list[int] | None = None) -> list[dict[str, Any]]:
-    """The rows of a run's metrics.jsonl. A damaged line (cut by a crash, a flipped byte) is skipped,
-    never the rows after it; its line number goes into `damaged` when a list is given."""
+def read_metrics(run_dir: Path, damaged: list[int] | None = None,
+                 keep: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+    """The rows of a run's metrics.jsonl. A damaged line (cut by a crash, a flipped byte; with `keep`,
+    also an object for which keep(row) is False) is skipped, never the rows after it; its line
+    number goes into `damaged` when a list is given."""
     path = Path(run_dir) / METRICS_JSONL
     if not path.exists():
         return []
@@ -402,11 +404,21 @@ def read_metrics(run_dir: Path, damaged: list[int] | None = None) -> list[dict[s
                 row = json.loads(line)
             except json.JSONDecodeError:
                 row = None
-            if isinstance(row, dict):
+            if isinstance(row, dict) and (keep is None or keep(row)):
                 rows.append(row)
             elif damaged is not None:
                 damaged.append(number)
     return rows
+
+
+def line_list(numbers: list[int], shown: int = 5) -> str:
+    """"2, 3, 5", or the first `shown` of many and "...": line numbers for a message."""
+    return ", ".join(map(str, numbers[:shown])) + (" ..." if len(numbers) > shown else "")
+
+
+def skipped_lines_message(path: Path, damaged: list[int]) -> str:
+    """The one line that reports the damaged lines `read_metrics` skipped in `path`."""
+    return f"{path}: skipped {len(damaged)} damaged line(s) (line {line_list(damaged)}); the rows around them are kept"
 
 
 def remove_dead_writers_files(run_dir: Path) -> int:
@@ -510,9 +522,7 @@ class Run:
             damaged: list[int] = []
             self.rows = [r for r in read_metrics(self.dir, damaged) if r.get("step", 0) <= resume_step]
             if damaged:
-                lines = ", ".join(map(str, damaged[:5])) + (" ..." if len(damaged) > 5 else "")
-                print(f"{self.dir / METRICS_JSONL}: skipped {len(damaged)} damaged line(s) (line {lines}); "
-                      "the rows around them are kept", file=sys.stderr)
+                print(skipped_lines_message(self.dir / METRICS_JSONL, damaged), file=sys.stderr)
         atomic_write_text(self.dir / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
         self._columns: list[str] = []
         self._rewrite_metrics()

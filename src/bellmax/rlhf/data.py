@@ -9,6 +9,11 @@
 
 `make_task_data` writes the first four (plus the tokenizer) for our synthetic task; a user can
 bring their own files in the same format instead.
+
+Every stage reads its files with `load` (or `read_rankings`), which checks each line against the
+file's `Schema` before any training: a line that is not UTF-8, not a JSON object, lacks a field or
+holds the wrong kind of value is a `BellmaxError` naming the file, the line and the field.
+`check_context` then checks each record's length in tokens against the model's context.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +30,7 @@ from bellmax.config import require
 from bellmax.core.run import atomic_write_text
 from bellmax.errors import BellmaxError
 from bellmax.rlhf import task
+from bellmax.rlhf.model import context_length, prompt_ids, response_ids
 
 CORPUS, SFT, PROMPTS, EVAL_PROMPTS = "corpus.jsonl", "sft.jsonl", "prompts.jsonl", "eval_prompts.jsonl"
 RANKINGS, COMPARISONS = "rankings.jsonl", "comparisons.jsonl"
@@ -34,26 +41,193 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(Path(path), "".join(json.dumps(row) + "\n" for row in rows))
 
 
-def read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a missing file, bad JSON or a row without one of `fields` is a BellmaxError."""
+# -- what each file holds -----------------------------------------------------------------------
+FieldCheck = Callable[[Any], str | None]  # what is wrong with a field's value, or None if nothing
+
+
+def describe(value: Any) -> str:
+    """A JSON value as a user wrote it, cut short, with its JSON type: `42 (a number)`."""
+    kinds = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
+             list: "a list", dict: "an object"}
+    shown = json.dumps(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return shown if value is None else f"{shown} ({kinds.get(type(value), type(value).__name__)})"
+
+
+def text_field(value: Any) -> str | None:
+    """A string with some text in it."""
+    if not isinstance(value, str):
+        return f"must be a string, not {describe(value)}"
+    if not value.strip():
+        return "is empty; it needs text"
+    return None
+
+
+def responses_field(value: Any) -> str | None:
+    """At least two strings with text: the responses of a ranking."""
+    if not isinstance(value, list):
+        return f"must be a list of strings, not {describe(value)}"
+    if len(value) < 2:
+        return f"holds {len(value)} response(s); a ranking needs at least 2"
+    for index, item in enumerate(value):
+        problem = text_field(item)
+        if problem is not None:
+            return f"item {index} {problem}"
+    return None
+
+
+def ranks_field(value: Any) -> str | None:
+    """A list of integers: the ranks of a ranking (0 = best, ties equal)."""
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return f"must be a list of integers (0 = best, ties equal), not {describe(value)}"
+    return None
+
+
+def one_rank_per_response(row: dict[str, Any]) -> tuple[str, str] | None:
+    """(field, problem) if a ranking's ranks and responses differ in number."""
+    if len(row["ranks"]) != len(row["responses"]):
+        return "ranks", f"holds {len(row['ranks'])} ranks for {len(row['responses'])} responses; give one per response"
+    return None
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The fields every line of a JSONL file must hold (other fields are ignored)."""
+
+    fields: dict[str, FieldCheck]
+    """Field name -> its check."""
+    example: str
+    """One valid line, shown in the error messages."""
+    row_check: Callable[[dict[str, Any]], tuple[str, str] | None] | None = None
+    """A check across fields, given a row whose fields each passed: (field, problem) or None."""
+
+
+SCHEMAS: dict[str, Schema] = {
+    CORPUS: Schema({"text": text_field}, '{"text": "..."}'),
+    SFT: Schema({"prompt": text_field, "completion": text_field}, '{"prompt": "...", "completion": "..."}'),
+    PROMPTS: Schema({"prompt": text_field}, '{"prompt": "..."}'),
+    EVAL_PROMPTS: Schema({"prompt": text_field}, '{"prompt": "..."}'),
+    RANKINGS: Schema({"prompt": text_field, "responses": responses_field, "ranks": ranks_field},
+                     '{"prompt": "...", "responses": ["...", "..."], "ranks": [0, 1]}', one_rank_per_response),
+    COMPARISONS: Schema({"prompt": text_field, "chosen": text_field, "rejected": text_field},
+                        '{"prompt": "...", "chosen": "...", "rejected": "..."}'),
+}
+
+
+# -- reading and checking -----------------------------------------------------------------------
+@dataclass
+class Records:
+    """The rows of a JSONL file, each with its line number, so that later checks can point at the line."""
+
+    path: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def column(self, name: str) -> list[Any]:
+        return [row[name] for row in self.rows]
+
+    def where(self, index: int) -> str:
+        """`path:line` of the row at `index`."""
+        return f"{self.path}:{self.lines[index]}"
+
+
+def load(directory: Path, name: str) -> Records:
+    """The checked rows of `directory/name`, one of the files in SCHEMAS."""
+    return read_jsonl(Path(directory) / name, SCHEMAS[name])
+
+
+def read_jsonl(path: Path, schema: Schema) -> Records:
+    """Every non-blank line of `path`, checked against `schema`; the first bad line is a BellmaxError
+    that names the file, the line, the field and the expected form. Lines end at "\\n" only (a JSON
+    string may hold U+2028), and a UTF-8 byte-order mark is allowed."""
     path = Path(path)
     if not path.is_file():
-        raise BellmaxError(f"{path} does not exist (expected JSONL rows with fields {', '.join(fields)})")
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BellmaxError(f"{path}:{number} is not valid JSON ({exc.msg})") from None
-        missing = [f for f in fields if not isinstance(row, dict) or f not in row]
-        if missing:
-            raise BellmaxError(f"{path}:{number} lacks field(s) {', '.join(missing)}")
-        rows.append(row)
-    if not rows:
-        raise BellmaxError(f"{path} holds no rows")
-    return rows
+        raise BellmaxError(f"{path} does not exist (expected JSONL lines like {schema.example})")
+    records = Records(path)
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        line = _decode_line(path, number, raw)
+        if line.strip():
+            records.rows.append(_parse_line(f"{path}:{number}", line, schema))
+            records.lines.append(number)
+    if not records.rows:
+        raise BellmaxError(f"{path} holds no rows (expected JSONL lines like {schema.example})")
+    return records
+
+
+def _decode_line(path: Path, number: int, raw: bytes) -> str:
+    raw = raw.removesuffix(b"\r")
+    if number == 1:
+        raw = raw.removeprefix(b"\xef\xbb\xbf")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BellmaxError(f"{path}:{number} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
+                           f"{exc.start + 1}); save the file as UTF-8") from None
+
+
+def _parse_line(where: str, line: str, schema: Schema) -> dict[str, Any]:
+    """One line as a row that passed every check of `schema`; `where` is `path:line` for the messages."""
+    try:
+        row = json.loads(line)
+    except RecursionError:
+        raise BellmaxError(f"{where} nests JSON too deeply; each line must be one object like {schema.example}") \
+            from None
+    except ValueError as exc:  # json.JSONDecodeError, or an integer of more than 4,300 digits
+        reason = f"{exc.msg}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise BellmaxError(f"{where} is not valid JSON ({reason}); each line must be one object like "
+                           f"{schema.example}") from None
+    if not isinstance(row, dict):
+        raise BellmaxError(f"{where} holds {describe(row)}, not a JSON object; each line must be one object like "
+                           f"{schema.example}")
+    missing = [name for name in schema.fields if name not in row]
+    if missing:
+        names = ", ".join(repr(name) for name in missing)
+        raise BellmaxError(f"{where} lacks field{'s' if len(missing) > 1 else ''} {names}; each line needs "
+                           f"{schema.example}")
+    for name, check in schema.fields.items():
+        problem = check(row[name])
+        if problem is not None:
+            raise BellmaxError(f"{where}: field {name!r} {problem}; each line needs {schema.example}")
+    across = schema.row_check(row) if schema.row_check is not None else None
+    if across is not None:
+        raise BellmaxError(f"{where}: field {across[0]!r} {across[1]}")
+    return row
+
+
+def check_context(records: Records, lengths: Sequence[int], context: int, what: str, fix: str) -> None:
+    """Each record fits the model's context: `lengths[i]`, the tokens the stage feeds the model for
+    record i (prompt, response and special tokens), is at most `context` (the model's n_positions).
+    A longer one would index past the position embeddings in the middle of training."""
+    too_long = [i for i, length in enumerate(lengths) if length > context]
+    if too_long:
+        first = too_long[0]
+        more = f" (and {len(too_long) - 1} more line(s))" if len(too_long) > 1 else ""
+        raise BellmaxError(f"{records.where(first)}: {what} {lengths[first]} tokens, more than the model's context "
+                           f"of {context} (n_positions){more}; {fix}")
+
+
+def check_prompts_fit(records: Records, tokenizer, models: list, max_new_tokens: int,
+                      fix: str = "shorten that prompt, lower --max-new-tokens, or use a model with a larger context",
+                      ) -> None:
+    """Every prompt plus the longest response the models may sample fits each model's context."""
+    contexts = [c for c in map(context_length, models) if c is not None]
+    if contexts:
+        lengths = [len(ids) + max_new_tokens for ids in prompt_ids(tokenizer, records.column("prompt"))]
+        check_context(records, lengths, min(contexts), f"BOS + prompt + {max_new_tokens} response tokens come to", fix)
+
+
+def check_rankings_fit(rankings: Records, tokenizer, reward_model) -> None:
+    """Every prompt with its longest response fits the reward model's context."""
+    context = context_length(reward_model)
+    if context is not None:
+        prompts = prompt_ids(tokenizer, rankings.column("prompt"))
+        lengths = [len(p) + max(map(len, response_ids(tokenizer, r["responses"])))
+                   for p, r in zip(prompts, rankings.rows)]
+        check_context(rankings, lengths, context, "BOS + prompt + its longest response come to",
+                      "shorten that prompt or its responses, or use a model with a larger context")
 
 
 def config_dict(config) -> dict[str, Any]:
@@ -76,19 +250,16 @@ def tokenizer_dir(data_dir: Path) -> Path:
     return path
 
 
-def read_rankings(directory: Path) -> list[dict[str, Any]]:
+def read_rankings(directory: Path) -> Records:
     """Ranked lists from rankings.jsonl, or else each prompt/chosen/rejected row of comparisons.jsonl
-    as a ranked list of two."""
+    as a ranked list of two (keeping its line number)."""
     directory = Path(directory)
     if (directory / RANKINGS).is_file():
-        rows = read_jsonl(directory / RANKINGS, ("prompt", "responses", "ranks"))
-        for number, row in enumerate(rows, start=1):
-            if len(row["responses"]) != len(row["ranks"]) or len(row["responses"]) < 2:
-                raise BellmaxError(f"{directory / RANKINGS}:{number}: responses and ranks must be equally long (>= 2)")
-        return rows
+        return load(directory, RANKINGS)
     if (directory / COMPARISONS).is_file():
-        rows = read_jsonl(directory / COMPARISONS, ("prompt", "chosen", "rejected"))
-        return [{"prompt": r["prompt"], "responses": [r["chosen"], r["rejected"]], "ranks": [0, 1]} for r in rows]
+        pairs = load(directory, COMPARISONS)
+        rows = [{"prompt": r["prompt"], "responses": [r["chosen"], r["rejected"]], "ranks": [0, 1]} for r in pairs.rows]
+        return Records(pairs.path, rows, pairs.lines)
     raise BellmaxError(f"{directory} holds neither {RANKINGS} nor {COMPARISONS}; "
                        "make them with `bellmax rlhf compare` or bring your own")
 
@@ -172,7 +343,7 @@ def run_data(config: DataConfig, run_dir: Path) -> dict[str, Any]:
 
 def write_task_data(config: DataConfig, directory: Path) -> dict[str, int]:
     """Write the data sets and the task's tokenizer into `directory`; return the row counts."""
-    from bellmax.rlhf.model import build_tokenizer
+    from bellmax.rlhf.model import build_tokenizer  # tokenizers, needed by this stage only
 
     directory = Path(directory)
     sets = make_task_data(config)

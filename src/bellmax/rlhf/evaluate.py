@@ -15,8 +15,10 @@ length form of reward hacking; with the KL penalty and without it.
 
 from __future__ import annotations
 
+import sys
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from typing import Any
 import torch
 
 from bellmax.config import require
-from bellmax.core.run import read_metrics
+from bellmax.core.run import METRICS_JSONL, line_list, read_metrics, skipped_lines_message
 from bellmax.errors import BellmaxError
 from bellmax.rlhf import data, task
 from bellmax.rlhf.model import (
@@ -158,16 +160,54 @@ def policy_seed_offset(name: str) -> int:
     return SEED_OFFSETS.get(name, 5 + zlib.crc32(name.encode()) % 10_000)
 
 
+CURVE_KEYS = ("objective/scores", "gold/score", "objective/kl", "rollout/response_length")
+
+
+def is_curve_row(row: dict[str, Any]) -> bool:
+    """A PPO metrics row the curves can use: an integer step, and numbers (or null) under CURVE_KEYS."""
+    def number_or_null(value: Any) -> bool:
+        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+    step = row.get("step")
+    return isinstance(step, int) and not isinstance(step, bool) and all(number_or_null(row.get(k)) for k in CURVE_KEYS)
+
+
+def read_ppo_curves(ppo_runs: dict[str, Path], log: Callable[[str], None]) -> dict[str, list[dict[str, Any]]]:
+    """Each PPO run's metrics rows. As everywhere metrics are read back, a damaged line is skipped and
+    reported (through `log`), never the rows around it; a run with no usable row is a BellmaxError."""
+    curves = {}
+    for name, ppo_dir in ppo_runs.items():
+        damaged: list[int] = []
+        rows = read_metrics(Path(ppo_dir), damaged, keep=is_curve_row)
+        path = Path(ppo_dir) / METRICS_JSONL
+        if not rows:
+            lines = f" (damaged lines: {line_list(damaged)})" if damaged else ""
+            raise BellmaxError(f"--ppo-run {ppo_dir}: {path} holds no usable PPO metrics{lines}; give the directory "
+                               "of a finished `bellmax rlhf ppo` run")
+        if damaged:
+            log(skipped_lines_message(path, damaged))
+        curves[name] = rows
+    return curves
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def run_evaluate(config: EvaluateConfig, sft_path: Path, policies: dict[str, Path], data_dir: Path, run_dir: Path,
-                 ppo_runs: dict[str, Path] | None = None) -> dict[str, Any]:
+                 ppo_runs: dict[str, Path] | None = None, log: Callable[[str], None] = _stderr) -> dict[str, Any]:
     """Stage 5: win rates against SFT (gold labeler) of `policies` (name -> model dir, e.g. pretrained,
-    rl), KL of each to SFT, and the training curves of `ppo_runs` (name -> PPO run dir)."""
+    rl), KL of each to SFT, and the training curves of `ppo_runs` (name -> PPO run dir). Every input
+    is read and checked before the first sample."""
     config.validate()
     started = time.perf_counter()
-    prompts = [r["prompt"] for r in data.read_jsonl(Path(data_dir) / data.EVAL_PROMPTS, ("prompt",))]
-    prompts = prompts[: config.prompts]
+    records = data.load(data_dir, data.EVAL_PROMPTS)
+    prompts = records.column("prompt")[: config.prompts]
+    curves = read_ppo_curves(ppo_runs or {}, log)
     setup_torch(config.seed, config.torch_threads)
     sft, tokenizer = load_causal_lm(sft_path, "--sft")
+    models = {name: load_causal_lm(path, f"--{name.replace('_', '-')}")[0].eval() for name, path in policies.items()}
+    data.check_prompts_fit(records, tokenizer, [sft, *models.values()], config.max_new_tokens)
 
     def answers(model, seed_offset: int, reference=None) -> dict[str, list]:
         return sample_answers(model, tokenizer, prompts, config.seed + seed_offset, config.temperature,
@@ -178,8 +218,7 @@ def run_evaluate(config: EvaluateConfig, sft_path: Path, policies: dict[str, Pat
     second = answers(sft, 1)  # an independent SFT sample: the 50% reference bar
     results: dict[str, dict[str, Any]] = {"sft": {"gold": gold_scores(prompts, second["texts"]),
                                                   "lengths": second["lengths"], "kl": [0.0]}}
-    for name, path in policies.items():
-        model = load_causal_lm(path, f"--{name.replace('_', '-')}")[0].eval()
+    for name, model in models.items():
         sampled = answers(model, policy_seed_offset(name), reference=sft)
         results[name] = {"gold": gold_scores(prompts, sampled["texts"]), "lengths": sampled["lengths"],
                          "kl": sampled["kl"], "example": sampled["texts"][:3]}
@@ -200,18 +239,11 @@ def run_evaluate(config: EvaluateConfig, sft_path: Path, policies: dict[str, Pat
         {label: win_rates[f"{name}_vs_sft"] for name, label in
          (("pretrained", "Pre-trained"), ("sft", "SFT"), ("rl", "RL (PPO)"), ("rl_no_kl", "RL, no KL"))
          if f"{name}_vs_sft" in win_rates}, run_dir / "win_rates.png"))}
-    curves = {}
-    for name, ppo_dir in (ppo_runs or {}).items():
-        rows = read_metrics(Path(ppo_dir))
-        if not rows:
-            raise BellmaxError(f"--{name.replace('_', '-')} {ppo_dir} holds no PPO metrics (metrics.jsonl)")
-        curves[name] = rows
     training = {}
     if curves:
         figures["training_curves"] = str(plot_training_curves(curves, run_dir / "training_curves.png"))
         for name, rows in curves.items():
-            training[name] = {key: [r.get(key) for r in rows] for key in
-                              ("objective/scores", "gold/score", "objective/kl", "rollout/response_length")}
+            training[name] = {key: [r.get(key) for r in rows] for key in CURVE_KEYS}
     report = {"stage": "evaluate", "prompts": len(prompts), "temperature": config.temperature,
               "win_rates": win_rates, "kl_to_sft": policies_report.get("rl", {}).get("kl_to_sft"),
               "policies": policies_report, "ppo_curves": training, "figures": figures,

@@ -15,6 +15,7 @@ Everything loads and saves the Hugging Face way (`from_pretrained` / `save_pretr
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -22,8 +23,10 @@ from pathlib import Path
 
 import torch
 import transformers
+from safetensors import safe_open
 from torch import nn
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -106,8 +109,66 @@ def model_dir(path: Path | str, flag: str = "--model") -> Path:
                        f"in {path / MODEL_DIR}); run the stage that makes it first")
 
 
-def _load_tokenizer(directory: Path):
-    tokenizer = AutoTokenizer.from_pretrained(str(directory))
+# transformers, tokenizers and safetensors report an unreadable file with many exception types
+# (OSError, ValueError, KeyError, TypeError, RuntimeError and their own); at the points below that
+# load a user's directory, any of them means "this file cannot be used", so each is caught there
+# and turned into one line naming the directory and the file.
+REPAIR = "restore the file, or save the model again (rerun the stage that made it)"
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception's message on one line, cut short."""
+    words = " ".join(str(exc).split()) or type(exc).__name__
+    return words if len(words) <= 300 else words[:297] + "..."
+
+
+def check_model_dir(path: Path | str, flag: str = "--model") -> Path:
+    """`model_dir(path)`, with its files readable: every JSON file parses, config.json is a config
+    transformers knows, and every *.safetensors file is whole (its header and its size agree).
+    Cheap (no weights are read), so the CLI calls it for every model input before a stage starts."""
+    directory = model_dir(path, flag)
+    check_json_files(directory, flag)
+    try:
+        AutoConfig.from_pretrained(str(directory))
+    except Exception as exc:  # see REPAIR
+        raise BellmaxError(f"{flag} {directory}: config.json is not a model config transformers can read "
+                           f"({_reason(exc)}); {REPAIR}") from None
+    for weights in sorted(directory.glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), framework="pt") as tensors:
+                for name in tensors.keys():
+                    tensors.get_slice(name).get_shape()
+        except Exception as exc:  # see REPAIR
+            raise BellmaxError(f"{flag} {directory}: {weights.name} is damaged or cut short ({_reason(exc)}); "
+                               f"{REPAIR}") from None
+    return directory
+
+
+def check_json_files(directory: Path, flag: str) -> None:
+    """Every *.json file in `directory` (config, tokenizer, generation config) is UTF-8 JSON."""
+    for path in sorted(Path(directory).glob("*.json")):
+        raw = path.read_bytes()
+        try:
+            json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise BellmaxError(f"{flag} {directory}: {path.name} line {line} is not UTF-8 text; {REPAIR}") from None
+        except json.JSONDecodeError as exc:
+            raise BellmaxError(f"{flag} {directory}: {path.name} line {exc.lineno} is not valid JSON ({exc.msg}, "
+                               f"column {exc.colno}); {REPAIR}") from None
+        except (ValueError, RecursionError) as exc:  # an integer of more than 4,300 digits, deep nesting
+            raise BellmaxError(f"{flag} {directory}: {path.name} is not usable JSON ({_reason(exc)}); {REPAIR}") \
+                from None
+
+
+def load_tokenizer(directory: Path, flag: str = "--model"):
+    """The tokenizer saved in `directory`, with a pad token (EOS if it has none) and an EOS token."""
+    check_json_files(directory, flag)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    except Exception as exc:  # see REPAIR
+        raise BellmaxError(f"{flag} {directory}: the tokenizer (tokenizer.json, tokenizer_config.json) cannot be "
+                           f"loaded ({_reason(exc)}); {REPAIR}") from None
     if tokenizer.pad_token is None:  # e.g. GPT-2's own tokenizer: pad with EOS, the usual convention
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.eos_token is None:
@@ -115,22 +176,72 @@ def _load_tokenizer(directory: Path):
     return tokenizer
 
 
+def _load_weights(model_class, directory: Path, flag: str, new_head: bool = False, **kwargs):
+    """`model_class.from_pretrained(directory)`, refusing weights that do not fit config.json: a tensor
+    whose shape differs (named), or tensors of the trunk that config.json describes and the files lack
+    or the other way round (transformers would initialize the missing ones at random, silently).
+    With `new_head`, tensors outside the trunk may be missing: the fresh head of a reward model."""
+    try:
+        model, info = model_class.from_pretrained(str(directory), dtype=torch.float32, output_loading_info=True,
+                                                  **kwargs)
+    except Exception as exc:  # see REPAIR
+        mismatch = _shape_mismatch(model_class, directory)
+        reason = (f"{mismatch}: config.json lacks a size or holds a wrong one (n_embd, n_positions, ...)" if mismatch
+                  else _reason(exc))
+        raise BellmaxError(f"{flag} {directory}: cannot build the model from config.json and its weights ({reason}); "
+                           f"{REPAIR}") from None
+    trunk = f"{model.base_model_prefix}."
+    missing = sorted(k for k in info["missing_keys"] if k.startswith(trunk) or not new_head)
+    unexpected = sorted(k for k in info["unexpected_keys"] if k.startswith(trunk))
+    if missing or unexpected:
+        problem = (f"config.json describes {len(missing)} tensor(s) the weights lack (e.g. {missing[0]})" if missing
+                   else f"the weights hold {len(unexpected)} tensor(s) config.json does not describe "
+                        f"(e.g. {unexpected[0]})")
+        raise BellmaxError(f"{flag} {directory}: {problem}; config.json lacks a key or holds a wrong one "
+                           f"(n_layer, for one); {REPAIR}")
+    return model
+
+
+def _shape_mismatch(model_class, directory: Path) -> str:
+    """"NAME is (a, b) in FILE but (c, d) by config.json" for the first such tensor, else "" (also
+    when config.json cannot even build the model: the exception then says why)."""
+    try:
+        config = AutoConfig.from_pretrained(str(directory))
+        with torch.device("meta"):  # shapes only: nothing is allocated
+            expected = {name: tuple(t.shape) for name, t in model_class.from_config(config).state_dict().items()}
+    except Exception:  # see REPAIR
+        return ""
+    for weights in sorted(directory.glob("*.safetensors")):
+        with safe_open(str(weights), framework="pt") as tensors:
+            for name in sorted(tensors.keys()):
+                shape = tuple(tensors.get_slice(name).get_shape())
+                if name in expected and expected[name] != shape:
+                    return f"{name} is {shape} in {weights.name} but {expected[name]} by config.json"
+    return ""
+
+
 def load_causal_lm(path: Path | str, flag: str = "--model"):
     """(model, tokenizer) from a local Hugging Face causal-LM directory."""
-    directory = model_dir(path, flag)
-    model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32)
-    tokenizer = _load_tokenizer(directory)
+    directory = check_model_dir(path, flag)
+    tokenizer = load_tokenizer(directory, flag)
+    model = _load_weights(AutoModelForCausalLM, directory, flag)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
 
 
 def load_reward_model(path: Path | str, flag: str = "--reward-model"):
     """(reward model, tokenizer); from a causal-LM directory this adds a fresh scalar head (num_labels = 1)."""
-    directory = model_dir(path, flag)
-    tokenizer = _load_tokenizer(directory)
-    model = AutoModelForSequenceClassification.from_pretrained(str(directory), num_labels=1, dtype=torch.float32,
-                                                               pad_token_id=tokenizer.pad_token_id)
+    directory = check_model_dir(path, flag)
+    tokenizer = load_tokenizer(directory, flag)
+    model = _load_weights(AutoModelForSequenceClassification, directory, flag, new_head=True, num_labels=1,
+                          pad_token_id=tokenizer.pad_token_id)
     return model, tokenizer
+
+
+def context_length(model: PreTrainedModel) -> int | None:
+    """The longest sequence the model's position embeddings cover (GPT-2's n_positions), if it says."""
+    length = getattr(model.config, "max_position_embeddings", None)
+    return length if isinstance(length, int) else None
 
 
 def save_pretrained(directory: Path | str, model, tokenizer) -> Path:
@@ -196,9 +307,19 @@ def _bos(tokenizer) -> list[int]:
     return [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
 
 
+def prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
+    """BOS + prompt tokens of each prompt: the query the policy continues."""
+    return [_bos(tokenizer) + ids for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+
+
+def response_ids(tokenizer, responses: list[str]) -> list[list[int]]:
+    """The tokens of each response text (a lone pad token for an empty one, masked out)."""
+    return [ids or [tokenizer.pad_token_id] for ids in tokenizer(responses, add_special_tokens=False)["input_ids"]]
+
+
 def encode_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """BOS + prompt, left-padded: (ids, mask), both (B, P)."""
-    rows = [_bos(tokenizer) + tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    rows = prompt_ids(tokenizer, prompts)
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -210,7 +331,7 @@ def encode_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.T
 
 def encode_responses(tokenizer, responses: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Response texts (EOS written as the token, if the response had one), right-padded: (ids, mask)."""
-    rows = [tokenizer(r, add_special_tokens=False)["input_ids"] or [tokenizer.pad_token_id] for r in responses]
+    rows = response_ids(tokenizer, responses)
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)

@@ -142,7 +142,7 @@ def run_pipeline(config: PipelineConfig, run_dir: Path, log=print) -> dict[str, 
         stage("ppo_no_kl", run_ppo, no_kl, run_dir / "sft", run_dir / "reward", d, run_dir / "ppo_no_kl", log)
         policies["rl_no_kl"] = ppo_runs["rl_no_kl"] = run_dir / "ppo_no_kl"
     evaluation = stage("evaluate", run_evaluate, config.evaluate, run_dir / "sft", policies, d, run_dir / "evaluate",
-                       ppo_runs)
+                       ppo_runs, log)
     report = {
         "win_rates": evaluation["win_rates"],
         "reward_model_accuracy": reward["held_out_accuracy"],

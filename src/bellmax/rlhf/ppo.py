@@ -40,10 +40,12 @@ from bellmax.config import require
 from bellmax.core.optim import Adam, clip_grad_norm
 from bellmax.core.returns import explained_variance, gae, standardize
 from bellmax.core.run import Run
+from bellmax.errors import BellmaxError
 from bellmax.rlhf import data, task
 from bellmax.rlhf.model import (
     MODEL_DIR,
     PolicyWithValue,
+    context_length,
     decode_responses,
     encode_prompts,
     entropy,
@@ -57,7 +59,7 @@ from bellmax.rlhf.model import (
     setup_torch,
     token_log_probs,
 )
-from bellmax.rlhf.sft import corpus_tensors, lm_loss, sample_batch
+from bellmax.rlhf.sft import checked_tensors, corpus_parts, lm_loss, sample_batch
 
 
 @dataclass
@@ -285,18 +287,20 @@ def run_ppo(config: RLHFPPOConfig, model_path: Path, reward_path: Path, data_dir
     the reward model at reward_path, on data_dir/prompts.jsonl (and corpus.jsonl for ptx)."""
     config.validate()
     started = time.perf_counter()
-    prompts = [r["prompt"] for r in data.read_jsonl(Path(data_dir) / data.PROMPTS, ("prompt",))]
+    records = data.load(data_dir, data.PROMPTS)
+    corpus = data.load(data_dir, data.CORPUS) if config.ptx_coef > 0 else None
+    prompts = records.column("prompt")
     setup_torch(config.seed, config.torch_threads)
     lm, tokenizer = load_causal_lm(model_path)
     reference = inference_only(load_causal_lm(model_path)[0])
     reward_model = inference_only(load_reward_model(reward_path)[0])
-    normalization = (0.0, 1.0)
-    if config.normalize_reward:
-        normalization = (getattr(reward_model.config, "bellmax_reward_mean", 0.0),
-                         getattr(reward_model.config, "bellmax_reward_std", 1.0) or 1.0)
+    normalization = reward_normalization(reward_model, reward_path) if config.normalize_reward else (0.0, 1.0)
+    data.check_prompts_fit(records, tokenizer, [lm, reward_model], config.max_new_tokens)
     ptx_tensors = None
-    if config.ptx_coef > 0:
-        ptx_tensors = corpus_tensors(tokenizer, data.read_jsonl(Path(data_dir) / data.CORPUS, ("text",)))
+    if corpus is not None:
+        ptx_tensors = checked_tensors(tokenizer, corpus, corpus_parts(corpus.rows), context_length(lm),
+                                      "BOS + text come to", "shorten that text, set --ptx-coef 0, or use a model "
+                                      "with a larger context")
     critic = load_reward_model(reward_path)[0] if config.value_model == "reward" else None
     policy = PolicyWithValue(lm, critic).eval()
     optimizer = Adam(policy.parameters(), lr=config.learning_rate)
@@ -338,6 +342,19 @@ def run_ppo(config: RLHFPPOConfig, model_path: Path, reward_path: Path, data_dir
                   "first": _summary(first), "last": _summary(last), "seconds": time.perf_counter() - started}
         data.write_report(run_dir, report)
     return report
+
+
+def reward_normalization(reward_model, reward_path: Path) -> tuple[float, float]:
+    """(mean, std) of the reward model's training rewards, as the reward stage stored them in its
+    config.json; (0, 1) for a reward model without them, and std 1 where they were all equal."""
+    mean = getattr(reward_model.config, "bellmax_reward_mean", 0.0)
+    std = getattr(reward_model.config, "bellmax_reward_std", 1.0)
+    for name, value, least in (("bellmax_reward_mean", mean, -math.inf), ("bellmax_reward_std", std, 0.0)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not least <= value < math.inf:
+            raise BellmaxError(f"--reward-model {reward_path}: {name} in config.json is {value!r}, not a finite "
+                               f"number{' >= 0' if least == 0 else ''}; restore config.json, rerun `bellmax rlhf "
+                               "reward`, or set --no-normalize-reward")
+    return float(mean), float(std) or 1.0
 
 
 def _is_task(prompt: str) -> bool:

@@ -212,12 +212,14 @@ def run_compare(config: CompareConfig, model_path: Path, data_dir: Path, run_dir
 
         raise ConfigError(f"k_extra={config.k_extra} needs --extra-model DIR (the second policy to sample from)")
     started = time.perf_counter()
-    all_prompts = [r["prompt"] for r in data.read_jsonl(Path(data_dir) / data.PROMPTS, ("prompt",))]
+    records = data.load(data_dir, data.PROMPTS)
+    all_prompts = records.column("prompt")
     setup_torch(config.seed, config.torch_threads)
     model, tokenizer = load_causal_lm(model_path)
     extra = (load_causal_lm(extra_model_path, "--extra-model")[0].eval()
              if config.k_extra and extra_model_path is not None else None)
     model.eval()
+    data.check_prompts_fit(records, tokenizer, [model] if extra is None else [model, extra], config.max_new_tokens)
     rng = random.Random(f"{config.seed}:compare")
     prompts = [rng.choice(all_prompts) for _ in range(config.prompts)]
     generator = torch.Generator().manual_seed(config.seed)
@@ -248,13 +250,15 @@ def run_reward(config: RewardConfig, model_path: Path, comparisons_dir: Path, ru
     """Stage 3: the reward model, initialized from the (SFT) model at model_path."""
     config.validate()
     started = time.perf_counter()
-    rows = [r for r in data.read_rankings(comparisons_dir) if task.comparisons(r["ranks"])]
+    rankings = data.read_rankings(comparisons_dir)
+    rows = [r for r in rankings.rows if task.comparisons(r["ranks"])]
     if len(rows) < 2:
         from bellmax.errors import BellmaxError
 
-        raise BellmaxError(f"{comparisons_dir} has {len(rows)} ranked prompt(s) with a preference; need at least 2")
+        raise BellmaxError(f"{rankings.path} has {len(rows)} ranked prompt(s) with a preference; need at least 2")
     setup_torch(config.seed, config.torch_threads)
     reward_model, tokenizer = load_reward_model(model_path, "--model")
+    data.check_rankings_fit(rankings, tokenizer, reward_model)
     rng = random.Random(f"{config.seed}:reward")
     order = list(range(len(rows)))
     rng.shuffle(order)

@@ -25,7 +25,9 @@ from bellmax.rlhf import data
 from bellmax.rlhf.model import (
     MODEL_DIR,
     ModelConfig,
+    context_length,
     load_causal_lm,
+    load_tokenizer,
     new_causal_lm,
     save_pretrained,
     setup_torch,
@@ -108,31 +110,55 @@ def encode_sequences(tokenizer, parts: list[tuple[str, str]]) -> tuple[torch.Ten
     For pretraining the context is empty and the target is the whole text; for SFT the context is
     the prompt and the target the completion followed by EOS.
     """
+    return pad_sequences(tokenizer, *sequence_ids(tokenizer, parts))
+
+
+def sequence_ids(tokenizer, parts: list[tuple[str, str]]) -> tuple[list[list[int]], list[int]]:
+    """The token ids of each BOS + context + target, and where its target starts."""
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    rows, targets = [], []
-    for context, target in parts:
-        head = bos + (tokenizer(context, add_special_tokens=False)["input_ids"] if context else [])
-        tail = tokenizer(target, add_special_tokens=False)["input_ids"]
-        rows.append(head + tail)
-        targets.append(len(head))
+    contexts = tokenizer([context for context, _ in parts], add_special_tokens=False)["input_ids"]
+    targets = tokenizer([target for _, target in parts], add_special_tokens=False)["input_ids"]
+    heads = [bos + (ids if context else []) for ids, (context, _) in zip(contexts, parts)]
+    return [head + tail for head, tail in zip(heads, targets)], [len(head) for head in heads]
+
+
+def pad_sequences(tokenizer, rows: list[list[int]],
+                  starts: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded (ids, attention_mask, loss_mask) of `sequence_ids`' rows, the loss from each start on."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
     loss_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, (row, start) in enumerate(zip(rows, targets)):
+    for i, (row, start) in enumerate(zip(rows, starts)):
         ids[i, : len(row)] = torch.tensor(row)
         attention_mask[i, : len(row)] = 1
         loss_mask[i, start: len(row)] = 1
     return ids, attention_mask, loss_mask
 
 
+def corpus_parts(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [("", r["text"]) for r in rows]
+
+
+def demonstration_parts(tokenizer, rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(r["prompt"], f"{r['completion']} {tokenizer.eos_token}") for r in rows]
+
+
 def corpus_tensors(tokenizer, rows: list[dict[str, Any]]):
-    return encode_sequences(tokenizer, [("", r["text"]) for r in rows])
+    return encode_sequences(tokenizer, corpus_parts(rows))
 
 
 def demonstration_tensors(tokenizer, rows: list[dict[str, Any]]):
-    eos = tokenizer.eos_token
-    return encode_sequences(tokenizer, [(r["prompt"], f"{r['completion']} {eos}") for r in rows])
+    return encode_sequences(tokenizer, demonstration_parts(tokenizer, rows))
+
+
+def checked_tensors(tokenizer, records: data.Records, parts: list[tuple[str, str]], context: int | None, what: str,
+                    fix: str) -> tuple[torch.Tensor, ...]:
+    """`encode_sequences(parts)` of the records, once each sequence is known to fit the model's context."""
+    rows, starts = sequence_ids(tokenizer, parts)
+    if context is not None:
+        data.check_context(records, [len(r) for r in rows], context, what, fix)
+    return pad_sequences(tokenizer, rows, starts)
 
 
 def sample_batch(tensors: tuple[torch.Tensor, ...], batch_size: int, generator: torch.Generator):
@@ -180,28 +206,25 @@ def train_lm(model, tensors, config: LMTrainConfig, run: Run | None = None) -> d
 # -- stages -------------------------------------------------------------------------------------
 def run_pretrain(config: PretrainConfig, data_dir: Path, run_dir: Path) -> dict[str, Any]:
     """Stage 0: a GPT-2 from scratch on data_dir/corpus.jsonl with data_dir's tokenizer."""
-    from transformers import AutoTokenizer
-
     config.validate()
     started = time.perf_counter()
-    rows = data.read_jsonl(Path(data_dir) / data.CORPUS, ("text",))
-    tokenizer = AutoTokenizer.from_pretrained(str(data.tokenizer_dir(data_dir)))
+    corpus = data.load(data_dir, data.CORPUS)
+    tokenizer = load_tokenizer(data.tokenizer_dir(data_dir), "--data")
+    tensors = checked_tensors(tokenizer, corpus, corpus_parts(corpus.rows), config.model.n_positions,
+                              "BOS + text come to", "shorten that text or raise --model.n-positions")
     setup_torch(config.seed, config.torch_threads)
     model = new_causal_lm(tokenizer, config.model)
-    tensors = corpus_tensors(tokenizer, rows)
-    if tensors[0].shape[1] > config.model.n_positions:
-        from bellmax.errors import ConfigError
-
-        raise ConfigError(f"corpus sequences reach {tensors[0].shape[1]} tokens > n_positions="
-                          f"{config.model.n_positions}; raise --model.n-positions")
     with Run(run_dir, "rlhf-pretrain", {"config": data.config_dict(config), "data": str(data_dir)},
              tensorboard=False) as run:
         stats = train_lm(model, tensors, config, run)
         save_pretrained(Path(run_dir) / MODEL_DIR, model, tokenizer)
         report = {"stage": "pretrain", "parameters": sum(p.numel() for p in model.parameters()),
-                  "sequences": len(rows), **stats, "seconds": time.perf_counter() - started}
+                  "sequences": len(corpus), **stats, "seconds": time.perf_counter() - started}
         data.write_report(run_dir, report)
     return report
+
+
+SFT_GOLD_TOKENS = 16  # the longest answer sampled for the gold score at the end of SFT
 
 
 def run_sft(config: SFTConfig, model_path: Path, data_dir: Path, run_dir: Path) -> dict[str, Any]:
@@ -210,18 +233,26 @@ def run_sft(config: SFTConfig, model_path: Path, data_dir: Path, run_dir: Path) 
 
     config.validate()
     started = time.perf_counter()
-    rows = data.read_jsonl(Path(data_dir) / data.SFT, ("prompt", "completion"))
+    demonstrations = data.load(data_dir, data.SFT)
+    held_out = data.load(data_dir, data.EVAL_PROMPTS) if config.eval_prompts else None
     setup_torch(config.seed, config.torch_threads)
     model, tokenizer = load_causal_lm(model_path)
-    tensors = demonstration_tensors(tokenizer, rows)
+    context = context_length(model)
+    tensors = checked_tensors(tokenizer, demonstrations, demonstration_parts(tokenizer, demonstrations.rows), context,
+                              "BOS + prompt + completion + EOS come to",
+                              "shorten that demonstration, or fine-tune a model with a larger context")
+    if held_out is not None:
+        data.check_prompts_fit(held_out, tokenizer, [model], SFT_GOLD_TOKENS,
+                               "shorten that prompt, set --eval-prompts 0, or use a model with a larger context")
     with Run(run_dir, "rlhf-sft", {"config": data.config_dict(config), "model": str(model_path),
                                    "data": str(data_dir)}, tensorboard=False) as run:
         stats = train_lm(model, tensors, config, run)
         save_pretrained(Path(run_dir) / MODEL_DIR, model, tokenizer)
-        report = {"stage": "sft", "demonstrations": len(rows), **stats}
-        if config.eval_prompts:
-            prompts = [r["prompt"] for r in data.read_jsonl(Path(data_dir) / data.EVAL_PROMPTS, ("prompt",))]
-            report["gold_score"] = mean_gold_score(model, tokenizer, prompts[: config.eval_prompts], seed=config.seed)
+        report = {"stage": "sft", "demonstrations": len(demonstrations), **stats}
+        if held_out is not None:
+            prompts = held_out.column("prompt")[: config.eval_prompts]
+            report["gold_score"] = mean_gold_score(model, tokenizer, prompts, seed=config.seed,
+                                                   max_new_tokens=SFT_GOLD_TOKENS)
         report["seconds"] = time.perf_counter() - started
         data.write_report(run_dir, report)
     return report
