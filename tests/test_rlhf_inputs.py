@@ -17,6 +17,7 @@ from bellmax.cli import main  # noqa: E402
 from bellmax.errors import BellmaxError  # noqa: E402
 from bellmax.rlhf import data, task  # noqa: E402
 from bellmax.rlhf.model import (  # noqa: E402
+    CHECKSUMS_FILE,
     ModelConfig,
     build_tokenizer,
     encode_prompts,
@@ -229,6 +230,7 @@ DAMAGE = {  # damage -> (how, what the message says)
 def test_a_damaged_model_directory_is_one_line_naming_the_directory_and_the_file(damage, lm_dir, tmp_path, capsys):
     broken = tmp_path / "broken"
     shutil.copytree(lm_dir, broken)
+    (broken / CHECKSUMS_FILE).unlink()  # as a model from elsewhere: only its readability can be checked
     how, message = DAMAGE[damage]
     how(broken)
     err = fails(sft_args(broken, data_dir(tmp_path)), tmp_path, capsys)
@@ -242,9 +244,36 @@ def test_a_damaged_model_directory_is_one_line_naming_the_directory_and_the_file
 def test_library_loads_wrap_damaged_weights_too(lm_dir, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(lm_dir, broken)
+    (broken / CHECKSUMS_FILE).unlink()
     _cut_in_half(broken / "model.safetensors")
     with pytest.raises(BellmaxError, match="model.safetensors is damaged or cut short"):
         load_reward_model(broken)
+
+
+def test_a_flipped_byte_in_a_saved_models_weights_is_caught_by_its_checksums(lm_dir, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(lm_dir, broken)
+    weights = broken / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0x10  # inside the last tensor's data: safetensors alone loads it, changed
+    weights.write_bytes(bytes(data))
+    assert any(not torch.equal(a, load_file(lm_dir / "model.safetensors")[k]) for k, a in load_file(weights).items())
+    err = fails(sft_args(broken, data_dir(tmp_path)), tmp_path, capsys)
+    assert f"--model {broken}: model.safetensors is damaged: its content does not match the SHA-256 saved" in err
+    with pytest.raises(BellmaxError, match="model.safetensors is damaged: its content does not match"):
+        load_causal_lm(broken)
+
+
+def test_a_saved_model_names_its_format_and_refuses_a_newer_one(lm_dir, tmp_path):
+    record = json.loads((lm_dir / CHECKSUMS_FILE).read_text())
+    assert record["format"] == 1 and set(record["sha256"]) == {"model.safetensors"}
+    newer = tmp_path / "newer"
+    shutil.copytree(lm_dir, newer)
+    (newer / CHECKSUMS_FILE).write_text(json.dumps({**record, "format": 2}))
+    with pytest.raises(BellmaxError, match="has model format 2, written by a newer bellmax"):
+        load_causal_lm(newer)
 
 
 def test_a_reward_model_with_garbage_normalization_statistics_is_refused(lm_dir, tmp_path, capsys):

@@ -15,6 +15,7 @@ Everything loads and saves the Hugging Face way (`from_pretrained` / `save_pretr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -127,6 +128,7 @@ def check_model_dir(path: Path | str, flag: str = "--model") -> Path:
     transformers knows, and every *.safetensors file is whole (its header and its size agree).
     Cheap (no weights are read), so the CLI calls it for every model input before a stage starts."""
     directory = model_dir(path, flag)
+    verify_checksums(directory, flag)
     check_json_files(directory, flag)
     try:
         AutoConfig.from_pretrained(str(directory))
@@ -142,6 +144,47 @@ def check_model_dir(path: Path | str, flag: str = "--model") -> Path:
             raise BellmaxError(f"{flag} {directory}: {weights.name} is damaged or cut short ({_reason(exc)}); "
                                f"{REPAIR}") from None
     return directory
+
+
+# Every model a stage saves carries CHECKSUMS_FILE: the format of bellmax's model directories and the
+# SHA-256 of each weights file, so that a changed or cut byte in the weights (which safetensors does
+# not check) is caught when the model is loaded. The JSON files stay editable by hand, as Hugging
+# Face users edit them; they are checked for what they say instead. Directories from elsewhere (a
+# model a user brings) have no checksums and are checked only for readability.
+CHECKSUMS_FILE = "bellmax_checksums.json"
+MODEL_FORMAT = 1
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def write_checksums(directory: Path) -> None:
+    files = sorted(directory.glob("*.safetensors"))
+    record = {"format": MODEL_FORMAT, "sha256": {p.name: _sha256(p) for p in files}}
+    (directory / CHECKSUMS_FILE).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def verify_checksums(directory: Path, flag: str) -> None:
+    """Check the files of a model bellmax saved against the checksums saved with them."""
+    path = directory / CHECKSUMS_FILE
+    if not path.exists():
+        return
+    try:
+        record = json.loads(path.read_text())
+        fmt, sums = int(record["format"]), dict(record["sha256"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise BellmaxError(f"{flag} {directory}: {CHECKSUMS_FILE} is damaged; {REPAIR}") from None
+    if fmt > MODEL_FORMAT:
+        raise BellmaxError(f"{flag} {directory} has model format {fmt}, written by a newer bellmax than this one "
+                           f"(which reads formats up to {MODEL_FORMAT}): upgrade bellmax")
+    for name, expected in sums.items():
+        if not (directory / name).is_file():
+            raise BellmaxError(f"{flag} {directory}: {name} is missing (it was saved with the model); {REPAIR}")
+        if _sha256(directory / name) != expected:
+            raise BellmaxError(f"{flag} {directory}: {name} is damaged: its content does not match the SHA-256 saved "
+                               f"with it in {CHECKSUMS_FILE}; {REPAIR}")
 
 
 def check_json_files(directory: Path, flag: str) -> None:
@@ -252,6 +295,7 @@ def save_pretrained(directory: Path | str, model, tokenizer) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(str(staging))
     tokenizer.save_pretrained(str(staging))
+    write_checksums(staging)
     if directory.exists():
         old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
         directory.rename(old)
