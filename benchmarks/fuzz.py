@@ -212,7 +212,7 @@ def params_of(run_dir: Path, cwd: Path) -> str | None:
 
 
 def fuzz_kills(count: int, rng: random.Random, workdir: Path) -> dict:
-    flags = [*TINY_VPG, "--total-steps", "6000", "--checkpoint-every", "500", "--seed", "7"]
+    flags = [*TINY_VPG, "--total-steps", "20000", "--checkpoint-every", "1000", "--seed", "7"]
     reference = workdir / "uninterrupted"
     assert run(["train", "vpg", *flags, "--run-dir", str(reference)], workdir)["code"] == 0
     expected = params_of(reference, workdir)
@@ -220,7 +220,7 @@ def fuzz_kills(count: int, rng: random.Random, workdir: Path) -> dict:
     results = []
     for index in range(count):
         run_dir = workdir / f"killed{index}"
-        delay = rng.uniform(1.0, 8.0)
+        delay = rng.uniform(1.5, 9.0)  # start-up takes about 2 s, the whole training about 10
         process = subprocess.Popen(BELLMAX + ["train", "vpg", *flags, "--run-dir", str(run_dir)], cwd=workdir,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
@@ -230,21 +230,14 @@ def fuzz_kills(count: int, rng: random.Random, workdir: Path) -> dict:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             killed = True
-        resumes = 0
-        while resumes < 3:
-            resumed = run(["train", "vpg", "--resume", str(run_dir), "--no-progress", "--no-tensorboard"], workdir)
-            if resumed["code"] != 0:
-                break
-            resumes += 1
-            if any("finished" in line or "eval/return" in line for line in resumed["stderr_tail"]):
-                break
+        resumed = run(["train", "vpg", "--resume", str(run_dir), "--no-progress", "--no-tensorboard"], workdir)
         steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
                  if line.strip()] if (run_dir / "metrics.jsonl").exists() else []
         equal = params_of(run_dir, workdir) == expected
         outcome = ("resumed bit for bit, every metrics row once" if equal and steps == expected_steps else
                    "parameters equal, metrics rows differ" if equal else "parameters differ")
-        results.append({"killed_after_s": round(delay, 2), "killed": killed, "resumes": resumes,
-                        "outcome": outcome})
+        results.append({"killed_after_s": round(delay, 2), "killed": killed, "resume_exit": resumed["code"],
+                        "resume_said": resumed["stderr_tail"], "outcome": outcome})
         shutil.rmtree(run_dir, ignore_errors=True)
     return summarize(results)
 

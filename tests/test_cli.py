@@ -202,6 +202,8 @@ def test_plot_shows_the_evaluation_return_beside_the_training_return(trained, tm
     (["train", "ppo", "--n-steps", "100000000"], "a rollout of n_steps x num_envs = 100,000,000 x 8 samples"),
     (["train", "ppo", "--num-envs", "100000000"], "invalid num_envs=100000000: must be between 1 and 65,536"),
     (["train", "ppo", "--learning-rate", "1e39"], "invalid learning_rate=1e+39: must be within float32's range"),
+    (["plot", "x" * 300], "error: cannot use " + "x" * 300 + ": File name too long"),
+    (["eval", "x" * 300], "File name too long"),
 ])
 def test_bad_input_is_one_readable_line_and_exit_2(args, message, capsys, tmp_path, monkeypatch):
     from bellmax.core import resources

@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a path given that cannot be used (too long, not a directory, no permission)
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except TrainingInterrupted as stopped:  # the first Ctrl-C or SIGTERM during `train`
         print(f"stopped by {stopped}", file=sys.stderr)
         return 128 + getattr(signal, stopped.signal_name)
