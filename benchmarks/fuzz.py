@@ -37,7 +37,7 @@ TINY_VPG = ["--env", "CartPole-v1", "--num-envs", "2", "--n-steps", "50", "--bat
             "--hidden-sizes", "16", "--eval-episodes", "0", "--no-progress", "--no-tensorboard"]
 BAD_NUMBERS = ["-1", "0", "nan", "inf", "-inf", "1e39", "1e400", "2147483648", "18446744073709551616", "1.5", "x",
                "", "None", "１", "0x10"]
-BAD_PATHS = ["/proc/bellmax-run", "/dev/null/run", "/nonexistent/dir/run", "x" * 300, "", "."]
+BAD_PATHS = ["/proc/bellmax-run", "/dev/null/run", "/etc/hostname/run", "x" * 300, "", "."]
 TIMEOUT = 120.0
 
 
@@ -220,7 +220,7 @@ def fuzz_kills(count: int, rng: random.Random, workdir: Path) -> dict:
     results = []
     for index in range(count):
         run_dir = workdir / f"killed{index}"
-        delay = rng.uniform(1.5, 9.0)  # start-up takes about 2 s, the whole training about 10
+        delay = rng.uniform(3.0, 12.0)  # start-up takes 2-5 s, the whole training 10-20
         process = subprocess.Popen(BELLMAX + ["train", "vpg", *flags, "--run-dir", str(run_dir)], cwd=workdir,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
@@ -230,13 +230,17 @@ def fuzz_kills(count: int, rng: random.Random, workdir: Path) -> dict:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             killed = True
-        resumed = run(["train", "vpg", "--resume", str(run_dir), "--no-progress", "--no-tensorboard"], workdir)
+        if run_dir.exists():
+            resumed = run(["train", "vpg", "--resume", str(run_dir), "--no-progress", "--no-tensorboard"], workdir)
+        else:  # killed while starting, before the run directory existed: start it again, as a user would
+            resumed = run(["train", "vpg", *flags, "--run-dir", str(run_dir)], workdir)
         steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
                  if line.strip()] if (run_dir / "metrics.jsonl").exists() else []
         equal = params_of(run_dir, workdir) == expected
         outcome = ("resumed bit for bit, every metrics row once" if equal and steps == expected_steps else
                    "parameters equal, metrics rows differ" if equal else "parameters differ")
-        results.append({"killed_after_s": round(delay, 2), "killed": killed, "resume_exit": resumed["code"],
+        results.append({"killed_after_s": round(delay, 2), "killed": killed,
+                        "run_dir_existed": "--resume" in resumed["argv"], "resume_exit": resumed["code"],
                         "resume_said": resumed["stderr_tail"], "outcome": outcome})
         shutil.rmtree(run_dir, ignore_errors=True)
     return summarize(results)
