@@ -221,7 +221,7 @@ def test_trpo_trust_region_bounds_the_kl_of_the_whole_action_distribution():
 
 def test_trpo_steps_a_nature_cnn_policy_inside_the_trust_region_on_image_observations():
     # the Nature CNN's weights are channels-last: flattening them for CG must not need a view
-    agent = TRPO(TRPOConfig(env="bellmax-test/Frames-v0", num_envs=2, n_steps=16, batch_size=32, value_epochs=1,
+    agent = TRPO(TRPOConfig(env="bellmax-test/CnnFrames-v0", num_envs=2, n_steps=16, batch_size=32, value_epochs=1,
                             seed=0, eval_episodes=0))
     assert not all(p.is_contiguous() for p in agent.policy.parameters())
     before = [p.detach().clone() for p in agent.policy.parameters()]
@@ -248,7 +248,7 @@ def test_trpo_flat_parameter_vector_round_trips_through_channels_last_weights():
 def test_trpo_value_fit_leaves_the_policy_bit_identical_on_image_observations():
     # with one torso under both heads the critic's Adam steps would move pi_theta after the
     # trust-region step, with no KL check: each head has its own CNN
-    agent = TRPO(TRPOConfig(env="bellmax-test/Frames-v0", num_envs=2, n_steps=16, batch_size=32, value_epochs=2,
+    agent = TRPO(TRPOConfig(env="bellmax-test/CnnFrames-v0", num_envs=2, n_steps=16, batch_size=32, value_epochs=2,
                             seed=0, eval_episodes=0))
     agent.collect_rollout(agent.buffer, 16, agent.value)
     advantages, returns = advantages_and_returns(agent.buffer, agent.config.gamma, agent.config.gae_lambda)

@@ -155,9 +155,9 @@ def test_discrete_observations_are_one_hot_encoded_for_the_gridworld():
 def test_on_image_observations_each_step_moves_only_its_own_network():
     # the policy and V_phi have their own optimizers, so each needs its own CNN torso: with one
     # torso under both, the critic regression would move the policy and the policy step V_phi
-    import toy_envs  # noqa: F401  (registers bellmax-test/Frames-v0)
+    import toy_envs  # noqa: F401  (registers bellmax-test/CnnFrames-v0)
 
-    agent = VPG(VPGConfig(env="bellmax-test/Frames-v0", num_envs=2, n_steps=16, batch_size=32, seed=0,
+    agent = VPG(VPGConfig(env="bellmax-test/CnnFrames-v0", num_envs=2, n_steps=16, batch_size=32, seed=0,
                           eval_episodes=0))
     agent.collect_rollout(agent.buffer, 16, agent.value)
     obs, actions = agent.buffer.view("obs"), agent.buffer.view("actions")

@@ -51,5 +51,5 @@ class Frames(gym.Env):
         return self._frame(), reward, self.t >= 4, False, {}
 
 
-if "bellmax-test/Frames-v0" not in gym.registry:
-    gym.register("bellmax-test/Frames-v0", entry_point=Frames)
+if "bellmax-test/CnnFrames-v0" not in gym.registry:
+    gym.register("bellmax-test/CnnFrames-v0", entry_point=Frames)
