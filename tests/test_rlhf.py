@@ -346,7 +346,8 @@ def test_save_pretrained_and_from_pretrained_round_trip(tokenizer, tmp_path):
         tokenizer("sort : 1 =")["input_ids"]
     assert loaded_tokenizer.eos_token_id == tokenizer.eos_token_id and loaded.config.eos_token_id == \
         tokenizer.eos_token_id and loaded.config.pad_token_id == tokenizer.pad_token_id
-    ids = torch.tensor([[tokenizer.bos_token_id] + tokenizer("sort : 3 1 =")["input_ids"]])
+    ids = torch.tensor([tokenizer("sort : 3 1 =")["input_ids"]])  # the tokenizer adds the BOS
+    assert ids[0].tolist().count(tokenizer.bos_token_id) == 1 and ids[0, 0] == tokenizer.bos_token_id
     with torch.no_grad():
         assert torch.equal(lm(ids).logits, loaded(ids).logits) and torch.equal(lm(ids).logits, plain(ids).logits)
     reward_model, _ = load_reward_model(tmp_path / "model")

@@ -32,11 +32,11 @@ from bellmax.rlhf.model import (  # noqa: E402
 CONTEXT = 16  # n_positions of the tiny model
 GOOD = {
     data.CORPUS: {"text": "sort : 2 1 = 1 2 <eos>"},
-    data.SFT: {"prompt": "sort : 2 1 =", "completion": "1 2"},
+    data.SFT: {"prompt": "sort : 2 1 =", "completion": " 1 2"},
     data.PROMPTS: {"prompt": "sort : 3 1 2 ="},
     data.EVAL_PROMPTS: {"prompt": "sort : 3 1 2 ="},
-    data.RANKINGS: {"prompt": "sort : 2 1 =", "responses": ["1 2 <eos>", "2 1 <eos>"], "ranks": [0, 1]},
-    data.COMPARISONS: {"prompt": "sort : 2 1 =", "chosen": "1 2 <eos>", "rejected": "2 1 <eos>"},
+    data.RANKINGS: {"prompt": "sort : 2 1 =", "responses": [" 1 2", " 2 1"], "ranks": [0, 1], "finished": [True, True]},
+    data.COMPARISONS: {"prompt": "sort : 2 1 =", "chosen": " 1 2", "rejected": " 2 1"},
 }
 LONG_PROMPT = "sort : 1 2 3 4 5 6 7 8 9 ="  # 12 tokens, 13 with BOS
 
@@ -189,7 +189,7 @@ def test_a_prompt_that_leaves_no_room_for_the_response_is_refused(stage, lm_dir,
 
 
 def test_a_ranked_response_longer_than_the_reward_models_context_is_refused(lm_dir, tmp_path, capsys):
-    long_ranking = {"prompt": LONG_PROMPT, "responses": ["1 2 <eos>", "1 2 3 4 <eos>"], "ranks": [1, 0]}
+    long_ranking = {"prompt": LONG_PROMPT, "responses": [" 1 2", " 1 2 3 4"], "ranks": [1, 0]}
     directory = data_dir(tmp_path, rankings_jsonl=[GOOD[data.RANKINGS], GOOD[data.RANKINGS], long_ranking])
     err = fails(["reward", "--model", str(lm_dir), "--comparisons", str(directory)], tmp_path, capsys)
     assert f"{directory / data.RANKINGS}:3: BOS + prompt + its longest response come to 18 tokens" in err
@@ -337,10 +337,12 @@ def _blank_text() -> st.SearchStrategy:
 def _bad_value(field: str) -> st.SearchStrategy:
     """Values a field must refuse, made wrong by construction (not by asking the checks)."""
     text = st.text(min_size=1, max_size=5).filter(str.strip)
-    if field == "responses":
+    if field == "responses":  # a response may be empty (EOS at once), but it is a string
         return st.one_of(_not_a_string().filter(lambda v: not isinstance(v, list)), st.text(max_size=3),
                          st.lists(text, max_size=1),  # fewer than two
-                         st.tuples(text, st.one_of(_not_a_string(), _blank_text())).map(list))
+                         st.tuples(text, _not_a_string()).map(list))
+    if field in ("chosen", "rejected"):
+        return _not_a_string()
     if field == "ranks":
         return st.one_of(st.none(), st.text(max_size=3), st.integers(),
                          st.lists(st.one_of(st.booleans(), st.floats(), st.text(max_size=2), st.none()), min_size=2,

@@ -38,7 +38,7 @@ def test_run_writes_every_stage_and_the_summary(pipeline):
     for stage in ("data", "pretrain", "sft", "compare", "reward", "ppo", "evaluate"):
         assert json.loads((pipeline / stage / "report.json").read_text())["stage"] == stage
     for stage in ("pretrain", "sft", "reward", "ppo"):  # Hugging Face model directories
-        assert (pipeline / stage / "model" / "config.json").is_file()
+        assert (pipeline / stage / "config.json").is_file() and (pipeline / stage / "model.safetensors").is_file()
     assert (pipeline / "evaluate" / "win_rates.png").stat().st_size > 1000
     assert (pipeline / "evaluate" / "training_curves.png").stat().st_size > 1000
     rankings = [json.loads(line) for line in (pipeline / "compare" / "rankings.jsonl").read_text().splitlines()]

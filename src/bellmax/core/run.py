@@ -13,6 +13,9 @@ moment leaves the last good checkpoint and config intact.
       checkpoint-STEP.pt  the last `keep_checkpoints` checkpoints by step (checkpoint.pt is a second
                         name of the newest), which --resume falls back to when a newer one is damaged
       .lock             held by the process writing the run, so no second one writes it at once
+
+A run directory that is also a Hugging Face model directory (an RLHF stage's), where config.json is
+the model's, keeps the run's config in run_config.json instead.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
 CONFIG_FILE = "config.json"
+MODEL_RUN_CONFIG_FILE = "run_config.json"  # the run's config where config.json is a Hugging Face model's
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
@@ -380,7 +384,9 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise BellmaxError(f"run directory {run_dir} does not exist")
-    path = run_dir / CONFIG_FILE
+    path = run_dir / MODEL_RUN_CONFIG_FILE
+    if not path.exists():
+        path = run_dir / CONFIG_FILE
     if not path.exists():
         raise BellmaxError(f"{run_dir} is not a bellmax run directory (no {CONFIG_FILE})")
     try:
@@ -501,8 +507,10 @@ class Run:
     """
 
     def __init__(self, run_dir: Path, algo: str, config: dict[str, Any], *, preset: str | None = None,
-                 resume_step: int | None = None, tensorboard: bool = True, progress: bool = False):
+                 resume_step: int | None = None, tensorboard: bool = True, progress: bool = False,
+                 config_file: str = CONFIG_FILE):
         self.dir = Path(run_dir)
+        self.config_file = config_file  # MODEL_RUN_CONFIG_FILE where the run also holds a Hugging Face model
         make_run_dir(self.dir)
         self._lock = lock_run_dir(self.dir)  # before anything in the directory is rewritten
         freed = remove_dead_writers_files(self.dir)  # no other writer holds the lock: theirs died with them
@@ -523,7 +531,7 @@ class Run:
             self.rows = [r for r in read_metrics(self.dir, damaged) if r.get("step", 0) <= resume_step]
             if damaged:
                 print(skipped_lines_message(self.dir / METRICS_JSONL, damaged), file=sys.stderr)
-        atomic_write_text(self.dir / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(self.dir / self.config_file, json.dumps(meta, indent=2) + "\n")
         self._columns: list[str] = []
         self._rewrite_metrics()
         self._tb = None
@@ -544,7 +552,7 @@ class Run:
         """Record the config training actually runs with (`learn` sets the budget) in config.json."""
         meta = read_run_config(self.dir)
         if meta.get("config") != config:
-            atomic_write_text(self.dir / CONFIG_FILE, json.dumps({**meta, "config": config}, indent=2) + "\n")
+            atomic_write_text(self.dir / self.config_file, json.dumps({**meta, "config": config}, indent=2) + "\n")
 
     # -- metrics ------------------------------------------------------------------------------
     def _rewrite_metrics(self) -> None:

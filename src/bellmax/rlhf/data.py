@@ -1,11 +1,20 @@
 """The data sets of the RLHF workflow, as JSONL in the conventions users know (TRL's):
 
-    corpus.jsonl        {"text": "sort : 3 1 2 = 1 2 3 <eos>"}                pretraining text
-    sft.jsonl           {"prompt": "sort : 3 1 2 =", "completion": "1 2 3"}   demonstrations (EOS added)
-    prompts.jsonl       {"prompt": "..."}                                     RL prompts
-    eval_prompts.jsonl  {"prompt": "..."}                                     held-out prompts for evaluation
-    rankings.jsonl      {"prompt", "responses": [...], "ranks": [...]}        K ranked samples (0 = best, ties equal)
-    comparisons.jsonl   {"prompt", "chosen", "rejected"}                      the pairs derived from the rankings
+    corpus.jsonl        {"text": "sort : 3 1 2 = 1 2 3 <eos>"}                 pretraining text
+    sft.jsonl           {"prompt": "sort : 3 1 2 =", "completion": " 1 2 3"}   demonstrations (EOS added)
+    prompts.jsonl       {"prompt": "..."}                                      RL prompts
+    eval_prompts.jsonl  {"prompt": "..."}                                      held-out prompts for evaluation
+    rankings.jsonl      {"prompt", "responses": [...], "ranks": [...],         K ranked samples (0 = best, ties
+                         "finished": [...]}                                    equal); finished is optional
+    comparisons.jsonl   {"prompt", "chosen": " 1 2 3", "rejected": " 3 2 1"}   the pairs derived from the rankings
+
+As in TRL's prompt-completion and preference data sets, a completion, chosen, rejected or ranked
+response starts with a space and holds no EOS: the model reads prompt + completion + EOS, the EOS
+appended by tokenization (TRL appends the tokenizer's EOS to a text that does not already end with
+it, and so does `with_eos`, which also reads the files of earlier releases, where the EOS was
+spelled out), and the tokenizer adds the BOS. A ranked response that the policy did
+not finish (it ran out of tokens before its EOS) is marked false in `finished`; TRL's preference
+format cannot say so, so comparisons.jsonl holds only the pairs of finished responses.
 
 `make_task_data` writes the first four (plus the tokenizer) for our synthetic task; a user can
 bring their own files in the same format instead.
@@ -63,14 +72,21 @@ def text_field(value: Any) -> str | None:
     return None
 
 
+def response_field(value: Any) -> str | None:
+    """A string: a response, which may be empty (a response that stopped at once is its EOS alone)."""
+    if not isinstance(value, str):
+        return f"must be a string, not {describe(value)}"
+    return None
+
+
 def responses_field(value: Any) -> str | None:
-    """At least two strings with text: the responses of a ranking."""
+    """At least two strings: the responses of a ranking."""
     if not isinstance(value, list):
         return f"must be a list of strings, not {describe(value)}"
     if len(value) < 2:
         return f"holds {len(value)} response(s); a ranking needs at least 2"
     for index, item in enumerate(value):
-        problem = text_field(item)
+        problem = response_field(item)
         if problem is not None:
             return f"item {index} {problem}"
     return None
@@ -83,10 +99,19 @@ def ranks_field(value: Any) -> str | None:
     return None
 
 
+def finished_field(value: Any) -> str | None:
+    """A list of booleans: whether each ranked response ended with EOS (true) or ran out of tokens."""
+    if not isinstance(value, list) or not all(isinstance(v, bool) for v in value):
+        return f"must be a list of booleans (true: the response ended with EOS), not {describe(value)}"
+    return None
+
+
 def one_rank_per_response(row: dict[str, Any]) -> tuple[str, str] | None:
-    """(field, problem) if a ranking's ranks and responses differ in number."""
-    if len(row["ranks"]) != len(row["responses"]):
-        return "ranks", f"holds {len(row['ranks'])} ranks for {len(row['responses'])} responses; give one per response"
+    """(field, problem) if a ranking's ranks (or finished flags) and responses differ in number."""
+    for name, what in (("ranks", "ranks"), ("finished", "finished flags")):
+        if name in row and len(row[name]) != len(row["responses"]):
+            return name, (f"holds {len(row[name])} {what} for {len(row['responses'])} responses; give one per "
+                          "response")
     return None
 
 
@@ -100,6 +125,8 @@ class Schema:
     """One valid line, shown in the error messages."""
     row_check: Callable[[dict[str, Any]], tuple[str, str] | None] | None = None
     """A check across fields, given a row whose fields each passed: (field, problem) or None."""
+    optional: dict[str, FieldCheck] = field(default_factory=dict)
+    """Fields a line may hold, checked where present."""
 
 
 SCHEMAS: dict[str, Schema] = {
@@ -108,8 +135,9 @@ SCHEMAS: dict[str, Schema] = {
     PROMPTS: Schema({"prompt": text_field}, '{"prompt": "..."}'),
     EVAL_PROMPTS: Schema({"prompt": text_field}, '{"prompt": "..."}'),
     RANKINGS: Schema({"prompt": text_field, "responses": responses_field, "ranks": ranks_field},
-                     '{"prompt": "...", "responses": ["...", "..."], "ranks": [0, 1]}', one_rank_per_response),
-    COMPARISONS: Schema({"prompt": text_field, "chosen": text_field, "rejected": text_field},
+                     '{"prompt": "...", "responses": ["...", "..."], "ranks": [0, 1]}', one_rank_per_response,
+                     {"finished": finished_field}),
+    COMPARISONS: Schema({"prompt": text_field, "chosen": response_field, "rejected": response_field},
                         '{"prompt": "...", "chosen": "...", "rejected": "..."}'),
 }
 
@@ -187,7 +215,7 @@ def _parse_line(where: str, line: str, schema: Schema) -> dict[str, Any]:
         names = ", ".join(repr(name) for name in missing)
         raise BellmaxError(f"{where} lacks field{'s' if len(missing) > 1 else ''} {names}; each line needs "
                            f"{schema.example}")
-    for name, check in schema.fields.items():
+    for name, check in [*schema.fields.items(), *((n, c) for n, c in schema.optional.items() if n in row)]:
         problem = check(row[name])
         if problem is not None:
             raise BellmaxError(f"{where}: field {name!r} {problem}; each line needs {schema.example}")
@@ -252,7 +280,8 @@ def tokenizer_dir(data_dir: Path) -> Path:
 
 def read_rankings(directory: Path) -> Records:
     """Ranked lists from rankings.jsonl, or else each prompt/chosen/rejected row of comparisons.jsonl
-    as a ranked list of two (keeping its line number)."""
+    as a ranked list of two (keeping its line number). Responses are as the file holds them: give
+    them to `with_eos` before the model reads them."""
     directory = Path(directory)
     if (directory / RANKINGS).is_file():
         return load(directory, RANKINGS)
@@ -262,6 +291,36 @@ def read_rankings(directory: Path) -> Records:
         return Records(pairs.path, rows, pairs.lines)
     raise BellmaxError(f"{directory} holds neither {RANKINGS} nor {COMPARISONS}; "
                        "make them with `bellmax rlhf compare` or bring your own")
+
+
+def with_eos(rankings: Records, eos_token: str) -> Records:
+    """The rankings with each finished response as the model reads it: the completion with the EOS
+    token appended, as TRL appends it. A response marked unfinished (`finished`) stays as it is.
+
+    A file without `finished` in which responses spell the EOS out (as earlier bellmax releases
+    wrote them, "1 2 3 <eos>") is read as written: a response that ends with the EOS keeps the one it
+    has, and one that does not never finished."""
+    spelled_out = not any("finished" in row for row in rankings.rows) and any(
+        response.endswith(eos_token) for row in rankings.rows for response in row["responses"])
+    rows = []
+    for index, row in enumerate(rankings.rows):
+        default = [r.endswith(eos_token) if spelled_out else True for r in row["responses"]]
+        responses = []
+        for number, (response, finished) in enumerate(zip(row["responses"], row.get("finished", default))):
+            if not finished and response.rstrip().endswith(eos_token):
+                raise BellmaxError(f"{rankings.where(index)}: response {number} ends with {eos_token} but finished "
+                                   f"says it did not finish; drop the {eos_token} or mark it finished")
+            responses.append(response + eos_token if finished and not response.endswith(eos_token) else response)
+        rows.append({**row, "responses": responses})
+    return Records(rankings.path, rows, rankings.lines)
+
+
+def as_completion(response: str, eos_token: str) -> tuple[str, bool]:
+    """A sampled response's text (EOS written out where the policy finished it) in the files'
+    convention: (the text before the EOS, starting with a space unless empty, whether it finished)."""
+    head, eos, _ = response.partition(eos_token)
+    head = head.rstrip()
+    return (head if not head or head[0].isspace() else f" {head}"), bool(eos)
 
 
 @dataclass
@@ -326,7 +385,7 @@ def make_task_data(config: DataConfig) -> dict[str, list[dict[str, Any]]]:
         completion = task.good_response(prompt)
         if rng.random() < config.sloppy_demo_fraction:
             completion = task.padded_response(prompt, rng)
-        sft.append({"prompt": prompt, "completion": completion})
+        sft.append({"prompt": prompt, "completion": f" {completion}"})  # TRL's convention: the space starts it
     rng = stream("prompts")
     prompts = [{"prompt": task.make_prompt(rng, sizes)} for _ in range(config.rl_prompts)]
     rng = stream("eval")

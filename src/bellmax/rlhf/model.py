@@ -10,7 +10,9 @@
 Sequences are a left-padded prompt (the query, starting with BOS) followed by a right-padded
 response that ends at its first EOS, so every row's prompt ends in the same column. Position ids
 are counted over real tokens only (`positions`), so padding never changes a row's numbers.
-Everything loads and saves the Hugging Face way (`from_pretrained` / `save_pretrained`).
+Everything loads and saves the Hugging Face way (`from_pretrained` / `save_pretrained`): a stage's
+run directory is itself a model directory, so `AutoModelForCausalLM.from_pretrained(RUN_DIR / "sft")`
+and `AutoTokenizer.from_pretrained(...)` give what bellmax trained, BOS included.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from bellmax.rlhf import task
 
 transformers.logging.set_verbosity_error()  # "newly initialized score head" is expected for a reward model
 transformers.logging.disable_progress_bar()
-MODEL_DIR = "model"  # a stage's run directory keeps its model here
+MODEL_DIR = "model"  # where run directories of earlier bellmax releases kept their model (still read)
 
 
 @dataclass
@@ -75,16 +77,32 @@ def setup_torch(seed: int, threads: int) -> None:
 
 # -- tokenizer and models -----------------------------------------------------------------------
 def build_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer over `words` plus <pad> <bos> <eos> <unk>, built locally with `tokenizers`."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    """A word-level tokenizer over `words` plus <pad> <bos> <eos> <unk>, built locally with `tokenizers`.
+
+    `tokenizer(text)` starts with <bos>, as every model here is trained (`add_bos_token`: a
+    TemplateProcessing post-processor, so plain `transformers` and TRL add it too); bellmax's own
+    encoders call it with `add_special_tokens=False` and put the BOS in themselves, once. Words are
+    split at whitespace and around the separators ":" and "=", and the special tokens are matched
+    anywhere, so a prompt and its completion concatenate cleanly whichever side holds the space
+    ("sort : 2 1 =" + " 1 2" + "<eos>" is sort : 2 1 = 1 2 <eos>). Padding is on the left, as
+    batched generation needs (`tokenizer(prompts, padding=True)` then `generate`).
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     backend = Tokenizer(models.WordLevel(unk_token=task.UNK))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(),
+        pre_tokenizers.Split(Regex("[:=]"), behavior="isolated")])
     backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins word tokens with spaces
     trainer = trainers.WordLevelTrainer(special_tokens=list(task.SPECIAL_TOKENS), min_frequency=1)
     backend.train_from_iterator([" ".join(words)], trainer=trainer)
+    bos = (task.BOS, backend.token_to_id(task.BOS))
+    # in tokenizer.json, which every transformers release reads (add_bos_token below builds the same)
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{task.BOS} $A", pair=f"{task.BOS} $A {task.BOS}:1 $B:1", special_tokens=[bos])
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=task.PAD, bos_token=task.BOS,
-                                   eos_token=task.EOS, unk_token=task.UNK)
+                                   eos_token=task.EOS, unk_token=task.UNK, add_bos_token=True, add_eos_token=False,
+                                   padding_side="left")
 
 
 def new_causal_lm(tokenizer, config: ModelConfig) -> GPT2LMHeadModel:
@@ -99,7 +117,8 @@ def new_causal_lm(tokenizer, config: ModelConfig) -> GPT2LMHeadModel:
 
 
 def model_dir(path: Path | str, flag: str = "--model") -> Path:
-    """The Hugging Face directory at `path` or in its `model/` (a stage's run directory)."""
+    """The Hugging Face directory at `path` (a model directory, or a stage's run directory, which holds its
+    model at the top), or in `path/model/`, where run directories of earlier releases kept it."""
     path = Path(path)
     for candidate in (path, path / MODEL_DIR):
         if (candidate / "config.json").is_file() and any(candidate.glob("*.safetensors")):
@@ -287,23 +306,62 @@ def context_length(model: PreTrainedModel) -> int | None:
     return length if isinstance(length, int) else None
 
 
-def save_pretrained(directory: Path | str, model, tokenizer) -> Path:
-    """Save model and tokenizer the Hugging Face way, atomically: into a temporary sibling, then renamed."""
+def save_pretrained(directory: Path | str, model, tokenizer, padding_side: str = "left") -> Path:
+    """Save model and tokenizer the Hugging Face way into `directory` (a stage's run directory, or a
+    directory of their own), so that `from_pretrained(directory)` finds them.
+
+    The tokenizer is saved with the model's context as `model_max_length` (n_positions) and with
+    `padding_side`: "left" for a causal LM (batched `generate` then continues every prompt from the
+    same column, and numbers positions over real tokens), "right" for a reward model (a plain forward
+    numbers positions from the first column, so only right padding leaves each row's numbers those
+    of the unpadded sequence). bellmax pads its own batches and is not affected by either.
+
+    Everything is written into a temporary sibling first. A new directory is then renamed into
+    place; into an existing one (a run directory) the files are moved one by one, the weights first
+    and their checksums last, so a save cut short leaves weights that disagree with the checksums
+    saved with them (refused when loaded), never a silently mixed model.
+    """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
+    context = context_length(model)
+    if context is not None:
+        tokenizer.model_max_length = context
+        if getattr(model, "generation_config", None) is not None:  # `generate` never runs past the context
+            model.generation_config.max_length = context
+    tokenizer.padding_side = padding_side
+    add_bos(tokenizer)
     model.save_pretrained(str(staging))
     tokenizer.save_pretrained(str(staging))
     write_checksums(staging)
-    if directory.exists():
-        old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-        directory.rename(old)
+    if not directory.exists():
         staging.rename(directory)
-        shutil.rmtree(old)
-    else:
-        staging.rename(directory)
+        return directory
+    saved = {p.name for p in staging.iterdir()}
+    for stale in [*directory.glob("*.safetensors"), *directory.glob("*.safetensors.index.json")]:
+        if stale.name not in saved:  # weights of an earlier save that this one does not have
+            stale.unlink()
+    for name in sorted(saved, key=lambda n: (n == CHECKSUMS_FILE, not n.endswith(".safetensors"), n)):
+        os.replace(staging / name, directory / name)
+    staging.rmdir()
     return directory
+
+
+def add_bos(tokenizer) -> None:
+    """Make `tokenizer(text)` start with the BOS, as bellmax trains every model (its own encoders put
+    the BOS in themselves), where the tokenizer has a BOS and does not add it yet: a tokenizer of an
+    earlier release, or one a user brought. Only a tokenizer with a `tokenizers` backend can be taught."""
+    bos, bos_id = tokenizer.bos_token, tokenizer.bos_token_id
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if bos is None or bos_id is None or backend is None or tokenizer("x")["input_ids"][:1] == [bos_id]:
+        return
+    from tokenizers import processors
+
+    template = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos}:1 $B:1",
+                                             special_tokens=[(bos, bos_id)])
+    current = backend.post_processor
+    backend.post_processor = template if current is None else processors.Sequence([current, template])
 
 
 def inference_only(model: nn.Module) -> nn.Module:

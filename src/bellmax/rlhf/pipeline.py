@@ -2,17 +2,20 @@
 
     RUN_DIR/
       data/       corpus, demonstrations, prompts, held-out prompts (JSONL) and the tokenizer
-      pretrain/   GPT-2 from scratch on the corpus            model/ (save_pretrained), report.json
-      sft/        fine-tuned on the demonstrations            model/, report.json
+      pretrain/   GPT-2 from scratch on the corpus            the model (save_pretrained), report.json
+      sft/        fine-tuned on the demonstrations            the model, report.json
       compare/    K SFT samples per prompt, ranked            rankings.jsonl, comparisons.jsonl, report.json
-      reward/     reward model from the rankings              model/, report.json
-      ppo/        PPO(-ptx) with the KL penalty               model/, metrics.jsonl, report.json
+      reward/     reward model from the rankings              the model, report.json
+      ppo/        PPO(-ptx) with the KL penalty               the model, metrics.jsonl, report.json
       ppo_no_kl/  the same without the KL penalty             (over-optimization comparison)
       evaluate/   win rates, KL, curves                       win_rates.png, training_curves.png, report.json
       report.json the summary: win rates, reward-model accuracy, KL to SFT, seconds
 
-Each stage reads only the directories before it, so any stage can be rerun alone with
-`bellmax rlhf STAGE` (see `bellmax rlhf --help`).
+A stage that trains a model is a Hugging Face model directory: config.json, model.safetensors and
+the tokenizer sit next to its report.json, metrics.jsonl and run_config.json (the stage's own
+config), so `AutoModelForCausalLM.from_pretrained(RUN_DIR / "sft")` loads it. Each stage reads only
+the directories before it, so any stage can be rerun alone with `bellmax rlhf STAGE` (see
+`bellmax rlhf --help`).
 """
 
 from __future__ import annotations

@@ -39,11 +39,10 @@ from bellmax.algos.ppo import ppo_loss
 from bellmax.config import require
 from bellmax.core.optim import Adam, clip_grad_norm
 from bellmax.core.returns import explained_variance, gae, standardize
-from bellmax.core.run import Run
+from bellmax.core.run import MODEL_RUN_CONFIG_FILE, Run
 from bellmax.errors import BellmaxError
 from bellmax.rlhf import data, task
 from bellmax.rlhf.model import (
-    MODEL_DIR,
     PolicyWithValue,
     context_length,
     decode_responses,
@@ -308,7 +307,8 @@ def run_ppo(config: RLHFPPOConfig, model_path: Path, reward_path: Path, data_dir
     generator = torch.Generator().manual_seed(config.seed)
     rng = random.Random(f"{config.seed}:ppo")
     with Run(run_dir, "rlhf-ppo", {"config": data.config_dict(config), "model": str(model_path),
-                                   "reward_model": str(reward_path), "data": str(data_dir)}, tensorboard=False) as run:
+                                   "reward_model": str(reward_path), "data": str(data_dir)}, tensorboard=False,
+             config_file=MODEL_RUN_CONFIG_FILE) as run:
         use_gold = config.log_gold and _is_task(prompts[0])
         first: dict[str, float] = {}  # the metrics of the first and the last iteration
         last: dict[str, float] = {}
@@ -336,7 +336,7 @@ def run_ppo(config: RLHFPPOConfig, model_path: Path, reward_path: Path, data_dir
                 log(f"ppo {iteration}/{config.iterations}: score {metrics['objective/scores']:+.3f} "
                     f"kl {metrics['objective/kl']:.3f} len {metrics['rollout/response_length']:.1f}"
                     + (f" gold {metrics['gold/score']:.3f}" if gold is not None else ""))
-        save_pretrained(Path(run_dir) / MODEL_DIR, policy.lm, tokenizer)
+        save_pretrained(run_dir, policy.lm, tokenizer)
         report = {"stage": "ppo", "iterations": config.iterations, "kl_coef": config.kl_coef,
                   "final_kl_coef": controller.value, "ptx_coef": config.ptx_coef,
                   "first": _summary(first), "last": _summary(last), "seconds": time.perf_counter() - started}

@@ -12,7 +12,7 @@ responses goes through the model once, and the pairs are differences of those K 
 pairs carry no preference and are left out. The loss only sees differences, so adding a constant
 to every reward leaves it unchanged; after training we store the mean and std of the rewards of
 the training responses in the model's config (`bellmax_reward_mean/std`) so PPO can use a
-normalized reward, (r - mean) / std.
+normalized reward, (r - mean) / std (`bellmax_reward_normalization` there says so in words).
 """
 
 from __future__ import annotations
@@ -30,10 +30,9 @@ import torch.nn.functional as F
 
 from bellmax.config import require
 from bellmax.core.optim import Adam, clip_grad_norm
-from bellmax.core.run import Run
+from bellmax.core.run import MODEL_RUN_CONFIG_FILE, Run
 from bellmax.rlhf import data, task
 from bellmax.rlhf.model import (
-    MODEL_DIR,
     decode_responses,
     encode_prompts,
     encode_responses,
@@ -117,6 +116,12 @@ class RewardConfig:
         require(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "positive")
         require(self.log_every >= 1, "log_every", self.log_every, "at least 1")
         require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "at least 1")
+
+
+# config.json of a reward model says, next to the two numbers, what they are and how to use them
+NORMALIZATION_NOTE = ("reward = (logits[:, 0] - bellmax_reward_mean) / bellmax_reward_std, where logits[:, 0] is "
+                      "the score of AutoModelForSequenceClassification on prompt + response + EOS (the tokenizer "
+                      "adds the BOS); mean and std are those of the training responses' scores")
 
 
 # -- the loss -----------------------------------------------------------------------------------
@@ -205,7 +210,9 @@ def _sample(model, tokenizer, prompts: list[str], k: int, config: CompareConfig,
 def run_compare(config: CompareConfig, model_path: Path, data_dir: Path, run_dir: Path,
                 extra_model_path: Path | None = None) -> dict[str, Any]:
     """Stage 2: K samples per prompt from the policy at model_path (plus k_extra from the one at
-    extra_model_path), ranked together by the simulated labelers."""
+    extra_model_path), ranked together by the simulated labelers. The responses are written in the
+    data files' convention (a leading space, no EOS, `finished` where the policy emitted it; see
+    `data`), and comparisons.jsonl gets the pairs of finished responses."""
     config.validate()
     if config.k_extra and extra_model_path is None:
         from bellmax.errors import ConfigError
@@ -225,6 +232,7 @@ def run_compare(config: CompareConfig, model_path: Path, data_dir: Path, run_dir
     generator = torch.Generator().manual_seed(config.seed)
     panel = task.LabelerPanel(noise=config.labeler_noise, tie_margin=config.tie_margin)
     rankings, comparisons = [], []
+    untied = 0  # pairs with a preference
     for start in range(0, len(prompts), config.batch_size):
         chunk = prompts[start: start + config.batch_size]
         samples = _sample(model, tokenizer, chunk, config.k, config, generator)
@@ -233,15 +241,21 @@ def run_compare(config: CompareConfig, model_path: Path, data_dir: Path, run_dir
                                                               generator))]
         for prompt, responses in zip(chunk, samples):
             ranks = panel.rank(prompt, responses, rng)
-            rankings.append({"prompt": prompt, "responses": responses, "ranks": ranks})
-            comparisons += [{"prompt": prompt, "chosen": responses[w], "rejected": responses[lo]}
-                            for w, lo in task.comparisons(ranks)]
+            completions, finished = zip(*(data.as_completion(r, tokenizer.eos_token) for r in responses))
+            rankings.append({"prompt": prompt, "responses": list(completions), "ranks": ranks,
+                             "finished": list(finished)})
+            pairs = task.comparisons(ranks)
+            untied += len(pairs)
+            # TRL's preference format cannot mark a response that never stopped: only finished pairs go there
+            comparisons += [{"prompt": prompt, "chosen": completions[w], "rejected": completions[lo]}
+                            for w, lo in pairs if finished[w] and finished[lo]]
     data.write_jsonl(Path(run_dir) / data.RANKINGS, rankings)
     data.write_jsonl(Path(run_dir) / data.COMPARISONS, comparisons)
     k = config.k + config.k_extra
     possible = len(rankings) * k * (k - 1) // 2
-    report = {"stage": "compare", "prompts": len(rankings), "k": k, "comparisons": len(comparisons),
-              "tied_pairs": possible - len(comparisons), "seconds": time.perf_counter() - started}
+    report = {"stage": "compare", "prompts": len(rankings), "k": k, "comparisons": untied,
+              "tied_pairs": possible - untied, "unfinished_pairs": untied - len(comparisons),
+              "seconds": time.perf_counter() - started}
     data.write_report(run_dir, report)
     return report
 
@@ -251,13 +265,15 @@ def run_reward(config: RewardConfig, model_path: Path, comparisons_dir: Path, ru
     config.validate()
     started = time.perf_counter()
     rankings = data.read_rankings(comparisons_dir)
-    rows = [r for r in rankings.rows if task.comparisons(r["ranks"])]
-    if len(rows) < 2:
+    preferred = sum(1 for r in rankings.rows if task.comparisons(r["ranks"]))
+    if preferred < 2:
         from bellmax.errors import BellmaxError
 
-        raise BellmaxError(f"{rankings.path} has {len(rows)} ranked prompt(s) with a preference; need at least 2")
+        raise BellmaxError(f"{rankings.path} has {preferred} ranked prompt(s) with a preference; need at least 2")
     setup_torch(config.seed, config.torch_threads)
     reward_model, tokenizer = load_reward_model(model_path, "--model")
+    rankings = data.with_eos(rankings, tokenizer.eos_token)
+    rows = [r for r in rankings.rows if task.comparisons(r["ranks"])]
     data.check_rankings_fit(rankings, tokenizer, reward_model)
     rng = random.Random(f"{config.seed}:reward")
     order = list(range(len(rows)))
@@ -266,7 +282,8 @@ def run_reward(config: RewardConfig, model_path: Path, comparisons_dir: Path, ru
     held_out = [rows[i] for i in order[:n_held_out]]
     train = [rows[i] for i in order[n_held_out:]]
     with Run(run_dir, "rlhf-reward", {"config": data.config_dict(config), "model": str(model_path),
-                                      "comparisons": str(comparisons_dir)}, tensorboard=False) as run:
+                                      "comparisons": str(comparisons_dir)}, tensorboard=False,
+             config_file=MODEL_RUN_CONFIG_FILE) as run:
         optimizer = Adam(reward_model.parameters(), lr=config.learning_rate)
         step = 0
         for _ in range(config.epochs):
@@ -296,7 +313,8 @@ def run_reward(config: RewardConfig, model_path: Path, comparisons_dir: Path, ru
                                        for s in range(0, len(train), 64)])
         reward_model.config.bellmax_reward_mean = float(train_rewards.mean())
         reward_model.config.bellmax_reward_std = float(train_rewards.std())
-        save_pretrained(Path(run_dir) / MODEL_DIR, reward_model, tokenizer)
+        reward_model.config.bellmax_reward_normalization = NORMALIZATION_NOTE
+        save_pretrained(run_dir, reward_model, tokenizer, padding_side="right")
         report = {"stage": "reward", "train_prompts": len(train), "held_out_prompts": len(held_out), "steps": step,
                   "held_out_accuracy": held["accuracy"], "held_out_margin": held["margin"],
                   "held_out_pairs": held["pairs"], "gold_accuracy": held.get("gold_accuracy"),

@@ -20,10 +20,9 @@ import torch
 
 from bellmax.config import require
 from bellmax.core.optim import Adam, clip_grad_norm
-from bellmax.core.run import Run
+from bellmax.core.run import MODEL_RUN_CONFIG_FILE, Run
 from bellmax.rlhf import data
 from bellmax.rlhf.model import (
-    MODEL_DIR,
     ModelConfig,
     context_length,
     load_causal_lm,
@@ -215,9 +214,9 @@ def run_pretrain(config: PretrainConfig, data_dir: Path, run_dir: Path) -> dict[
     setup_torch(config.seed, config.torch_threads)
     model = new_causal_lm(tokenizer, config.model)
     with Run(run_dir, "rlhf-pretrain", {"config": data.config_dict(config), "data": str(data_dir)},
-             tensorboard=False) as run:
+             tensorboard=False, config_file=MODEL_RUN_CONFIG_FILE) as run:
         stats = train_lm(model, tensors, config, run)
-        save_pretrained(Path(run_dir) / MODEL_DIR, model, tokenizer)
+        save_pretrained(run_dir, model, tokenizer)
         report = {"stage": "pretrain", "parameters": sum(p.numel() for p in model.parameters()),
                   "sequences": len(corpus), **stats, "seconds": time.perf_counter() - started}
         data.write_report(run_dir, report)
@@ -245,9 +244,10 @@ def run_sft(config: SFTConfig, model_path: Path, data_dir: Path, run_dir: Path) 
         data.check_prompts_fit(held_out, tokenizer, [model], SFT_GOLD_TOKENS,
                                "shorten that prompt, set --eval-prompts 0, or use a model with a larger context")
     with Run(run_dir, "rlhf-sft", {"config": data.config_dict(config), "model": str(model_path),
-                                   "data": str(data_dir)}, tensorboard=False) as run:
+                                   "data": str(data_dir)}, tensorboard=False,
+             config_file=MODEL_RUN_CONFIG_FILE) as run:
         stats = train_lm(model, tensors, config, run)
-        save_pretrained(Path(run_dir) / MODEL_DIR, model, tokenizer)
+        save_pretrained(run_dir, model, tokenizer)
         report = {"stage": "sft", "demonstrations": len(demonstrations), **stats}
         if held_out is not None:
             prompts = held_out.column("prompt")[: config.eval_prompts]

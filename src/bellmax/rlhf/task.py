@@ -23,7 +23,9 @@ Training never sees the gold score: `LabelerPanel.rank` returns only a noisy ran
 with ties (as in the lecture's "D > C > A = B"), from which `comparisons` derives the C(K, 2) pairs.
 
 A response is the text a policy generated: tokens separated by spaces; a response the policy
-finished ends with the end-of-sequence token `EOS` ("<eos>"), one it did not finish lacks it.
+finished ends with the end-of-sequence token `EOS` ("<eos>"), one it did not finish lacks it. The
+special tokens count wherever they stand, as the tokenizer reads them: " 1 2 3<eos>" (a completion
+with the EOS appended, as TRL appends it) is the same response as "1 2 3 <eos>".
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ def poor_response(prompt: str, rng: random.Random) -> str:
 
 def _split_response(response: str) -> tuple[list[str], bool]:
     """(tokens before the first EOS, whether there was an EOS); padding is ignored."""
-    tokens = [t for t in response.split() if t != PAD]
+    tokens = response.replace(EOS, f" {EOS} ").replace(PAD, " ").split()
     if EOS in tokens:
         return tokens[: tokens.index(EOS)], True
     return tokens, False
