@@ -8,6 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from bellmax.errors import BellmaxError  # noqa: E402
 from bellmax.rlhf import data, task  # noqa: E402
 from bellmax.rlhf.model import (  # noqa: E402
     ModelConfig,
@@ -27,6 +28,7 @@ from bellmax.rlhf.model import (  # noqa: E402
 from bellmax.rlhf.ppo import (  # noqa: E402
     KLController,
     RLHFPPOConfig,
+    critic_from_reward_model,
     kl_penalized_rewards,
     per_token_kl,
     ppo_update,
@@ -74,10 +76,18 @@ def test_gold_labeler_gives_full_credit_only_to_the_exact_answer_with_eos():
 
 def test_poor_responses_score_below_good_ones():
     rng = random.Random(0)
+    mistakes = 0
     for _ in range(200):
         prompt = task.make_prompt(rng)
-        assert task.gold_score(prompt, f"{task.good_response(prompt)} {task.EOS}") == 1.0
-        assert task.gold_score(prompt, task.poor_response(prompt, rng)) <= 1.0
+        good = f"{task.good_response(prompt)} {task.EOS}"
+        assert task.gold_score(prompt, good) == 1.0
+        assert task.gold_score(prompt, task.good_response(prompt)) == 0.5  # right, but never stopped
+        assert task.gold_score(prompt, task.EOS) == 0.0  # stopped at once: no credit
+        poor = task.poor_response(prompt, rng)
+        if poor.split() != good.split():  # a "mistake" can come out right (copying a sorted list)
+            mistakes += 1
+            assert task.gold_score(prompt, poor) < 1.0, (prompt, poor)
+    assert mistakes > 150
 
 
 def test_labelers_rank_with_ties_and_a_ranking_of_k_gives_its_untied_pairs():
@@ -99,6 +109,9 @@ def test_labelers_rank_with_ties_and_a_ranking_of_k_gives_its_untied_pairs():
 
 def test_win_rate_counts_ties_as_half():
     assert task.win_rate([1.0, 0.5, 0.2, 0.7], [0.5, 0.5, 0.9, 0.7]) == pytest.approx((1 + 0.5 + 0 + 0.5) / 4)
+    scores = [0.0, 1.0, 0.3, 0.9, 0.5]
+    assert task.win_rate(scores, scores) == 0.5  # a policy against itself: every prompt a tie
+    assert task.win_rate(scores, [0.0] * 5) == pytest.approx((0.5 + 4) / 5)  # against a policy that scores 0
 
 
 def test_jsonl_round_trip_and_clear_errors(tmp_path):
@@ -146,22 +159,52 @@ def test_reward_loss_is_invariant_to_adding_a_constant_to_all_rewards():
             float(base), abs=1e-5)
 
 
-def test_reward_model_reads_the_last_non_pad_token(tokenizer, tmp_path):
+def _unpadded_score(reward_model, tokenizer, prompt: str, response: str) -> float:
+    """r_theta of one unpadded sequence BOS + prompt + response, read by Hugging Face itself: with one
+    row and no pad id, a sequence classifier reads the row's last token."""
+    ids = torch.tensor([[tokenizer.bos_token_id] + tokenizer(f"{prompt} {response}", add_special_tokens=False)[
+        "input_ids"]])
+    pad = reward_model.config.pad_token_id
+    reward_model.config.pad_token_id = None
+    try:
+        return float(reward_model(ids).logits[0, 0])
+    finally:
+        reward_model.config.pad_token_id = pad
+
+
+def _right_padded(ids: torch.Tensor, mask: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same rows with their padding moved to the right."""
+    out, out_mask = torch.full_like(ids, pad_id), torch.zeros_like(mask)
+    for i in range(len(ids)):
+        row = ids[i][mask[i].bool()]
+        out[i, : len(row)], out_mask[i, : len(row)] = row, 1
+    return out, out_mask
+
+
+@pytest.mark.parametrize("pad_is_eos", [False, True])
+def test_reward_model_reads_the_last_real_token_whatever_the_padding(tokenizer, tmp_path, pad_is_eos):
     save_dir = save_pretrained(tmp_path / "sft", tiny_lm(tokenizer), tokenizer)
     reward_model = inference_only(load_reward_model(save_dir)[0])
-    prompts = ["sort : 3 1 2 =", "reverse : cat dog sun moon tree fish ="]
-    responses = ["1 2 3 <eos>", "fish <eos>"]
+    if pad_is_eos:  # GPT-2's convention (load_tokenizer pads with EOS when a tokenizer has no pad token)
+        reward_model.config.pad_token_id = tokenizer.eos_token_id
+    prompts = ["sort : 3 1 2 =", "reverse : cat dog sun moon tree fish =", "count : cat ="]
+    responses = ["1 2 3 <eos>", "fish <eos>", "1"]
+    alone = torch.tensor([_unpadded_score(reward_model, tokenizer, p, r) for p, r in zip(prompts, responses)])
     query, query_mask = encode_prompts(tokenizer, prompts)
+    assert query_mask[0, 0] == 0 and query_mask[2, 0] == 0  # left-padded prompts
     response, response_mask = encode_responses(tokenizer, responses)
-    together = reward_scores(reward_model, query, query_mask, response, response_mask)
-    for i in range(2):  # each alone, without any padding
-        q, qm = encode_prompts(tokenizer, prompts[i: i + 1])
-        r, rm = encode_responses(tokenizer, responses[i: i + 1])
-        assert float(reward_scores(reward_model, q, qm, r, rm)[0]) == pytest.approx(float(together[i]), abs=1e-5)
-    # the head reads the final token: changing an earlier token changes the score, trailing padding does not
-    padded = torch.cat([response, torch.full((2, 3), tokenizer.pad_token_id)], 1)
-    padded_mask = torch.cat([response_mask, torch.zeros((2, 3), dtype=torch.long)], 1)
-    assert torch.allclose(reward_scores(reward_model, query, query_mask, padded, padded_mask), together, atol=1e-5)
+    assert response_mask[1, -1] == 0  # right-padded responses
+    with torch.no_grad():
+        left = reward_scores(reward_model, query, query_mask, response, response_mask)
+        right = reward_scores(reward_model, *_right_padded(query, query_mask, tokenizer.pad_token_id), response,
+                              response_mask)  # padding between prompt and response
+        padded = reward_scores(reward_model, query, query_mask,  # more padding after the responses
+                               torch.cat([response, torch.full((3, 3), tokenizer.pad_token_id)], 1),
+                               torch.cat([response_mask, torch.zeros((3, 3), dtype=torch.long)], 1))
+    for scores in (left, right, padded):
+        assert torch.allclose(scores, alone, atol=1e-5), (scores, alone)
+    with pytest.raises(BellmaxError, match="no linear `score` head"):  # a causal LM is no reward model
+        reward_scores(tiny_lm(tokenizer), query, query_mask, response, response_mask)
 
 
 # -- generation -----------------------------------------------------------------------------------
@@ -330,6 +373,144 @@ def optimizer_for(module):
     from bellmax.core.optim import Adam
 
     return Adam(module.parameters(), lr=1e-3)
+
+
+def _unpadded_logits(model, tokenizer, prompt: str, tokens: list[int]) -> torch.Tensor:
+    """Logits (len(tokens), V) that chose each response token, from one unpadded forward pass of
+    BOS + prompt + tokens (causal: position t sees only the prefix before token t)."""
+    ids = [tokenizer.bos_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"] + tokens
+    return model(torch.tensor([ids])).logits[0, -len(tokens) - 1: -1]
+
+
+def _log_probs_at(logits: torch.Tensor, tokens: list[int], temperature: float) -> torch.Tensor:
+    """log_softmax(logits / T) of the tokens, written out: logits / T - logsumexp(logits / T)."""
+    scaled = logits / temperature
+    return (scaled - scaled.logsumexp(-1, keepdim=True))[torch.arange(len(tokens)), tokens]
+
+
+@pytest.mark.parametrize("temperature", [0.7, 1.0])
+def test_log_probs_and_kl_are_those_of_the_distribution_sampled_at_the_temperature(tokenizer, tmp_path,
+                                                                                    temperature):
+    from bellmax.rlhf.evaluate import sample_answers
+
+    save_pretrained(tmp_path / "sft", tiny_lm(tokenizer, seed=2), tokenizer)
+    policy = PolicyWithValue(tiny_lm(tokenizer, seed=1))
+    reference = inference_only(load_causal_lm(tmp_path / "sft")[0])
+    reward_model = inference_only(load_reward_model(tmp_path / "sft")[0])
+    prompts = ["sort : 3 1 2 =", "count : cat cat =", "repeat : red ="]
+    config = RLHFPPOConfig(batch_size=3, minibatch_size=3, temperature=temperature, max_new_tokens=5)
+    batch = rollout(policy, tokenizer, prompts, config, torch.Generator().manual_seed(0))
+    score(batch, policy, reference, reward_model, (0.0, 1.0))
+    untempered_error = 0.0
+    with torch.no_grad():
+        for i, prompt in enumerate(prompts):
+            tokens = batch.response[i][batch.response_mask[i].bool()].tolist()
+            n = len(tokens)
+            # the log-probs PPO uses are log_softmax(logits / T) of the tokens sampled at T
+            logits = _unpadded_logits(policy.lm, tokenizer, prompt, tokens)
+            old = _log_probs_at(logits, tokens, temperature)
+            ref = _log_probs_at(_unpadded_logits(reference, tokenizer, prompt, tokens), tokens, temperature)
+            assert torch.allclose(batch.old_log_probs[i, :n], old, atol=1e-4)
+            assert torch.allclose(batch.ref_log_probs[i, :n], ref, atol=1e-4)
+            untempered_error = max(untempered_error, float((old - _log_probs_at(logits, tokens, 1.0)).abs().max()))
+        # evaluation's KL to SFT: sum_t log pi_T - log pi_SFT,T over the responses sampled at T
+        kl = sample_answers(policy.lm, tokenizer, prompts, seed=5, temperature=temperature, max_new_tokens=5,
+                            reference=reference)["kl"]
+        query, query_mask = encode_prompts(tokenizer, prompts)
+        response, response_mask = generate(policy.lm, query, query_mask, 5, tokenizer.eos_token_id,
+                                           tokenizer.pad_token_id, torch.Generator().manual_seed(5), temperature)
+        for i, prompt in enumerate(prompts):
+            tokens = response[i][response_mask[i].bool()].tolist()
+            log_ratio = (_log_probs_at(_unpadded_logits(policy.lm, tokenizer, prompt, tokens), tokens, temperature)
+                         - _log_probs_at(_unpadded_logits(reference, tokenizer, prompt, tokens), tokens, temperature))
+            assert kl[i] == pytest.approx(float(log_ratio.sum()), abs=1e-4)
+    if temperature == 1.0:
+        assert untempered_error == 0.0  # at T = 1 nothing changes
+    else:
+        assert untempered_error > 0.05  # at T = 0.7 the untempered log-probs would have been wrong
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_with_dropout_the_ratio_is_one_before_the_first_step(tokenizer, tmp_path, monkeypatch, temperature):
+    import copy
+
+    from transformers import GPT2LMHeadModel
+
+    from bellmax.rlhf import ppo
+
+    save_pretrained(tmp_path / "sft", tiny_lm(tokenizer, seed=2), tokenizer)
+    reward_model = inference_only(load_reward_model(tmp_path / "sft")[0])
+    config = copy.deepcopy(tiny_lm(tokenizer).config)
+    config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = 0.3  # a user's model, trained with dropout
+    torch.manual_seed(3)
+    policy = PolicyWithValue(GPT2LMHeadModel(config))
+    ppo_config = RLHFPPOConfig(batch_size=4, minibatch_size=2, n_epochs=1, temperature=temperature,
+                               max_new_tokens=5)
+    generator = torch.Generator().manual_seed(0)
+    batch = rollout(policy, tokenizer, ["sort : 3 1 2 =", "count : cat cat ="] * 2, ppo_config, generator)
+    score(batch, policy, inference_only(load_causal_lm(tmp_path / "sft")[0]), reward_model, (0.0, 1.0))
+    kl = per_token_kl(batch.old_log_probs, batch.ref_log_probs, batch.response_mask)
+    advantages, returns = token_advantages(kl_penalized_rewards(batch.scores, kl, batch.response_mask, 0.05),
+                                           batch.values, batch.response_mask, 1.0, 0.95)
+    log_ratios = []
+
+    def recording_loss(new_log_prob, old_log_prob, *args):
+        log_ratios.append((new_log_prob - old_log_prob).detach())
+        return ppo.algos_ppo_loss(new_log_prob, old_log_prob, *args)
+
+    monkeypatch.setattr(ppo, "algos_ppo_loss", ppo.ppo_loss, raising=False)
+    monkeypatch.setattr(ppo, "ppo_loss", recording_loss)
+    ppo.ppo_update(policy, optimizer_for(policy), batch, advantages, returns, ppo_config, generator, None)
+    assert len(log_ratios) == 2
+    assert log_ratios[0].abs().max() < 1e-6  # ratio 1: the first minibatch sees the policy that sampled
+    assert log_ratios[1].abs().max() > 1e-4  # the second one sees the policy after one step
+
+
+def test_critic_from_the_reward_model_predicts_the_normalized_reward(tokenizer, tmp_path):
+    save_pretrained(tmp_path / "sft", tiny_lm(tokenizer, seed=6), tokenizer)
+    save_pretrained(tmp_path / "reward", load_reward_model(tmp_path / "sft")[0], tokenizer)  # head saved with it
+    reward_model = inference_only(load_reward_model(tmp_path / "reward")[0])
+    mean, std = 0.3, 2.5
+    critic = critic_from_reward_model(load_reward_model(tmp_path / "reward")[0], (mean, std))
+    policy = PolicyWithValue(tiny_lm(tokenizer, seed=1), critic).eval()
+    query, query_mask = encode_prompts(tokenizer, ["sort : 3 1 2 =", "reverse : cat dog sun moon ="])
+    response, response_mask = encode_responses(tokenizer, ["1 2 3 <eos>", "moon <eos>"])
+    with torch.no_grad():
+        # V of a whole sequence is its normalized reward (r - mean) / std, the reward PPO's returns use
+        raw = reward_scores(reward_model, query, query_mask, response, response_mask)
+        assert torch.allclose(reward_scores(critic, query, query_mask, response, response_mask), (raw - mean) / std,
+                              atol=1e-5)
+        # and V(s_t), the value before response token t, is the normalized reward of prompt + response[:t]
+        _, values = policy(query, query_mask, response, response_mask)
+        for t in range(response.shape[1]):
+            prefix = reward_scores(reward_model, query, query_mask, response[:, :t], response_mask[:, :t])
+            prefix = (prefix - mean) / std
+            rows = response_mask[:, t].bool()
+            assert torch.allclose(values[rows, t], prefix[rows], atol=1e-5)
+
+
+def test_the_ptx_term_inside_an_update_raises_the_likelihood_of_the_pretraining_batch(tokenizer):
+    from bellmax.rlhf.sft import corpus_tensors
+
+    policy = PolicyWithValue(tiny_lm(tokenizer, seed=7))
+    config = RLHFPPOConfig(batch_size=4, minibatch_size=4, n_epochs=1, learning_rate=1e-3, vf_coef=0.0,
+                           ptx_coef=1.0, ptx_batch_size=8, max_new_tokens=4)
+    generator = torch.Generator().manual_seed(0)
+    batch = rollout(policy, tokenizer, ["sort : 3 1 2 =", "count : cat ="] * 2, config, generator)
+    with torch.no_grad():
+        logits, values = policy(batch.query, batch.query_mask, batch.response, batch.response_mask)
+    batch.old_log_probs, batch.values = token_log_probs(logits, batch.response), values
+    zeros = torch.zeros_like(values)  # no advantage and no value loss: the ptx term alone moves the policy
+    ptx = corpus_tensors(tokenizer, [{"text": "sort : 3 1 2 = 1 2 3 <eos>"}, {"text": "count : cat = 1 <eos>"}])
+
+    def nll() -> float:
+        with torch.no_grad():
+            return float(lm_loss(policy.lm(ptx[0], attention_mask=ptx[1]).logits, ptx[0], ptx[2]))
+
+    before = nll()
+    metrics = ppo_update(policy, optimizer_for(policy), batch, zeros, zeros, config, generator, ptx)
+    assert metrics["losses/loss_policy"] == 0.0
+    assert nll() < before - 0.01  # gamma_ptx E[log pi(x)] is maximized: the pretraining NLL went down
 
 
 # -- Hugging Face save / load ---------------------------------------------------------------------

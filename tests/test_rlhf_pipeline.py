@@ -32,7 +32,6 @@ def pipeline(tmp_path_factory):
 def test_run_writes_every_stage_and_the_summary(pipeline):
     report = json.loads((pipeline / "report.json").read_text())
     assert {"pretrained_vs_sft", "sft_vs_pretrained", "rl_vs_sft"} <= set(report["win_rates"])
-    assert report["win_rates"]["sft_vs_pretrained"] == pytest.approx(1 - report["win_rates"]["pretrained_vs_sft"])
     assert 0 <= report["reward_model_accuracy"] <= 1 and report["kl_to_sft"] is not None
     assert report["seconds"] > 0 and report["seed"] == 3
     for stage in ("data", "pretrain", "sft", "compare", "reward", "ppo", "evaluate"):
@@ -117,6 +116,37 @@ def test_classic_commands_do_not_import_transformers():
     code = ("import sys; from bellmax.cli import main; main(['solve', 'gridworld']); "
             "assert 'transformers' not in sys.modules and 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def mute_policy(source, directory):
+    """The model at `source` changed to answer every prompt with EOS at once (gold score 0): its final
+    hidden state is all ones, and EOS's output embedding makes EOS's logit 100 above any other's."""
+    from bellmax.rlhf.model import load_causal_lm, save_pretrained
+
+    model, tokenizer = load_causal_lm(source)
+    with torch.no_grad():
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.fill_(1.0)
+        head = model.get_output_embeddings().weight
+        head[tokenizer.eos_token_id] = head.sum(1).max() / head.shape[1] + 100.0 / head.shape[1]
+    return save_pretrained(directory, model, tokenizer)
+
+
+def test_a_policy_against_itself_wins_half_and_a_policy_that_never_answers_loses(pipeline, tmp_path):
+    mute = mute_policy(pipeline / "sft", tmp_path / "mute")
+    evaluate = ["rlhf", "evaluate", "--preset", "test", "--seed", "3", "--data", str(pipeline / "data")]
+    # a deterministic policy against itself: every prompt is a tie, 0.5 exactly by the tie rule
+    assert main([*evaluate, "--sft", str(mute), "--rl", str(mute), "--run-dir", str(tmp_path / "self")]) == 0
+    report = json.loads((tmp_path / "self" / "report.json").read_text())
+    assert report["win_rates"]["rl_vs_sft"] == 0.5 and report["win_rates"]["sft_vs_sft"] == 0.5
+    assert report["policies"]["rl"]["gold_score"] == 0.0 and report["policies"]["rl"]["response_length"] == 1.0
+    # SFT against it: ties where SFT scores 0 too, wins wherever SFT earns any credit
+    assert main([*evaluate, "--sft", str(pipeline / "sft"), "--rl", str(mute), "--run-dir",
+                 str(tmp_path / "sft")]) == 0
+    report = json.loads((tmp_path / "sft" / "report.json").read_text())
+    assert report["policies"]["sft"]["gold_score"] > 0
+    assert report["win_rates"]["rl_vs_sft"] < 0.45  # i.e. SFT's win rate against the mute policy is above 0.55
+    assert report["policies"]["rl"]["kl_to_sft"] > 0
 
 
 def test_a_policys_win_rate_does_not_depend_on_which_others_are_evaluated(pipeline, tmp_path):

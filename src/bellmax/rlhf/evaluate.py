@@ -6,7 +6,9 @@ prompts on which its answer scores higher than SFT's, ties counted as half. "SFT
 two independent SFT samples (about 50% by construction: the reference bar of the lecture's figure).
 
 KL to SFT is the Monte Carlo estimate E_{y ~ pi}[ sum_t log pi(y_t | x, y_<t) - log pi_SFT(y_t | x, y_<t) ]
-on the policy's own samples, in nats per response (the same k1 estimator PPO penalizes).
+on the policy's own samples, in nats per response (the same k1 estimator PPO penalizes); at a
+sampling temperature T other than 1, pi and pi_SFT are both softmax(logits / T), the distributions
+sampled.
 
 From the PPO runs' metrics: the reward model's score (the proxy PPO maximizes) against the gold
 score over training, the over-optimization curve, and the response length over training, the
@@ -79,9 +81,11 @@ def sample_answers(model, tokenizer, prompts: list[str], seed: int, temperature:
         texts += decode_responses(tokenizer, response, response_mask)
         lengths += response_mask.sum(1).tolist()
         if reference is not None:
-            log_probs = token_log_probs(response_logits(model, query, query_mask, response, response_mask), response)
-            ref_log_probs = token_log_probs(response_logits(reference, query, query_mask, response, response_mask),
-                                            response)
+            # both at the sampling temperature: the KL of the distributions the answers came from
+            logits = response_logits(model, query, query_mask, response, response_mask)
+            log_probs = token_log_probs(logits, response, temperature)
+            ref_logits = response_logits(reference, query, query_mask, response, response_mask)
+            ref_log_probs = token_log_probs(ref_logits, response, temperature)
             kls += ((log_probs - ref_log_probs) * response_mask).sum(1).tolist()
     return {"texts": texts, "lengths": lengths, "kl": kls}
 

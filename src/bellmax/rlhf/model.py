@@ -5,7 +5,7 @@
   hidden state (`PolicyWithValue`), as in TRL's value-head models;
 - the **reference** pi_SFT: a frozen copy of the SFT policy (`inference_only`: no gradients, eval mode);
 - the **reward model** r_theta(x, y): the SFT transformer with a scalar head that reads the last
-  non-pad token (`AutoModelForSequenceClassification` with num_labels = 1).
+  real token, the last attention-mask position (`AutoModelForSequenceClassification` with num_labels = 1).
 
 Sequences are a left-padded prompt (the query, starting with BOS) followed by a right-padded
 response that ends at its first EOS, so every row's prompt ends in the same column. Position ids
@@ -395,8 +395,7 @@ class PolicyWithValue(nn.Module):
         if self.critic is None:
             return logits, self.value_head(hidden[:, before]).squeeze(-1)
         critic_hidden = self.critic.base_model(ids, attention_mask=mask, position_ids=position_ids).last_hidden_state
-        score = self.critic.get_submodule("score")  # a sequence classifier's scalar head
-        return logits, score(critic_hidden[:, before]).squeeze(-1)
+        return logits, score_head(self.critic)(critic_hidden[:, before]).squeeze(-1)
 
 
 # -- sequences ----------------------------------------------------------------------------------
@@ -488,14 +487,16 @@ def generate(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, ma
     return response, response_mask_from_eos(response, eos_id)
 
 
-def token_log_probs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """log pi(a_t | s_t) of the chosen tokens: (B, T)."""
-    return torch.log_softmax(logits.float(), -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+def token_log_probs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log pi_T(a_t | s_t) = log_softmax(logits / T)[a_t] of the chosen tokens: (B, T). Responses sampled
+    at temperature T came from pi_T, so their log-probs (old, new and the reference's, for the
+    ratio and the KL) are taken at the same T, as TRL and OpenRLHF do."""
+    return torch.log_softmax(logits.float() / temperature, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
-def entropy(logits: torch.Tensor) -> torch.Tensor:
-    """H[pi(. | s_t)] per position: (B, T)."""
-    log_p = torch.log_softmax(logits.float(), -1)
+def entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """H[pi_T(. | s_t)] per position, of the distribution sampled at temperature T: (B, T)."""
+    log_p = torch.log_softmax(logits.float() / temperature, -1)
     return -(log_p.exp() * log_p).sum(-1)
 
 
@@ -507,9 +508,29 @@ def response_logits(model: nn.Module, query: torch.Tensor, query_mask: torch.Ten
     return logits[:, query.shape[1] - 1: -1]
 
 
+def last_real_token(mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last column whose attention mask is 1, per row: (B,). Any padding, left, right
+    or in between, is skipped."""
+    columns = torch.arange(mask.shape[1], device=mask.device)
+    return (columns * mask.bool()).argmax(-1)
+
+
+def score_head(model: PreTrainedModel) -> nn.Linear:
+    """The scalar head (`score`, a linear layer) of a sequence-classification model (GPT-2, Llama, Qwen, ...)."""
+    head = getattr(model, "score", None)
+    if not isinstance(head, nn.Linear):
+        raise BellmaxError(f"the reward model ({type(model).__name__}) has no linear `score` head; use a causal-LM "
+                           "architecture whose AutoModelForSequenceClassification has one (GPT-2, Llama, ...)")
+    return head
+
+
 def reward_scores(reward_model: PreTrainedModel, query: torch.Tensor, query_mask: torch.Tensor, response: torch.Tensor,
                   response_mask: torch.Tensor) -> torch.Tensor:
-    """r_theta(x, y): the scalar head at the last non-pad token of prompt + response, (B,)."""
+    """r_theta(x, y): the scalar head at the last token of prompt + response (the last attention-mask
+    1 of each row), (B,). The position is gathered here from the mask: a sequence classifier's own
+    pooling looks for the last token that is not the pad id, which misses a final EOS where pad = EOS
+    (GPT-2's convention) and, in transformers releases before 2025, read left-padded rows wrongly."""
     ids, mask = torch.cat([query, response], 1), torch.cat([query_mask, response_mask], 1)
-    ids = torch.where(mask.bool(), ids, torch.full_like(ids, reward_model.config.pad_token_id))
-    return reward_model(ids, attention_mask=mask, position_ids=positions(mask)).logits[:, 0]
+    hidden = reward_model.base_model(ids, attention_mask=mask, position_ids=positions(mask)).last_hidden_state
+    last = hidden[torch.arange(len(ids)), last_real_token(mask)]  # (B, hidden)
+    return score_head(reward_model)(last)[:, 0]

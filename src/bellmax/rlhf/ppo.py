@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from torch import nn
+from transformers import PreTrainedModel
 
 from bellmax.algos.ppo import ppo_loss
 from bellmax.config import require
@@ -55,6 +57,7 @@ from bellmax.rlhf.model import (
     response_logits,
     reward_scores,
     save_pretrained,
+    score_head,
     setup_torch,
     token_log_probs,
 )
@@ -84,8 +87,8 @@ class RLHFPPOConfig:
     vf_coef: float = 0.1
     """Weight of the value loss."""
     value_model: Literal["reward", "shared"] = "reward"
-    """reward: a separate value model initialized from the reward model (InstructGPT, TRL); shared: a
-    value head on the policy's trunk (cheaper: one pass instead of two)."""
+    """reward: a separate value model initialized from the reward model (InstructGPT, TRL), its head rescaled
+    to the normalized reward; shared: a value head on the policy's trunk (cheaper: one pass instead of two)."""
     gamma: float = 1.0
     """Discount over response tokens (1: the reward at EOS counts fully for every token)."""
     gae_lambda: float = 0.95
@@ -164,6 +167,8 @@ class Rollout:
     query_mask: torch.Tensor
     response: torch.Tensor
     response_mask: torch.Tensor
+    temperature: float
+    """The sampling temperature T: every log-prob of these responses is taken from pi_T = softmax(logits / T)."""
     # set by score(), on the batch rollout() sampled
     old_log_probs: torch.Tensor = field(init=False, repr=False)
     ref_log_probs: torch.Tensor = field(init=False, repr=False)
@@ -178,18 +183,21 @@ def rollout(policy: PolicyWithValue, tokenizer, prompts: list[str], config: RLHF
     query, query_mask = encode_prompts(tokenizer, prompts)
     response, response_mask = generate(policy.lm, query, query_mask, config.max_new_tokens, tokenizer.eos_token_id,
                                        tokenizer.pad_token_id, generator, config.temperature)
-    return Rollout(prompts, query, query_mask, response, response_mask)
+    return Rollout(prompts, query, query_mask, response, response_mask, config.temperature)
 
 
 @torch.no_grad()
 def score(batch: Rollout, policy: PolicyWithValue, reference, reward_model, normalization: tuple[float, float]) -> None:
-    """Fill in log pi_old, V(s_t), log pi_SFT and the (normalized) reward-model score r_theta(x, y)."""
+    """Fill in log pi_old, V(s_t), log pi_SFT and the (normalized) reward-model score r_theta(x, y). The
+    log-probs of policy and reference are both at the sampling temperature (as TRL takes them), so the
+    KL penalty is KL(pi_T || pi_SFT,T) of the distribution that produced the responses."""
+    policy.eval()  # no dropout: the mode of the update too (see ppo_update)
     logits, values = policy(batch.query, batch.query_mask, batch.response, batch.response_mask)
-    batch.old_log_probs = token_log_probs(logits, batch.response)
+    batch.old_log_probs = token_log_probs(logits, batch.response, batch.temperature)
     batch.values = values
-    batch.entropy = entropy(logits)
+    batch.entropy = entropy(logits, batch.temperature)
     ref_logits = response_logits(reference, batch.query, batch.query_mask, batch.response, batch.response_mask)
-    batch.ref_log_probs = token_log_probs(ref_logits, batch.response)
+    batch.ref_log_probs = token_log_probs(ref_logits, batch.response, batch.temperature)
     mean, std = normalization
     raw = reward_scores(reward_model, batch.query, batch.query_mask, batch.response, batch.response_mask)
     batch.scores = (raw - mean) / std
@@ -225,8 +233,13 @@ def token_advantages(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Te
 def ppo_update(policy: PolicyWithValue, optimizer: Adam, batch: Rollout, advantages: torch.Tensor,
                returns: torch.Tensor, config: RLHFPPOConfig, generator: torch.Generator,
                ptx_tensors: tuple[torch.Tensor, ...] | None) -> dict[str, float]:
-    """n_epochs of minibatch Adam steps on the clipped surrogate (+ value loss, + gamma_ptx * ptx NLL)."""
-    policy.train()
+    """n_epochs of minibatch Adam steps on the clipped surrogate (+ value loss, + gamma_ptx * ptx NLL).
+
+    The policy stays in eval mode, the mode `score` took log pi_old and V_old in: dropout off in both,
+    so the ratio pi_phi / pi_old is exactly 1 before the first step and moves only with the
+    parameters. TRL's PPO trainer gets the same by setting every dropout probability to 0; eval mode
+    also covers attention dropout that a model applies without an nn.Dropout module."""
+    policy.eval()
     mask = batch.response_mask.bool()
     advantages = advantages.clone()
     advantages[mask] = standardize(advantages[mask])
@@ -239,10 +252,10 @@ def ppo_update(policy: PolicyWithValue, optimizer: Adam, batch: Rollout, advanta
             m = mask[rows]
             logits, values = policy(batch.query[rows], batch.query_mask[rows], batch.response[rows],
                                     batch.response_mask[rows])
-            new_log_probs = token_log_probs(logits, batch.response[rows])
+            new_log_probs = token_log_probs(logits, batch.response[rows], batch.temperature)
             terms = ppo_loss(new_log_probs[m], batch.old_log_probs[rows][m], advantages[rows][m], values[m],
-                             batch.values[rows][m], returns[rows][m], entropy(logits)[m], config.clip_range,
-                             config.clip_range_vf, config.vf_coef, 0.0)
+                             batch.values[rows][m], returns[rows][m], entropy(logits, batch.temperature)[m],
+                             config.clip_range, config.clip_range_vf, config.vf_coef, 0.0)
             loss = terms["loss"]
             if ptx_tensors is not None and config.ptx_coef > 0:
                 # gamma_ptx E_{x ~ D_pretrain}[log pi_RL(x)] is maximized: add gamma_ptx * NLL to the loss
@@ -256,7 +269,6 @@ def ppo_update(policy: PolicyWithValue, optimizer: Adam, batch: Rollout, advanta
             for key, value in terms.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
             steps += 1
-    policy.eval()
     return {f"losses/{k}": v / steps for k, v in sums.items() if k != "loss"}
 
 
@@ -300,7 +312,8 @@ def run_ppo(config: RLHFPPOConfig, model_path: Path, reward_path: Path, data_dir
         ptx_tensors = checked_tensors(tokenizer, corpus, corpus_parts(corpus.rows), context_length(lm),
                                       "BOS + text come to", "shorten that text, set --ptx-coef 0, or use a model "
                                       "with a larger context")
-    critic = load_reward_model(reward_path)[0] if config.value_model == "reward" else None
+    critic = (critic_from_reward_model(load_reward_model(reward_path)[0], normalization)
+              if config.value_model == "reward" else None)
     policy = PolicyWithValue(lm, critic).eval()
     optimizer = Adam(policy.parameters(), lr=config.learning_rate)
     controller = KLController(config.kl_coef, config.adaptive_kl, config.target_kl, config.kl_horizon)
@@ -355,6 +368,22 @@ def reward_normalization(reward_model, reward_path: Path) -> tuple[float, float]
                                f"number{' >= 0' if least == 0 else ''}; restore config.json, rerun `bellmax rlhf "
                                "reward`, or set --no-normalize-reward")
     return float(mean), float(std) or 1.0
+
+
+def critic_from_reward_model(reward_model: PreTrainedModel, normalization: tuple[float, float]) -> PreTrainedModel:
+    """The value model, initialized from r_theta (InstructGPT) on the scale of the reward PPO optimizes:
+    its scalar head h -> w h + b becomes h -> (w h + b - mean) / std = (w / std) h + (b - mean) / std,
+    so that at the start V of a whole response is its normalized reward, as the returns are."""
+    head = score_head(reward_model)
+    mean, std = normalization
+    bias = head.bias.detach() if head.bias is not None else torch.zeros_like(head.weight[:, 0])
+    normalized = nn.Linear(head.in_features, head.out_features, bias=True, device=head.weight.device,
+                           dtype=head.weight.dtype)
+    with torch.no_grad():
+        normalized.weight.copy_(head.weight / std)
+        normalized.bias.copy_((bias - mean) / std)
+    reward_model.score = normalized
+    return reward_model
 
 
 def _is_task(prompt: str) -> bool:
