@@ -179,6 +179,9 @@ def test_the_readme_python_examples_run(tmp_path):
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
     assert len(blocks) >= 2
+    # the block that loads a trained RLHF run with plain transformers needs that run: tests/test_rlhf_hf.py
+    # makes the same calls on a tiny run it trains
+    blocks = [b for b in blocks if '"runs/rlhf/' not in b]
     for block in blocks:
         result = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True)
         assert result.returncode == 0, block + result.stderr
