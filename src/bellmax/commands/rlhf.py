@@ -28,8 +28,12 @@ the stages, each writing DIR/report.json:
                                            [--extra-model PRETRAINED --k-extra 2]
   reward    reward model:                bellmax rlhf reward --model SFT --comparisons COMPARE --run-dir DIR
   ppo       PPO(-ptx) with KL penalty:   bellmax rlhf ppo --model SFT --reward-model REWARD --data DATA --run-dir DIR
+  rl        critic-free RL:              bellmax rlhf rl --algo rloo|grpo|reinforce_pp --model SFT --reward-model REWARD
+                                           --data DATA --run-dir DIR   (--algo ppo: the ppo stage, with its flags)
+  dpo       DPO on the rankings:         bellmax rlhf dpo --model SFT --comparisons COMPARE --run-dir DIR
   evaluate  gold win rates vs SFT:       bellmax rlhf evaluate --sft SFT --data DATA --run-dir DIR
                                            [--pretrained DIR] [--rl DIR] [--rl-no-kl DIR] [--ppo-run DIR ...]
+                                           (--rl: any policy, e.g. an rl or dpo run; --ppo-run: rl runs too)
 
 presets: {presets}
 `bellmax rlhf STAGE --help` lists a stage's flags."""
@@ -42,6 +46,8 @@ INPUTS = {
     "compare": ("model", "data"),
     "reward": ("model", "comparisons"),
     "ppo": ("model", "reward_model", "data"),
+    "rl": ("model", "reward_model", "data"),
+    "dpo": ("model", "comparisons"),
     "evaluate": ("sft", "data"),
 }
 MODEL_INPUTS = {"model", "reward_model", "sft", "pretrained", "rl", "rl_no_kl", "extra_model"}
@@ -59,6 +65,8 @@ def main(args: list[str]) -> int:
     stage, rest = args[0], args[1:]
     if stage == "run":
         return run(rest)
+    if stage == "rl" and _ppo_arguments(rest) is not None:
+        return run_stage("ppo", _ppo_arguments(rest) or [])
     if stage not in INPUTS:
         import difflib
 
@@ -66,6 +74,16 @@ def main(args: list[str]) -> int:
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise BellmaxError(f"unknown rlhf stage {stage!r}{hint}; stages: run, {', '.join(INPUTS)}")
     return run_stage(stage, rest)
+
+
+def _ppo_arguments(args: list[str]) -> list[str] | None:
+    """`rl --algo ppo ARGS`: ARGS for the PPO stage (the --algo flag taken out); None for any other algo."""
+    for i, arg in enumerate(args):
+        if arg == "--algo" and args[i + 1: i + 2] == ["ppo"]:
+            return args[:i] + args[i + 2:]
+        if arg == "--algo=ppo":
+            return args[:i] + args[i + 1:]
+    return None
 
 
 def _meta_parser(prog: str, inputs: tuple[str, ...], extra: tuple[str, ...] = ()) -> argparse.ArgumentParser:
@@ -184,6 +202,16 @@ def _dispatch(stage: str, config, paths: dict[str, Path], ppo_runs: list[Path], 
         from bellmax.rlhf.ppo import run_ppo
 
         return run_ppo(config, paths["model"], paths["reward_model"], paths["data"], run_dir,
+                       log=lambda line: print(line, file=sys.stderr))
+    if stage == "rl":
+        from bellmax.rlhf.group import run_rl
+
+        return run_rl(config, paths["model"], paths["reward_model"], paths["data"], run_dir,
+                      log=lambda line: print(line, file=sys.stderr))
+    if stage == "dpo":
+        from bellmax.rlhf.dpo import run_dpo
+
+        return run_dpo(config, paths["model"], paths["comparisons"], run_dir,
                        log=lambda line: print(line, file=sys.stderr))
     from bellmax.rlhf.evaluate import run_evaluate
 

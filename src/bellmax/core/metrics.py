@@ -33,6 +33,13 @@ METRICS: dict[str, str] = {
     "losses/loss_ptx": "RLHF: the pretraining NLL term weighted by ptx_coef",
     "losses/lm": "RLHF: the language-modelling (next-token) loss of pretraining and SFT",
     "losses/reward": "RLHF: the reward model's ranking loss -log sigmoid(r_chosen - r_rejected)",
+    "losses/dpo": "RLHF: DPO's loss -log sigmoid(beta log(pi/pi_ref)(chosen) - beta log(pi/pi_ref)(rejected))",
+    "losses/kl_k1": "RLHF, critic-free RL: the k1 KL estimator in the loss, aggregated as the loss aggregates"
+                    " (times pi/pi_old with the importance correction)",
+    "losses/kl_k2": "RLHF, critic-free RL: the k2 KL estimator in the loss, aggregated as the loss aggregates"
+                    " (times pi/pi_old with the importance correction)",
+    "losses/kl_k3": "RLHF, critic-free RL: the k3 KL estimator in the loss, aggregated as the loss aggregates"
+                    " (times pi/pi_old with the importance correction)",
     # losses/: diagnostics
     "losses/entropy": "mean entropy H[pi(.|s)] of the policy in nats (SAC: the estimate -E[log pi(a|s)])",
     "losses/approx_kl": "approximate KL(pi_old || pi_theta) over an update (k3 estimator)",
@@ -41,7 +48,7 @@ METRICS: dict[str, str] = {
     "losses/explained_variance": "1 - Var[R - V] / Var[R] of the critic's predictions on the batch",
     "losses/q_values": "mean Q(s, a) of the sampled transitions",
     "losses/grad_norm": "global gradient norm before clipping",
-    "losses/accuracy": "RLHF: the reward model's pairwise accuracy on its training batch",
+    "losses/accuracy": "RLHF: pairwise accuracy on the training batch (the reward model's; DPO's implicit reward's)",
     "losses/surrogate_improvement": "TRPO: improvement of the surrogate objective by the accepted step",
     "losses/step_accepted": "TRPO: 1 if the line search found a step inside the trust region that improves, else 0",
     "losses/line_search_tries": "TRPO: backtracking steps tried",
@@ -58,8 +65,8 @@ METRICS: dict[str, str] = {
                    " episodes",
     "eval/return_std": "standard deviation of those returns",
     "eval/episodes": "episodes in the evaluation",
-    "eval/accuracy": "RLHF: the reward model's pairwise accuracy on held-out comparisons",
-    "eval/margin": "RLHF: mean score margin r_chosen - r_rejected on held-out comparisons",
+    "eval/accuracy": "RLHF: pairwise accuracy on held-out comparisons (reward model; DPO: its implicit reward)",
+    "eval/margin": "RLHF: mean score margin r_chosen - r_rejected on held-out comparisons (DPO: implicit reward)",
     "eval/gold_accuracy": "RLHF: held-out accuracy against the gold labeler's preferences",
     # time/
     "time/sps": "environment steps per second since learn() started",
@@ -69,7 +76,10 @@ METRICS: dict[str, str] = {
     "time/tokens_per_s": "RLHF: training tokens per second",
     # objective/, gold/
     "objective/scores": "RLHF: mean reward-model score of the responses (normalized)",
-    "objective/kl": "RLHF: mean KL(pi_RL || pi_SFT) of a response, summed over its tokens",
+    "objective/kl": "RLHF: mean KL(pi_RL || pi_SFT) of a response, summed over its tokens (the k1 estimator)",
+    "objective/kl_k2": "RLHF: the k2 estimator (log r)^2/2 of the same KL, summed over a response's tokens (biased)",
+    "objective/kl_k3": "RLHF: the k3 estimator (r - 1) - log r of the same KL, summed over a response's tokens"
+                       " (unbiased, >= 0)",
     "objective/kl_coef": "RLHF: beta, the KL penalty's weight",
     "objective/rlhf_reward": "RLHF: mean score - beta KL, what PPO maximizes",
     "gold/score": "RLHF: mean gold score of the responses",

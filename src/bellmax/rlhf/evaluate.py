@@ -241,7 +241,8 @@ def run_evaluate(config: EvaluateConfig, sft_path: Path, policies: dict[str, Pat
     run_dir = Path(run_dir)
     figures = {"win_rates": str(plot_win_rates(
         {label: win_rates[f"{name}_vs_sft"] for name, label in
-         (("pretrained", "Pre-trained"), ("sft", "SFT"), ("rl", "RL (PPO)"), ("rl_no_kl", "RL, no KL"))
+         (("pretrained", "Pre-trained"), ("sft", "SFT"), ("rl", "RL (PPO)"), ("rl_no_kl", "RL, no KL"),
+          ("rloo", "RLOO"), ("grpo", "GRPO"), ("reinforce_pp", "REINFORCE++"), ("dpo", "DPO"))
          if f"{name}_vs_sft" in win_rates}, run_dir / "win_rates.png"))}
     training = {}
     if curves:

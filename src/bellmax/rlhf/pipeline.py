@@ -8,6 +8,8 @@
       reward/     reward model from the rankings              the model, report.json
       ppo/        PPO(-ptx) with the KL penalty               the model, metrics.jsonl, report.json
       ppo_no_kl/  the same without the KL penalty             (over-optimization comparison)
+      rloo/ grpo/ reinforce_pp/ dpo/   with --also NAME ...: the other estimators, from the same SFT (and
+                  reward) model, judged beside PPO             model/, metrics.jsonl, report.json
       evaluate/   win rates, KL, curves                       win_rates.png, training_curves.png, report.json
       report.json the summary: win rates, reward-model accuracy, KL to SFT, seconds
 
@@ -24,18 +26,21 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bellmax.config import nested_dataclass
 from bellmax.errors import unknown_name
 from bellmax.rlhf import data
 from bellmax.rlhf.data import DataConfig
+from bellmax.rlhf.dpo import DPOConfig
 from bellmax.rlhf.evaluate import EvaluateConfig
+from bellmax.rlhf.group import Algo, RLConfig
 from bellmax.rlhf.ppo import RLHFPPOConfig
 from bellmax.rlhf.reward import CompareConfig, RewardConfig
 from bellmax.rlhf.sft import PretrainConfig, SFTConfig
 
-STAGES = ("data", "pretrain", "sft", "compare", "reward", "ppo", "evaluate")
+STAGES = ("data", "pretrain", "sft", "compare", "reward", "ppo", "rl", "dpo", "evaluate")
+ALSO = ("rloo", "grpo", "reinforce_pp", "dpo")  # what `--also` may add beside PPO
 
 
 @dataclass
@@ -46,12 +51,17 @@ class PipelineConfig:
     """Seed of every stage: same seed, same numbers."""
     no_kl_baseline: bool = True
     """Also run PPO with kl_coef = 0 to show over-optimization without the KL penalty."""
+    also: tuple[str, ...] = ()
+    """Also train these from the same SFT (and reward) model and judge them beside PPO: any of rloo, grpo,
+    reinforce_pp (the rl stage's settings, with that algo) and dpo."""
     data: DataConfig = field(default_factory=DataConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     ppo: RLHFPPOConfig = field(default_factory=RLHFPPOConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def stage_configs(self) -> dict[str, Any]:
@@ -66,6 +76,8 @@ class PipelineConfig:
         from bellmax.config import require
 
         require(self.seed >= 0, "seed", self.seed, "a non-negative integer")
+        require(all(name in ALSO for name in self.also) and len(set(self.also)) == len(self.also), "also",
+                self.also, f"distinct names among {', '.join(ALSO)}")
         for stage in self.stage_configs().values():
             stage.validate()
 
@@ -84,6 +96,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             "reward": {"epochs": 2, "prompts_per_batch": 16, "learning_rate": 2e-4},
             "ppo": {"iterations": 60, "batch_size": 64, "minibatch_size": 32, "n_epochs": 4, "learning_rate": 5e-5,
                     "kl_coef": 0.2, "adaptive_kl": True, "target_kl": 1.5, "kl_horizon": 1000},
+            "rl": {"iterations": 60, "prompts_per_batch": 16, "group_size": 4, "minibatch_size": 32, "n_epochs": 2,
+                   "learning_rate": 5e-5, "kl_coef": 0.05},
+            "dpo": {"epochs": 1, "prompts_per_batch": 16, "beta": 0.1, "learning_rate": 5e-5},
             "evaluate": {"prompts": 2000},
         },
     },
@@ -99,6 +114,10 @@ PRESETS: dict[str, dict[str, Any]] = {
             "reward": {"epochs": 2, "prompts_per_batch": 8, "learning_rate": 1e-3, "log_every": 5},
             "ppo": {"iterations": 12, "batch_size": 32, "minibatch_size": 16, "n_epochs": 2, "learning_rate": 3e-4,
                     "max_new_tokens": 10, "ptx_coef": 0.1, "ptx_batch_size": 8},
+            "rl": {"iterations": 6, "prompts_per_batch": 8, "group_size": 4, "minibatch_size": 16, "n_epochs": 1,
+                   "learning_rate": 3e-4, "max_new_tokens": 10},
+            "dpo": {"prompts_per_batch": 8, "learning_rate": 3e-4, "log_every": 4, "eval_prompts": 16,
+                    "max_new_tokens": 10},
             "evaluate": {"prompts": 64, "max_new_tokens": 10},
         },
     },
@@ -113,7 +132,9 @@ def preset(name: str) -> PipelineConfig:
 
 def run_pipeline(config: PipelineConfig, run_dir: Path, log=print) -> dict[str, Any]:
     """Every stage in order; returns (and writes to run_dir/report.json) the summary."""
+    from bellmax.rlhf.dpo import run_dpo
     from bellmax.rlhf.evaluate import run_evaluate
+    from bellmax.rlhf.group import run_rl
     from bellmax.rlhf.ppo import run_ppo
     from bellmax.rlhf.reward import run_compare, run_reward
     from bellmax.rlhf.sft import run_pretrain, run_sft
@@ -144,6 +165,13 @@ def run_pipeline(config: PipelineConfig, run_dir: Path, log=print) -> dict[str, 
         no_kl = dataclasses.replace(config.ppo, kl_coef=0.0, adaptive_kl=False)
         stage("ppo_no_kl", run_ppo, no_kl, run_dir / "sft", run_dir / "reward", d, run_dir / "ppo_no_kl", log)
         policies["rl_no_kl"] = ppo_runs["rl_no_kl"] = run_dir / "ppo_no_kl"
+    for name in config.also:
+        if name == "dpo":
+            stage(name, run_dpo, config.dpo, run_dir / "sft", run_dir / "compare", run_dir / name, log)
+        else:
+            rl = dataclasses.replace(config.rl, algo=cast(Algo, name))
+            stage(name, run_rl, rl, run_dir / "sft", run_dir / "reward", d, run_dir / name, log)
+        policies[name] = run_dir / name
     evaluation = stage("evaluate", run_evaluate, config.evaluate, run_dir / "sft", policies, d, run_dir / "evaluate",
                        ppo_runs, log)
     report = {
