@@ -16,6 +16,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,12 +30,13 @@ from bellmax.errors import BellmaxError
 
 @dataclass
 class Finished:
-    """A finished process: the command, its whole-process wall-clock and its output."""
+    """A finished process: the command, its whole-process wall-clock and CPU time, and its output."""
 
     command: list[str]
     seconds: float
     stdout: str
     stderr: str
+    cpu_seconds: float | None = None  # user + system CPU of the process and the children it waited for
 
 
 def bellmax_executable() -> list[str]:
@@ -61,18 +63,31 @@ def run_process(command: list[str], log_dir: Path | None = None, name: str = "pr
     print(f"$ {display(command)}", file=sys.stderr, flush=True)
     if dry_run:
         return Finished(command, 0.0, "", "")
-    start = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
-    seconds = time.perf_counter() - start
+    # output to files rather than pipes, so that the process can be reaped with os.wait4, which
+    # also returns its CPU time: unlike wall-clock, that does not grow with other processes' load
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=out, stderr=err, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
+        cpu_seconds = None
+        if hasattr(os, "wait4"):
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            cpu_seconds = usage.ru_utime + usage.ru_stime
+        else:  # no wait4 (Windows): wall-clock only
+            proc.wait()
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        (log_dir / f"{name}.out").write_text(proc.stdout)
-        (log_dir / f"{name}.err").write_text(proc.stderr)
+        (log_dir / f"{name}.out").write_text(stdout)
+        (log_dir / f"{name}.err").write_text(stderr)
     if proc.returncode != 0:
-        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        lines = [line for line in stderr.splitlines() if line.strip()]
         last = lines[-1] if lines else "(no output)"
         raise BellmaxError(f"`{display(command)}` failed with exit status {proc.returncode}: {last}")
-    return Finished(command, seconds, proc.stdout, proc.stderr)
+    return Finished(command, seconds, stdout, stderr, cpu_seconds)
 
 
 def last_json_line(text: str) -> dict[str, Any]:
