@@ -135,12 +135,16 @@ def rollout_command(mode: str, env: str, steps: int, seed: int = 0) -> list[str]
 
 
 def import_probes(algo: str = "ppo") -> dict[str, str]:
-    """Python one-liners whose whole-process time is the import cost of each side."""
+    """Python one-liners whose whole-process time is the import cost of each side. The bellmax ones
+    end as the `bellmax` command does (`bellmax.cli.exit_now`: no interpreter teardown), the SB3 one as
+    its runner does (the ordinary exit, whose teardown of torch is part of SB3's whole-process time)."""
+    end_as_cli = "; from bellmax.cli import exit_now; exit_now(0)"
     return {
-        # what the issue asks for: interpreter start-up plus the algorithm module (torch, gymnasium, core)
-        "import_algo": f"import bellmax.algos.{algo}",
+        # interpreter start-up plus the algorithm module (torch, gymnasium, core)
+        "import_algo": f"import bellmax.algos.{algo}" + end_as_cli,
         # everything `bellmax train ALGO --no-progress` imports before it trains (+ tyro, TensorBoard writer)
-        "import_train": f"import bellmax.cli, bellmax.algos.{algo}, bellmax.core.run, tyro, torch.utils.tensorboard",
+        "import_train": f"import bellmax.cli, bellmax.algos.{algo}, bellmax.core.run, tyro, torch.utils.tensorboard"
+                        + end_as_cli,
         # the SB3 side: interpreter start-up plus Stable-Baselines3 (and sb3-contrib for TRPO)
         "import_sb3": "import stable_baselines3" + (", sb3_contrib" if algo == "trpo" else ""),
     }
