@@ -42,9 +42,9 @@ bench: install
 	$(BIN)/python benchmarks/vpg_weightings.py
 	@$(BIN)/python -c "import stable_baselines3, sb3_contrib, mujoco" 2>/dev/null || \
 		$(BIN)/pip install --disable-pip-version-check -q -c constraints.txt -e ".[$(EXTRAS),bench,mujoco]"
-	$(BIN)/bellmax bench ppo-cartpole --seeds 3 --out-dir docs/images
+	$(BIN)/bellmax bench ppo-cartpole --seeds 5 --out-dir docs/images
 	$(BIN)/bellmax bench ppo-cartpole --same-hparams --seeds 3 --out-dir docs/images
-	$(BIN)/bellmax bench dqn-cartpole --seeds 3 --out-dir docs/images
+	$(BIN)/bellmax bench dqn-cartpole --seeds 5 --out-dir docs/images
 	$(BIN)/bellmax bench sac-pendulum --seeds 3 --out-dir docs/images
 	$(BIN)/bellmax bench rollout --env HalfCheetah-v5 --out-dir docs/images
 	$(BIN)/bellmax bench rollout --env ALE/Pong-v5 --steps 10000 --out-dir docs/images

@@ -9,12 +9,14 @@ import sys
 import pytest
 
 from bellmax.bench import main
-from bellmax.bench.harness import display, last_json_line, summarize_bellmax_run
+from bellmax.bench.harness import display, last_json_line, run_process, summarize_bellmax_run
 from bellmax.bench.parser import parse_args
+from bellmax.bench.plans import make_plan
 from bellmax.bench.report import (
     breakdown_table,
     cartpole_sample_table,
     cartpole_time_table,
+    cpu_time_table,
     markdown_table,
     mujoco_table,
     rollout_table,
@@ -36,7 +38,7 @@ def test_ppo_cartpole_plans_bellmax_then_both_sb3_variants_per_seed(capsys):
     assert lines[0].endswith("train ppo --env CartPole-v1 --seed 0 --no-progress --run-dir R/bellmax-s0")
     assert "sb3_runner --algo ppo --env CartPole-v1 --seed 0 --total-steps 100000" in lines[1]
     assert "--eval-every" not in lines[1]
-    assert "--eval-every 1024 --stop-at-return 475.0 --eval-episodes 10" in lines[2]  # the preset's stop rule
+    assert "--eval-every 256 --stop-at-return 475.0 --eval-episodes 10" in lines[2]  # the preset's stop rule
     assert "--seed 1" in lines[3]
 
 
@@ -59,7 +61,7 @@ def test_off_policy_benchmarks_plan_bellmax_preset_then_sb3_full_budget_then_sam
     assert lines[0].endswith("train dqn --env CartPole-v1 --seed 0 --no-progress --run-dir R/bellmax-s0")
     assert "sb3_runner --algo dqn --env CartPole-v1 --seed 0 --total-steps 50000" in lines[1]
     assert "--eval-every" not in lines[1]
-    assert "--eval-every 2000 --stop-at-return 475.0 --eval-episodes 10" in lines[2]
+    assert "--eval-every 1000 --stop-at-return 475.0 --eval-episodes 10" in lines[2]
     assert "--seed 1" in lines[3]
     sac = dry_run(["sac-pendulum", "--seeds", "1"], capsys)
     assert sac[0].endswith("train sac --env Pendulum-v1 --seed 0 --no-progress --run-dir RUNS/bellmax-s0")
@@ -172,10 +174,25 @@ def test_reuse_sb3_refuses_another_comparison_and_keeps_the_first_provenance(tmp
     del assembled["results"]["sb3"][0]["whole_seconds"]  # e.g. put together by hand from runner output
     (tmp_path / "assembled.json").write_text(json.dumps(assembled))
     with pytest.raises(BellmaxError, match="run 0 has no whole_seconds"):
-        load_reused_runs(str(tmp_path / "assembled.json"), "sb3", "ppo", "HalfCheetah-v5", 100_000, 3)
+        load_reused_runs(str(tmp_path / "assembled.json"), "sb3", "ppo", "HalfCheetah-v5", 100_000, [0, 1, 2])
     origin = {"file": "first.json", "command": "first", "machine": {"date": "yesterday"}, "imports": {}}
     again = write_bench_json(tmp_path / "again.json", reused_from=origin)
-    assert load_reused_runs(again, "sb3", "ppo", "HalfCheetah-v5", 200_000, 3)["machine"] == {"date": "yesterday"}
+    reused = load_reused_runs(again, "sb3", "ppo", "HalfCheetah-v5", 200_000, [0, 1, 2])
+    assert reused["machine"] == {"date": "yesterday"}
+
+
+def test_first_seed_runs_a_later_seed_alone_and_reuses_that_seeds_sb3_runs(tmp_path, capsys):
+    lines = dry_run(["dqn-cartpole", "--first-seed", "3", "--seeds", "1", "--keep-runs", "R"], capsys)
+    assert len(lines) == 3 and all(line.split("--seed ")[1].startswith("3 ") for line in lines)
+    assert "R/bellmax-s3" in lines[0] and "R/sb3-zoo-s3" in lines[1] and "R/sb3-stop-s3" in lines[2]
+    earlier = write_bench_json(tmp_path / "earlier.json", algo="dqn", env="CartPole-v1", steps=50_000,
+                               groups=("sb3_zoo", "sb3_stop"))
+    opts = parse_args(["dqn-cartpole", "--first-seed", "2", "--seeds", "1", "--reuse-sb3", earlier])
+    plan = make_plan(opts, tmp_path)
+    assert [job.seed for job in plan.jobs] == [2] and [run["seed"] for run in plan.reused["sb3_zoo"]] == [2]
+    assert "seeds 2)" in plan.notes[-1]
+    with pytest.raises(BellmaxError, match="without seed\\(s\\) 3 of the 2 seeds"):
+        main(["dqn-cartpole", "--first-seed", "2", "--seeds", "2", "--reuse-sb3", earlier, "--dry-run"])
 
 
 def test_mujoco_v5_uses_rl_zoo_v4_entry_and_says_so():
@@ -338,6 +355,27 @@ def test_off_policy_tables_without_sb3_b_and_with_update_rates():
     assert "steps to eval >= -250" in cartpole_sample_table([0], bellmax, zoo, threshold="-250")
     updates = updates_table([0], bellmax, zoo)
     assert "| 0 | 8,500 / 850 | 24,448 / 340 | 2.50 |" in updates and "**2.50**" in updates
+
+
+def test_cpu_time_table_sets_cpu_ratios_beside_wall_clock_ones_and_is_left_out_without_cpu_times():
+    bellmax = [{**run("bellmax", 3.0, 4096, 500.0), "cpu_seconds": 2.0}, {**run("bellmax", 6.0, 4096, 500.0),
+                                                                           "cpu_seconds": 2.5}]
+    zoo = [{**run("sb3", 30.0, 100_000, 500.0), "cpu_seconds": 25.0}, {**run("sb3", 30.0, 100_000, 500.0),
+                                                                       "cpu_seconds": 25.0}]
+    table = cpu_time_table([0, 1], bellmax, zoo)
+    assert "| 1 | 2.5 | 25.0 | 0.10 | 0.20 |" in table  # seed 1's wall-clock was disturbed, its CPU time not
+    assert "| mean | **2.2** | **25.0** | **0.090** | **0.15** |" in table
+    assert cpu_time_table([0], bellmax[:1], [run("sb3", 30.0, 100_000, 500.0)]) is None  # reused, no CPU time
+
+
+def test_run_process_measures_the_cpu_time_of_the_process_apart_from_its_wall_clock(tmp_path):
+    burn_then_sleep = ("import time; end = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+                       "time.sleep(0.5); print('done')")
+    finished = run_process([sys.executable, "-c", burn_then_sleep], log_dir=tmp_path, name="burn")
+    assert finished.stdout == "done\n" and (tmp_path / "burn.out").read_text() == "done\n"
+    assert 0.3 <= finished.cpu_seconds < 0.3 + 0.4 < finished.seconds  # the sleep costs wall-clock, no CPU
+    with pytest.raises(BellmaxError, match="exit status 3: boom"):
+        run_process([sys.executable, "-c", "import sys; print('boom', file=sys.stderr); sys.exit(3)"])
 
 
 def test_breakdown_rest_is_whole_minus_the_measured_phases():

@@ -260,6 +260,31 @@ def test_installed_console_script_prints_no_traceback_and_solve_does_not_import_
     assert json.loads(solved.stdout)["values"]["4,3"] == 1.0
 
 
+def test_console_script_ends_the_process_itself_and_loses_no_output_file_or_exit_handler(tmp_path):
+    """`bellmax` (main() without arguments) ends the process once the command is done, skipping the
+    interpreter's teardown: the last line of a piped (block-buffered) stdout, every metrics row and
+    TensorBoard event, and atexit handlers all still come through, with the command's exit status."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}  # a buffered stdout
+    env["PYTHONPATH"] = str(Path(__file__).parents[1] / "src")
+    probe = ("import atexit, sys; atexit.register(lambda: print('atexit ran', file=sys.stderr)); "
+             "sys.argv = ['bellmax', 'train', 'vpg', '--run-dir', *sys.argv[1:]]; "
+             "from bellmax.cli import main; main(); print('main returned')")
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", probe, str(run_dir), *TINY], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1].startswith("eval/return") and "main returned" not in proc.stdout
+    assert proc.stderr.splitlines()[-1] == "atexit ran"
+    logged = [r["step"] for r in read_metrics(run_dir) if r.get("losses/loss_policy") is not None]
+    assert logged[-1] == 400
+    events = EventAccumulator(str(run_dir / "tb")).Reload()
+    assert [e.step for e in events.Scalars("losses/loss_policy")] == logged
+    failed = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "bad"), "--num-envs", "0"],
+                            capture_output=True, text=True, env=env)
+    assert failed.returncode == 2 and "num_envs" in failed.stderr and "main returned" not in failed.stdout
+
+
 def test_sigterm_stops_training_with_a_checkpoint_of_the_last_step_and_a_resume_hint(tmp_path):
     """A scheduler's SIGTERM (or Ctrl-C) ends `bellmax train` after the current iteration: a checkpoint
     of the last logged step, one line that says how to continue, exit status 128 + 15, no traceback."""

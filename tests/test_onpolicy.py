@@ -394,3 +394,23 @@ def test_rollout_sampling_log_prob_is_the_distributions(space):
         if space.shape == (3,):  # a = mu + sigma eps: right mean and spread
             z = (actions - dist.mean) / dist.stddev
             assert abs(z.mean().item()) < 0.05 and abs(z.std().item() - 1) < 0.05
+
+
+def test_discrete_rollout_sampling_and_greedy_action_are_torchs_categorical_written_out():
+    from torch.distributions import Categorical
+
+    from bellmax.core.nets import Policy
+
+    policy = Policy(gym.spaces.Box(-1, 1, (5,)), gym.spaces.Discrete(4), (16,))
+    torch.nn.init.normal_(policy.net[-1].weight, std=1.0)  # logits far from uniform
+    obs = torch.randn(2, 512, 5)
+    with torch.no_grad():
+        logits = policy.net(obs)
+        torch.manual_seed(3)
+        actions, log_prob = policy.sample(obs)
+        torch.manual_seed(3)
+        dist = Categorical(logits=logits)
+        expected = dist.sample()
+        assert actions.shape == (2, 512) and torch.equal(actions, expected)  # the same draw from the RNG
+        assert torch.equal(log_prob, dist.log_prob(expected))
+        assert torch.equal(policy.act(obs, deterministic=True), dist.mode)

@@ -35,7 +35,38 @@ commands:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run the command in `argv` and return its exit status. Called without `argv` (the `bellmax`
+    console script, `python -m bellmax.cli`), it then ends the process itself: see `exit_now`."""
+    if argv is not None:
+        return run_command(list(argv))
+    code = run_command(sys.argv[1:])
+    exit_now(code)
+    return code
+
+
+def exit_now(code: int) -> None:
+    """End the process with `code`, skipping Python's interpreter teardown once torch is loaded:
+    freeing every module and torch's operator registrations costs 0.3-0.6 s of CPU on the 2-core dev
+    box after the work is done, as much as PPO trains on CartPole. Every file bellmax writes is closed
+    by then; atexit handlers (Ray's shutdown, logging's flush) still run, and stdout and stderr are
+    flushed. While a non-daemon thread runs (none of bellmax's), the ordinary exit waits for it."""
+    import atexit
+    import os
+    import threading
+
+    if "torch" not in sys.modules or any(t.is_alive() and not t.daemon and t is not threading.main_thread()
+                                         for t in threading.enumerate()):
+        return
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that left (`| head`), a closed stream: nothing to flush to
+            pass
+    os._exit(code)
+
+
+def run_command(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0

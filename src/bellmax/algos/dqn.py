@@ -177,7 +177,7 @@ class DQN(OffPolicyAlgorithm):
             loss = huber.mean()
         self.optimizer.zero_grad()
         loss.backward()
-        clip_grad_norm(self.q.parameters(), cfg.max_grad_norm)
+        clip_grad_norm(self.optimizer.params, cfg.max_grad_norm)  # q's parameters, without walking its modules
         self.optimizer.step()
         if self.global_step - self.last_target_update >= cfg.target_update_interval:
             polyak_update(self.q_target, self.q, cfg.tau)

@@ -145,6 +145,7 @@ def execute(plan: Plan, root: Path, import_samples: list[dict[str, float]] | Non
         else:
             summary = {**last_json_line(finished.stdout), "whole_seconds": finished.seconds}
         summary["command"] = finished.command
+        summary["cpu_seconds"] = finished.cpu_seconds
         summaries[index] = summary
         # a bench cut short (a time limit, a kill) still leaves every finished run's summary here
         (root / "results.partial.json").write_text(json.dumps(grouped(), indent=1, default=str) + "\n")

@@ -16,6 +16,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,12 +30,13 @@ from bellmax.errors import BellmaxError
 
 @dataclass
 class Finished:
-    """A finished process: the command, its whole-process wall-clock and its output."""
+    """A finished process: the command, its whole-process wall-clock and CPU time, and its output."""
 
     command: list[str]
     seconds: float
     stdout: str
     stderr: str
+    cpu_seconds: float | None = None  # user + system CPU of the process and the children it waited for
 
 
 def bellmax_executable() -> list[str]:
@@ -61,18 +63,31 @@ def run_process(command: list[str], log_dir: Path | None = None, name: str = "pr
     print(f"$ {display(command)}", file=sys.stderr, flush=True)
     if dry_run:
         return Finished(command, 0.0, "", "")
-    start = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
-    seconds = time.perf_counter() - start
+    # output to files rather than pipes, so that the process can be reaped with os.wait4, which
+    # also returns its CPU time: unlike wall-clock, that does not grow with other processes' load
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=out, stderr=err, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
+        cpu_seconds = None
+        if hasattr(os, "wait4"):
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            cpu_seconds = usage.ru_utime + usage.ru_stime
+        else:  # no wait4 (Windows): wall-clock only
+            proc.wait()
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        (log_dir / f"{name}.out").write_text(proc.stdout)
-        (log_dir / f"{name}.err").write_text(proc.stderr)
+        (log_dir / f"{name}.out").write_text(stdout)
+        (log_dir / f"{name}.err").write_text(stderr)
     if proc.returncode != 0:
-        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        lines = [line for line in stderr.splitlines() if line.strip()]
         last = lines[-1] if lines else "(no output)"
         raise BellmaxError(f"`{display(command)}` failed with exit status {proc.returncode}: {last}")
-    return Finished(command, seconds, proc.stdout, proc.stderr)
+    return Finished(command, seconds, stdout, stderr, cpu_seconds)
 
 
 def last_json_line(text: str) -> dict[str, Any]:
@@ -120,12 +135,16 @@ def rollout_command(mode: str, env: str, steps: int, seed: int = 0) -> list[str]
 
 
 def import_probes(algo: str = "ppo") -> dict[str, str]:
-    """Python one-liners whose whole-process time is the import cost of each side."""
+    """Python one-liners whose whole-process time is the import cost of each side. The bellmax ones
+    end as the `bellmax` command does (`bellmax.cli.exit_now`: no interpreter teardown), the SB3 one as
+    its runner does (the ordinary exit, whose teardown of torch is part of SB3's whole-process time)."""
+    end_as_cli = "; from bellmax.cli import exit_now; exit_now(0)"
     return {
-        # what the issue asks for: interpreter start-up plus the algorithm module (torch, gymnasium, core)
-        "import_algo": f"import bellmax.algos.{algo}",
+        # interpreter start-up plus the algorithm module (torch, gymnasium, core)
+        "import_algo": f"import bellmax.algos.{algo}" + end_as_cli,
         # everything `bellmax train ALGO --no-progress` imports before it trains (+ tyro, TensorBoard writer)
-        "import_train": f"import bellmax.cli, bellmax.algos.{algo}, bellmax.core.run, tyro, torch.utils.tensorboard",
+        "import_train": f"import bellmax.cli, bellmax.algos.{algo}, bellmax.core.run, tyro, torch.utils.tensorboard"
+                        + end_as_cli,
         # the SB3 side: interpreter start-up plus Stable-Baselines3 (and sb3-contrib for TRPO)
         "import_sb3": "import stable_baselines3" + (", sb3_contrib" if algo == "trpo" else ""),
     }

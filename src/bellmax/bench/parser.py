@@ -21,6 +21,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `bellmax bench` parser: ppo-cartpole, dqn-cartpole, sac-pendulum, mujoco and rollout."""
     parser = ArgumentParser(prog="bellmax bench", description="bellmax against Stable-Baselines3, side by side.",
@@ -30,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser, seeds: bool = True) -> None:
         if seeds:
-            p.add_argument("--seeds", type=_positive, default=3, help="seeds 0..N-1 (default 3)")
+            p.add_argument("--seeds", type=_positive, default=3,
+                           help="how many seeds: FIRST..FIRST+N-1 (default 3, from --first-seed 0)")
+            p.add_argument("--first-seed", type=_non_negative, default=0,
+                           help="the first seed (default 0); e.g. --first-seed 3 --seeds 1 runs seed 3 alone again")
             p.add_argument("--import-repeats", type=_positive, default=5,
                            help="import-cost samples for the time breakdown, at least one after each bellmax "
                                 "run (median; default 5)")
@@ -50,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(algo, env, steps, seeds; the report says when and where each side was measured)")
 
     cart = sub.add_parser("ppo-cartpole", help="PPO on CartPole-v1: whole-process time, steps to solve",
-                          description="bellmax's PPO CartPole preset (8 envs, deterministic eval every 2048 steps "
-                                      "x 10 episodes, stop at 475) vs SB3 PPO with rl-zoo3's CartPole-v1 "
+                          description="bellmax's PPO CartPole preset (with its periodic deterministic evaluation and "
+                                      "stop rule) vs SB3 PPO with rl-zoo3's CartPole-v1 "
                                       "hyperparameters: (a) plain 100k-step learn() + 10-episode eval, (b) the same "
                                       "stop rule as bellmax's. With --same-hparams: both with rl-zoo3's values for "
                                       "a fixed number of steps, no stop.")

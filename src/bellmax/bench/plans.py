@@ -65,6 +65,18 @@ def make_plan(opts: argparse.Namespace, root: Path) -> Plan:
     return plans[opts.benchmark](opts, root)
 
 
+def bench_seeds(opts: argparse.Namespace) -> list[int]:
+    """The seeds a benchmark runs: --seeds of them from --first-seed on."""
+    first = getattr(opts, "first_seed", 0)
+    return list(range(first, first + opts.seeds))
+
+
+def seed_list(opts: argparse.Namespace) -> str:
+    """The seeds as the reports name them: "0-4", or "3"."""
+    seeds = bench_seeds(opts)
+    return str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+
+
 def benchmark_algo(opts: argparse.Namespace) -> str:
     """The algorithm a benchmark trains (whose imports the time breakdown probes)."""
     return getattr(opts, "algo", None) or OFF_POLICY_BENCHMARKS.get(opts.benchmark, ("ppo",))[0]
@@ -74,43 +86,47 @@ def benchmark_algo(opts: argparse.Namespace) -> str:
 # reusing an earlier benchmark's SB3 runs
 
 
-def load_reused_runs(path: str, group: str, algo: str, env: str, steps: int, seeds: int) -> dict[str, Any]:
-    """The `group` runs of an earlier benchmark's JSON output, checked to be the same comparison
-    (algo, env, step budget, at least `seeds` seeds in order)."""
+def load_reused_runs(path: str, group: str, algo: str, env: str, steps: int, seeds: list[int]) -> dict[str, Any]:
+    """The `group` runs of `seeds` from an earlier benchmark's JSON output, checked to be the same
+    comparison (algo, env, step budget)."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise BellmaxError(f"--reuse-sb3 {path}: cannot read it as a benchmark JSON file ({exc})") from None
     runs = data.get("results", {}).get(group) or []
-    if len(runs) < seeds:
-        raise BellmaxError(f"--reuse-sb3 {path}: it has {len(runs)} {group!r} runs, {seeds} seeds asked for; "
-                           "pass --seeds <= that, or re-run SB3")
-    for seed, run in enumerate(runs[:seeds]):
+    by_seed = {run.get("seed"): run for run in runs}
+    missing = [seed for seed in seeds if seed not in by_seed]
+    if missing:
+        raise BellmaxError(f"--reuse-sb3 {path}: it has {len(runs)} {group!r} runs, without seed(s) "
+                           f"{', '.join(map(str, missing))} of the {len(seeds)} seeds asked for; pass seeds it has "
+                           "(--seeds, --first-seed), or re-run SB3")
+    chosen = [by_seed[seed] for seed in seeds]
+    for seed, run in zip(seeds, chosen):
         found = (run.get("algo"), run.get("env"), run.get("total_steps"), run.get("seed"))
         if found != (algo, env, steps, seed):
             raise BellmaxError(f"--reuse-sb3 {path}: run {seed} is (algo, env, steps, seed) = {found}, not "
                                f"{(algo, env, steps, seed)}; reuse only the same comparison")
-        missing = [key for key in ("eval_return", "whole_seconds") if key not in run]
-        if missing:
-            raise BellmaxError(f"--reuse-sb3 {path}: run {seed} has no {', '.join(missing)}; reuse a JSON file "
+        absent = [key for key in ("eval_return", "whole_seconds") if key not in run]
+        if absent:
+            raise BellmaxError(f"--reuse-sb3 {path}: run {seed} has no {', '.join(absent)}; reuse a JSON file "
                                "written by `bellmax bench` (it times every run as a whole process)")
     origin = data.get("reused_from")
     if origin:  # that file reused them in turn: keep pointing at where they were measured
-        return {**origin, "runs": runs[:seeds]}
+        return {**origin, "runs": chosen}
     return {"file": path, "command": data.get("command"), "machine": data.get("machine", {}),
-            "imports": data.get("imports") or {}, "runs": runs[:seeds]}
+            "imports": data.get("imports") or {}, "runs": chosen}
 
 
 def reuse_sb3_runs(opts: argparse.Namespace, plan: Plan, groups: list[str], algo: str, env: str, steps: int) -> None:
     """Take the SB3 `groups` of the plan from the earlier benchmark JSON `--reuse-sb3 FILE` instead
     of re-running them, and say so (where and when they were measured) in the report's notes."""
     for group in groups:
-        reused = load_reused_runs(opts.reuse_sb3, group, algo, env, steps, opts.seeds)
+        reused = load_reused_runs(opts.reuse_sb3, group, algo, env, steps, bench_seeds(opts))
         plan.reused[group] = reused.pop("runs")
     plan.reused_from = reused  # file, command, machine and imports: one file, the same for every group
     machine = reused["machine"]
-    plan.notes.append(f"**SB3 side not re-run**: its runs ({', '.join(groups)}; {opts.seeds} seeds) are reused from "
-                      f"{opts.reuse_sb3}, measured {machine.get('date', '?')} (bellmax commit "
+    plan.notes.append(f"**SB3 side not re-run**: its runs ({', '.join(groups)}; seeds {seed_list(opts)}) are reused "
+                      f"from {opts.reuse_sb3}, measured {machine.get('date', '?')} (bellmax commit "
                       f"{machine.get('bellmax_commit', '?')}, {machine.get('cpu_count', '?')} CPU cores "
                       f"{machine.get('cpu', '?')}, SB3 {machine.get('versions', {}).get('stable_baselines3', '?')}) "
                       f"by `{reused['command']}`; the bellmax side was measured now (date below)")
@@ -158,7 +174,7 @@ def cartpole_plan(opts: argparse.Namespace, root: Path) -> Plan:
         flags, notes = bellmax_ppo_flags(hyperparams)
         flags += ["--eval-every", "0", "--stop-at-return", "None", "--eval-episodes", "10"]
         plan = Plan("ppo_cartpole_same_hparams", notes=[f"hyperparameters: {provenance}", *notes])
-        for seed in range(opts.seeds):
+        for seed in bench_seeds(opts):
             plan.jobs.append(Job("bellmax", seed, bellmax_train_command("ppo", CARTPOLE, seed,
                                                                         root / f"bellmax-s{seed}", flags),
                                  root / f"bellmax-s{seed}"))
@@ -173,7 +189,7 @@ def cartpole_plan(opts: argparse.Namespace, root: Path) -> Plan:
                        f"stop rule (bellmax's preset, copied for SB3 (b)): {eval_episodes} deterministic episodes "
                        f"every {eval_every} steps, stop at mean >= {stop_at_return}"])
     flags = ["--total-steps", str(opts.total_steps)] if opts.total_steps else []
-    for seed in range(opts.seeds):
+    for seed in bench_seeds(opts):
         plan.jobs += [
             Job("bellmax", seed, bellmax_train_command("ppo", CARTPOLE, seed, root / f"bellmax-s{seed}", flags),
                 root / f"bellmax-s{seed}"),
@@ -208,7 +224,7 @@ def offpolicy_plan(opts: argparse.Namespace, root: Path) -> Plan:
                          f"stop at mean >= {stop_at_return}"])
     if opts.reuse_sb3:
         reuse_sb3_runs(opts, plan, ["sb3_zoo"] + ([] if opts.without_stop_rule else ["sb3_stop"]), algo, env, steps)
-    for seed in range(opts.seeds):
+    for seed in bench_seeds(opts):
         plan.jobs.append(Job("bellmax", seed, bellmax_train_command(algo, env, seed, root / f"bellmax-s{seed}"),
                              root / f"bellmax-s{seed}"))
         if opts.reuse_sb3:
@@ -245,7 +261,7 @@ def mujoco_plan(opts: argparse.Namespace, root: Path) -> Plan:
     if opts.reuse_sb3:
         reuse_sb3_runs(opts, plan, ["sb3"], opts.algo, opts.env, opts.steps)
     flags = ["--total-steps", str(opts.steps), "--eval-episodes", "10", *extra]
-    for seed in range(opts.seeds):
+    for seed in bench_seeds(opts):
         plan.jobs.append(Job("bellmax", seed, bellmax_train_command(opts.algo, opts.env, seed,
                                                                     root / f"bellmax-s{seed}", flags),
                              root / f"bellmax-s{seed}"))

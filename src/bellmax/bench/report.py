@@ -88,6 +88,25 @@ def cartpole_time_table(seeds: Sequence[int], bellmax: Sequence[dict], zoo: Sequ
     return markdown_table(header, rows)
 
 
+def cpu_time_table(seeds: Sequence[int], bellmax: Sequence[dict], zoo: Sequence[dict],
+                   zoo_label: str = "rl-zoo3 100k") -> str | None:
+    """Whole-process CPU seconds (user + system) per seed and their ratio, beside the wall-clock
+    ratio: on a machine shared with other work, wall-clock grows with the others' load, CPU time far
+    less, so a seed whose two ratios differ much was disturbed. None when a run has no CPU time
+    (runs reused from a file written before it was measured)."""
+    if not all(run.get("cpu_seconds") for run in [*bellmax, *zoo]):
+        return None
+    header = ["seed", "bellmax: CPU s", f"SB3 (a) {zoo_label}: CPU s", "CPU bellmax / SB3 (a)",
+              "wall-clock bellmax / SB3 (a)"]
+    rows = [[str(seed), fmt(b["cpu_seconds"]), fmt(a["cpu_seconds"]),
+             fmt_ratio(ratio(b["cpu_seconds"], a["cpu_seconds"])),
+             fmt_ratio(ratio(b["whole_seconds"], a["whole_seconds"]))] for seed, b, a in zip(seeds, bellmax, zoo)]
+    rows.append(["mean", f"**{fmt(mean_of(bellmax, 'cpu_seconds'))}**", f"**{fmt(mean_of(zoo, 'cpu_seconds'))}**",
+                 ratio_of_means(bellmax, zoo, "cpu_seconds"), ratio_of_means(bellmax, zoo, "whole_seconds")])
+    return "Whole-process CPU time (user + system), which other processes' load changes far less than wall-clock:\n\n" \
+        + markdown_table(header, rows)
+
+
 def cartpole_sample_table(seeds: Sequence[int], bellmax: Sequence[dict], stop: Sequence[dict],
                           threshold: str = "475") -> str:
     """Steps until a periodic deterministic evaluation reached the threshold (e.g. 475)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from bellmax.bench import report
 from bellmax.bench.execute import Measured
-from bellmax.bench.plans import OFF_POLICY_BENCHMARKS, Plan, group_dirs, preset_stop_rule
+from bellmax.bench.plans import OFF_POLICY_BENCHMARKS, Plan, bench_seeds, group_dirs, preset_stop_rule
 from bellmax.errors import BellmaxError
 
 
@@ -80,7 +80,7 @@ def report_cartpole(opts: argparse.Namespace, plan: Plan, root: Path, results: d
     from bellmax.plotting import plot_runs
 
     assert imports is not None  # probed for every benchmark but rollout
-    seeds = list(range(opts.seeds))
+    seeds = bench_seeds(opts)
     output = figure_path(opts, plan, root)
     dirs = {group: [job.run_dir for job in plan.jobs if job.group == group] for group in results}
     if opts.same_hparams:
@@ -94,15 +94,19 @@ def report_cartpole(opts: argparse.Namespace, plan: Plan, root: Path, results: d
                        labels=["bellmax PPO"] * len(seeds) + ["SB3 PPO"] * len(seeds),
                        title="PPO CartPole-v1, identical rl-zoo3 hyperparameters (training return)")
     else:
+        cpu = report.cpu_time_table(seeds, results["bellmax"], results["sb3_zoo"])
         text = "\n\n".join([
             header,
             report.cartpole_time_table(seeds, results["bellmax"], results["sb3_zoo"], results["sb3_stop"]),
+            *([cpu] if cpu else []),
             report.cartpole_sample_table(seeds, results["bellmax"], results["sb3_stop"]),
             report.breakdown_table("bellmax time by phase (seconds):", seeds, results["bellmax"], imports),
             report.breakdown_table("SB3 (a) time by phase (seconds):", seeds, results["sb3_zoo"], imports),
         ])
+        eval_every, stop_at_return, eval_episodes = preset_stop_rule("ppo", "CartPole-v1")
         figure = _plot(report.plot_seed_curves, [
-            ("deterministic eval return (10 episodes every 2048 steps, stop at 475)", "eval/return",
+            (f"deterministic eval return ({eval_episodes} episodes every {eval_every} steps, stop at "
+             f"{report.fmt(stop_at_return, 0)})", "eval/return",
              [("bellmax PPO preset", dirs["bellmax"]), ("SB3 PPO rl-zoo3, same stop rule (b)", dirs["sb3_stop"])]),
             ("training return (last 100 episodes)", "rollout/ep_return",
              [("bellmax PPO preset", dirs["bellmax"]), ("SB3 PPO rl-zoo3, 100k steps (a)", dirs["sb3_zoo"])]),
@@ -116,7 +120,7 @@ def report_offpolicy(opts: argparse.Namespace, plan: Plan, root: Path, results: 
     breakdowns (SB3's from the reused file's import probe where reused), and the return curves."""
     assert imports is not None  # probed for every benchmark but rollout
     algo, env = OFF_POLICY_BENCHMARKS[opts.benchmark]
-    seeds = list(range(opts.seeds))
+    seeds = bench_seeds(opts)
     stop = results.get("sb3_stop")
     budget = report.fmt_steps(results["sb3_zoo"][0].get("total_steps")) if results["sb3_zoo"] else "?"
     threshold = report.fmt(plan.stop_at_return, 0)
@@ -124,6 +128,9 @@ def report_offpolicy(opts: argparse.Namespace, plan: Plan, root: Path, results: 
         header,
         report.cartpole_time_table(seeds, results["bellmax"], results["sb3_zoo"], stop, zoo_label=f"rl-zoo3 {budget}"),
     ]
+    cpu = report.cpu_time_table(seeds, results["bellmax"], results["sb3_zoo"], zoo_label=f"rl-zoo3 {budget}")
+    if cpu:
+        parts.append(cpu)
     if stop:
         parts.append(report.cartpole_sample_table(seeds, results["bellmax"], stop, threshold=threshold))
     sb3_imports, reused_note = imports, ""
@@ -161,7 +168,7 @@ def report_mujoco(opts: argparse.Namespace, plan: Plan, root: Path, results: dic
     from bellmax.plotting import plot_runs
 
     assert imports is not None  # probed for every benchmark but rollout
-    seeds = list(range(opts.seeds))
+    seeds = bench_seeds(opts)
     sb3_imports, sb3_label = imports, "SB3 time by phase (seconds):"
     if plan.reused_from is not None:
         sb3_imports = {**imports, **plan.reused_from["imports"]}

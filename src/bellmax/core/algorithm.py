@@ -192,7 +192,9 @@ class Algorithm:
 
     # -- shared building blocks ---------------------------------------------------------------
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """A batch from a (CPU) buffer, on the networks' device (no copy on the CPU)."""
+        """A batch from a (CPU) buffer, on the networks' device (on the CPU: the batch itself)."""
+        if self.device.type == "cpu":
+            return batch
         return {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
 
     def trainable_parameters(self) -> list[nn.Parameter]:

@@ -235,11 +235,19 @@ class Policy(Actor):
         return self.sample_from(self.encoder(obs))
 
     def sample_from(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`sample` from the encoder's features."""
-        if self.kind != "box":
+        """`sample` from the encoder's features. For Discrete actions this is what torch's
+        `Categorical(logits=...)` computes, written out (the same numbers and the same draw from
+        the RNG), without building the distribution object every vector step."""
+        if self.kind == "multi_discrete":
             dist = self.distribution_from(features)
             actions = dist.sample()
             return actions, self.log_prob(dist, actions)
+        if self.kind == "discrete":
+            logits = self.net(features)
+            log_pi = logits - logits.logsumexp(-1, keepdim=True)  # log pi(.|s)
+            actions = torch.multinomial(log_pi.softmax(-1).reshape(-1, log_pi.shape[-1]), 1, True)
+            actions = actions.reshape(log_pi.shape[:-1])
+            return actions, log_pi.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         mean = self.net(features)
         eps = torch.randn_like(mean)
         log_prob = (-0.5 * eps.square() - self.log_std - _HALF_LOG_2PI).sum(-1)
@@ -247,6 +255,8 @@ class Policy(Actor):
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        if deterministic and self.kind == "discrete":  # argmax_a pi(a|s) = argmax_a logits(s)_a: no distribution
+            return self.net(self.encoder(obs)).argmax(-1)
         dist = self.distribution(obs)
         return dist.mode if deterministic else dist.sample()  # mode: argmax_a pi(a|s) (per dimension), or mu(s)
 
