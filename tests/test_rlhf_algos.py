@@ -291,6 +291,8 @@ def test_dpo_stage_trains_on_every_ranked_pair_and_evaluate_judges_it(base, tmp_
     (["dpo", "--beta", "0"], "invalid beta=0.0"),
     (["dpo", "--model", "{tmp}"], "--comparisons DIR is required"),
     (["run", "--also", "grpo", "ppo"], "invalid also=('grpo', 'ppo'): must be distinct names among rloo, grpo"),
+    (["compare-algos", "--seeds", "0"], "--seeds 0: give a whole number of seeds, at least 1"),
+    (["compare-algos", "--seed", "3"], "compare-algos sets --seed itself"),
 ])
 def test_user_mistakes_are_one_line_and_exit_status_2(args, message, tmp_path, capsys):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -379,3 +381,48 @@ def test_grpo_raises_the_gold_score_of_a_small_sft_model(tmp_path):
         assert final > sft_gold + 0.05, (sft_gold, final)
     finally:
         torch.set_num_threads(threads)
+
+
+# -- compare-algos --------------------------------------------------------------------------------
+def test_mean_interval_is_students_t_over_seeds():
+    from bellmax.rlhf.compare_algos import mean_interval
+
+    mean, half_width = mean_interval([0.7, 0.8, 0.75])  # sd 0.05, t_{0.975, 2} = 4.303
+    assert mean == pytest.approx(0.75) and half_width == pytest.approx(4.303 * 0.05 / math.sqrt(3))
+    assert mean_interval([0.6]) == (0.6, None)  # one seed gives no interval
+
+
+def test_compare_algos_summarizes_each_method_over_the_seed_directories(tmp_path):
+    from bellmax.rlhf.compare_algos import METHODS, seed_measures, summarize, table
+
+    per_seed = []
+    for seed, shift in enumerate((0.0, 0.1)):
+        seed_dir = tmp_path / f"seed{seed}"
+        (seed_dir / "evaluate").mkdir(parents=True)
+        names = [name for name, _ in METHODS.values()]
+        (seed_dir / "report.json").write_text(json.dumps({
+            "win_rates": {f"{name}_vs_sft": 0.6 + shift for name in names},
+            "stage_seconds": {stage: 10.0 + 10 * shift for _, stage in METHODS.values()}}))
+        (seed_dir / "evaluate" / "report.json").write_text(json.dumps({"policies": {
+            name: {"kl_to_sft": 1.0 + shift, "response_length": 3.0} for name in names}}))
+        per_seed.append(seed_measures(seed_dir))
+    summary = summarize(per_seed)
+    assert summary["GRPO"]["win_rate"]["values"] == [0.6, 0.7]
+    assert summary["PPO"]["seconds"]["mean"] == pytest.approx(10.5)
+    assert summary["DPO"]["response_length"]["ci"] == 0.0  # equal values: a zero-width interval
+    half_width = 12.706 * math.sqrt(0.005) / math.sqrt(2)  # sd of 0.6, 0.7; t_{0.975, 1} = 12.706
+    assert f"| RLOO | 0.650 +- {half_width:.3f} | 1.05 +- {half_width:.2f} | 3.00 +- 0.00 |" in table(summary, 2)
+
+
+@pytest.mark.slow
+def test_compare_algos_runs_every_method_for_each_seed_and_writes_table_and_figure(tmp_path, capsys):
+    run_dir = tmp_path / "algos"
+    assert main(["rlhf", "compare-algos", "--preset", "test", "--seeds", "2", "--run-dir", str(run_dir)]) == 0
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["seeds"] == [0, 1] and set(report["methods"]) == {"PPO", "RLOO", "GRPO", "REINFORCE++", "DPO"}
+    for seed in (0, 1):
+        win_rates = json.loads((run_dir / f"seed{seed}" / "report.json").read_text())["win_rates"]
+        assert report["methods"]["GRPO"]["win_rate"]["values"][seed] == win_rates["grpo_vs_sft"]
+        assert report["methods"]["PPO"]["win_rate"]["values"][seed] == win_rates["rl_vs_sft"]
+    assert (run_dir / "algos.png").stat().st_size > 1000
+    assert (run_dir / "algos.md").read_text() in capsys.readouterr().out

@@ -19,6 +19,9 @@ USAGE = """usage: bellmax rlhf STAGE [--run-dir DIR] [inputs] [--preset NAME] [s
 
 the whole workflow:
   run       all stages below:            bellmax rlhf run --preset tiny --run-dir DIR [--seed S] [--ppo.kl-coef B ...]
+                                           [--also rloo grpo reinforce_pp dpo]
+  compare-algos  PPO, RLOO, GRPO, REINFORCE++ and DPO over seeds, with 95% intervals:
+                                         bellmax rlhf compare-algos --preset tiny --seeds 3 --run-dir DIR
 
 the stages, each writing DIR/report.json:
   data      task data + tokenizer:       bellmax rlhf data --run-dir DIR
@@ -65,14 +68,16 @@ def main(args: list[str]) -> int:
     stage, rest = args[0], args[1:]
     if stage == "run":
         return run(rest)
+    if stage == "compare-algos":
+        return compare_algos(rest)
     if stage == "rl" and _ppo_arguments(rest) is not None:
         return run_stage("ppo", _ppo_arguments(rest) or [])
     if stage not in INPUTS:
         import difflib
 
-        close = difflib.get_close_matches(stage, [*INPUTS, "run"], n=1)
+        close = difflib.get_close_matches(stage, [*INPUTS, "run", "compare-algos"], n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise BellmaxError(f"unknown rlhf stage {stage!r}{hint}; stages: run, {', '.join(INPUTS)}")
+        raise BellmaxError(f"unknown rlhf stage {stage!r}{hint}; stages: run, compare-algos, {', '.join(INPUTS)}")
     return run_stage(stage, rest)
 
 
@@ -243,6 +248,43 @@ def run(args: list[str]) -> int:
     report = run_pipeline(config, run_dir, log=lambda line: print(line, file=sys.stderr))
     print(f"done in {report['seconds']:.0f} s; report: {run_dir / 'report.json'}")
     _print_summary(report)
+    return 0
+
+
+def compare_algos(args: list[str]) -> int:
+    """bellmax rlhf compare-algos --preset NAME --seeds N --run-dir DIR [--STAGE.FIELD VALUE ...]."""
+    parser = _meta_parser("bellmax rlhf compare-algos", ())
+    parser.add_argument("--seeds", default="3")
+    parser.allow_abbrev = False  # --seed is PipelineConfig's field (refused below), not short for --seeds
+    meta, rest = parser.parse_known_args(args)
+    description = (f"PPO, RLOO, GRPO, REINFORCE++ and DPO, each seed's pipeline in RUN_DIR/seedS, then each method's "
+                   f"gold win rate vs SFT, KL to SFT, length and wall-clock with 95% intervals over the seeds. Also: "
+                   f"--preset NAME, --run-dir DIR, --seeds N (seeds 0 .. N-1). Defaults shown: preset {meta.preset!r}.")
+    if meta.help:
+        return fast_help(meta.preset, None, "bellmax rlhf compare-algos", description)
+    if not meta.seeds.isdigit() or int(meta.seeds) < 1:
+        raise BellmaxError(f"--seeds {meta.seeds}: give a whole number of seeds, at least 1 (2 or more for intervals)")
+
+    import tyro
+
+    from bellmax.rlhf.compare_algos import run_compare_algos
+    from bellmax.rlhf.pipeline import PipelineConfig, preset
+
+    defaults = preset(meta.preset)
+    config = tyro.cli(PipelineConfig, default=defaults, args=rest, prog="bellmax rlhf compare-algos",
+                      description=description)
+    for name in ("seed", "also"):
+        if getattr(config, name) != getattr(defaults, name):
+            raise BellmaxError(f"compare-algos sets --{name} itself (seeds 0 .. N-1, every method); use --seeds N")
+    config.validate()
+    if meta.run_dir is None:
+        meta.run_dir = str(Path("runs") / f"rlhf-algos-{meta.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir = _check_run_dir(meta.run_dir, "compare-algos")
+    seeds = list(range(int(meta.seeds)))
+    print(f"RLHF estimators, preset {meta.preset}, seeds {seeds} -> {run_dir}", file=sys.stderr)
+    report = run_compare_algos(config, seeds, run_dir, log=lambda line: print(line, file=sys.stderr))
+    print(Path(report["table"]).read_text(), end="")
+    print(f"done in {report['seconds']:.0f} s; table: {report['table']}, figure: {report['figure']}")
     return 0
 
 

@@ -351,20 +351,19 @@ def group_update(lm, optimizer: Adam, batch: Samples, advantages: torch.Tensor, 
     return {f"losses/{k}": v / steps for k, v in sums.items() if k != "loss"}
 
 
-def iteration_metrics(batch: Samples, kl_coef: float, settings: Settings, gold: list[float] | None,
-                      ) -> dict[str, float]:
-    """Reward, KL (each estimator summed over a response's tokens, averaged over responses), length, entropy."""
+def iteration_metrics(batch: Samples, kl_coef: float, gold: list[float] | None) -> dict[str, float]:
+    """Reward, KL (each estimator summed over a response's tokens, averaged over responses), the
+    objective r - beta KL (whichever placement optimizes it), length, entropy."""
     mask = batch.response_mask
     per_response = {name: (kl_estimate(batch.old_log_probs, batch.ref_log_probs, name) * mask).sum(1).mean()
                     for name in ESTIMATORS}
-    in_reward = kl_coef if settings.kl_placement == "reward" else 0.0
     metrics = {
         "objective/scores": float(batch.scores.mean()),
         "objective/kl": float(per_response["k1"]),
         "objective/kl_k2": float(per_response["k2"]),
         "objective/kl_k3": float(per_response["k3"]),
         "objective/kl_coef": kl_coef,
-        "objective/rlhf_reward": float(batch.scores.mean() - in_reward * per_response["k1"]),
+        "objective/rlhf_reward": float(batch.scores.mean() - kl_coef * per_response["k1"]),
         "rollout/response_length": float(mask.sum(1).float().mean()),
         "rollout/entropy": float(batch.entropy[mask.bool()].mean()),
     }
@@ -412,7 +411,7 @@ def run_rl(config: RLConfig, model_path: Path, reward_path: Path, data_dir: Path
             if use_gold:
                 texts = decode_responses(tokenizer, batch.response, batch.response_mask)
                 gold = [task.gold_score(p, t) for p, t in zip(batch.prompts, texts)]
-            metrics = iteration_metrics(batch, config.kl_coef, settings, gold)
+            metrics = iteration_metrics(batch, config.kl_coef, gold)
             metrics.update(group_update(lm, optimizer, batch, advantages, settings, config, generator))
             metrics["time/iteration_seconds"] = time.perf_counter() - tick
             run.log(iteration, metrics)
