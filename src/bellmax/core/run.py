@@ -257,26 +257,32 @@ def verify_checkpoint(path: Path) -> int:
 
 def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
     """Read a checkpoint after verifying its checksum; a missing or damaged file is a BellmaxError
-    that names the file, says what failed and what to do.
+    that names the file, says what failed and what to do (for a run's checkpoint.pt with older kept
+    ones beside it: that --resume continues from the newest valid one).
 
     mmap=True maps the tensors' storages from the file instead of reading them: what is never
     touched (the replay buffer, when only evaluating) costs neither time nor memory (the checksum
     still reads the file once)."""
-    import torch
-
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_FILE
     if not path.exists():
         raise BellmaxError(f"no checkpoint at {path}: train with --checkpoint-every N or let a run finish first")
     try:
-        verify_checkpoint(path)
+        return _read_checkpoint(path, mmap)
     except BellmaxError as exc:
         older = [p.name for _, p in step_checkpoints(path.parent) if not os.path.samefile(p, path)]
         if path.name != CHECKPOINT_FILE or not older:
             raise
         raise BellmaxError(f"{exc}; the run keeps older checkpoints ({', '.join(older)}): `bellmax train ALGO "
                            f"--resume {path.parent}` continues from the newest valid one") from None
+
+
+def _read_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint at `path`, verified; BellmaxError naming the file when it is damaged."""
+    import torch
+
+    verify_checkpoint(path)
     try:
         # Our own file format holds NumPy RNG states and the pickled env, hence weights_only=False:
         # load checkpoints only from runs you trust, as with any pickle.
@@ -346,7 +352,7 @@ def load_run_checkpoint(run_dir: Path, notify: Callable[[str], None]) -> dict[st
     failures: list[tuple[Path, str]] = []
     for path in candidates:
         try:
-            state = load_checkpoint(path)
+            state = _read_checkpoint(path)  # not load_checkpoint: its hint is to resume, which this is
         except BellmaxError as exc:
             failures.append((path, str(exc)))
             continue
