@@ -305,10 +305,10 @@ def group_rollout(lm, tokenizer, prompts: list[str], group_size: int, config: RL
 
 def sampled_log_probs(model, batch: Samples, rows: torch.Tensor | slice, temperature: float,
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """log pi(a_t | s_t) of the sampled tokens and the logits, at the sampling temperature: (B, R), (B, R, V)."""
+    """log pi_T(a_t | s_t) of the sampled tokens, at the sampling temperature, and the raw logits: (B, R), (B, R, V)."""
     logits = response_logits(model, batch.query[rows], batch.query_mask[rows], batch.response[rows],
-                             batch.response_mask[rows]) / temperature
-    return token_log_probs(logits, batch.response[rows]), logits
+                             batch.response_mask[rows])
+    return token_log_probs(logits, batch.response[rows], temperature), logits
 
 
 @torch.no_grad()
@@ -316,7 +316,7 @@ def score(batch: Samples, lm, reference, temperature: float) -> None:
     """Fill in log pi_old, log pi_SFT and the entropy of the sampled responses."""
     everything = slice(None)
     batch.old_log_probs, logits = sampled_log_probs(lm, batch, everything, temperature)
-    batch.entropy = entropy(logits)
+    batch.entropy = entropy(logits, temperature)
     batch.ref_log_probs = sampled_log_probs(reference, batch, everything, temperature)[0]
 
 
