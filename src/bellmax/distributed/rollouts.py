@@ -148,8 +148,8 @@ class RayVectorEnv(gym.vector.VectorEnv):
         results = [self.result(i, future, parts[i]) for i, future in enumerate(futures)]
         for i, part in enumerate(parts):
             self.since[i].append(part)
-        if len(self.since[0]) % SNAPSHOT_EVERY == 0:
-            self.snapshot()
+        if len(self.since[0]) % SNAPSHOT_EVERY == 0 and any(state is not None for state in self.snapshots):
+            self.snapshot()  # (environments that could not be saved at their reset never can: not asked again)
         obs, rewards, terminated, truncated, infos = zip(*results)
         return (np.concatenate(obs), np.concatenate(rewards), np.concatenate(terminated), np.concatenate(truncated),
                 merge_infos(list(infos), self.shares))
