@@ -17,14 +17,16 @@ class ConfigError(BellmaxError, ValueError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) or SIGTERM stopped `learn(run=...)` at the end of an iteration, after a
-    checkpoint of that step was written: `bellmax train ALGO --resume RUN_DIR` continues exactly.
+    """Ctrl-C (SIGINT) or SIGTERM stopped `learn(run=...)` (or an RLHF stage) at the end of an
+    iteration, after a checkpoint of that step was written: `bellmax train ALGO --resume RUN_DIR`
+    (`command`, when given, instead of `bellmax train ALGO`) continues exactly.
 
     A KeyboardInterrupt, so code that does not know it still sees the usual Ctrl-C."""
 
-    def __init__(self, signal_name: str, algo: str, step: int, run_dir: object):
+    def __init__(self, signal_name: str, algo: str, step: int, run_dir: object, command: str | None = None):
+        self.command = command or f"bellmax train {algo}"
         super().__init__(f"{signal_name} at step {step:,}: checkpoint saved; "
-                         f"continue with `bellmax train {algo} --resume {run_dir}`")
+                         f"continue with `{self.command} --resume {run_dir}`")
         self.signal_name, self.algo, self.step, self.run_dir = signal_name, algo, step, run_dir
 
 

@@ -33,6 +33,7 @@ from bellmax.core.optim import Adam, clip_grad_norm
 from bellmax.core.run import MODEL_RUN_CONFIG_FILE, Run
 from bellmax.errors import BellmaxError
 from bellmax.rlhf import data, task
+from bellmax.rlhf.checkpoints import StageCheckpoints, remove_checkpoints, resume_point, resume_step
 from bellmax.rlhf.evaluate import sample_answers
 from bellmax.rlhf.model import (
     encode_prompts,
@@ -73,6 +74,10 @@ class DPOConfig:
     """Longest sampled answer."""
     torch_threads: int = 1
     """Threads torch may use (more than the idle cores makes it much slower)."""
+    checkpoint_every: int = 50
+    """Save a checkpoint every this many steps, to resume a killed stage from (0: never)."""
+    keep_checkpoints: int = 2
+    """Keep the newest this many checkpoints (a damaged newest one falls back to the one before)."""
 
     def validate(self) -> None:
         require(self.seed >= 0, "seed", self.seed, "a non-negative integer")
@@ -87,6 +92,8 @@ class DPOConfig:
         require(self.eval_prompts >= 0, "eval_prompts", self.eval_prompts, ">= 0")
         require(self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "at least 1")
         require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "at least 1")
+        require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, ">= 0")
+        require(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints, "at least 1")
 
 
 # -- the loss -------------------------------------------------------------------------------------
@@ -159,9 +166,11 @@ def answer_measures(model, reference, tokenizer, prompts: list[str], config: DPO
 
 
 # -- the stage ------------------------------------------------------------------------------------
-def run_dpo(config: DPOConfig, model_path: Path, comparisons_dir: Path, run_dir: Path, log=None) -> dict[str, Any]:
+def run_dpo(config: DPOConfig, model_path: Path, comparisons_dir: Path, run_dir: Path, log=None,
+            resume: bool = False) -> dict[str, Any]:
     """DPO from the policy at model_path (the SFT model, also the frozen reference) on the ranked
-    lists (or comparisons) in comparisons_dir."""
+    lists (or comparisons) in comparisons_dir; resume: continue from run_dir's newest checkpoint (if
+    it has one)."""
     config.validate()
     started = time.perf_counter()
     rankings = data.read_rankings(comparisons_dir)
@@ -188,18 +197,29 @@ def run_dpo(config: DPOConfig, model_path: Path, comparisons_dir: Path, run_dir:
     ref_train = reference_log_probs(reference, tokenizer, train)
     ref_held_out = reference_log_probs(reference, tokenizer, held_out)
     pairs = sum(len(task.comparisons(r["ranks"])) for r in train)
+    optimizer = Adam(lm.parameters(), lr=config.learning_rate)
+    steps_per_epoch = math.ceil(len(train) / config.prompts_per_batch)
+    total_steps = config.epochs * steps_per_epoch
+    batch_order: list[int] = []  # this epoch's order of the training prompts
+    metrics: dict[str, float] = {}  # the last logged
+    checkpoints = StageCheckpoints(None, config, {"policy": lm}, {"adam": optimizer}, randoms={"order": rng},
+                                   running=lambda: {"batch_order": batch_order, "metrics": metrics,
+                                                    "seconds": time.perf_counter() - started})
+    checkpoint = resume_point(run_dir, "rlhf-dpo", config, resume)
+    done = 0
+    if checkpoint is not None:
+        done, loop = checkpoints.restore(checkpoint)
+        batch_order, metrics, started = loop["batch_order"], loop["metrics"], started - loop["seconds"]
     with Run(run_dir, "rlhf-dpo", {"config": data.config_dict(config), "model": str(model_path),
-                                   "comparisons": str(comparisons_dir)}, tensorboard=False,
-             config_file=MODEL_RUN_CONFIG_FILE) as run:
-        optimizer = Adam(lm.parameters(), lr=config.learning_rate)
-        steps_per_epoch = math.ceil(len(train) / config.prompts_per_batch)
-        total_steps = config.epochs * steps_per_epoch
-        step = 0
-        metrics: dict[str, float] = {}
-        for _ in range(config.epochs):
-            batch_order = list(range(len(train)))
-            rng.shuffle(batch_order)
-            for start in range(0, len(train), config.prompts_per_batch):
+                                   "comparisons": str(comparisons_dir)}, resume_step=resume_step(checkpoint),
+             tensorboard=False, config_file=MODEL_RUN_CONFIG_FILE) as run:
+        checkpoints.run = run
+        with checkpoints:
+            for step in range(done + 1, total_steps + 1):
+                start = (step - 1) % steps_per_epoch * config.prompts_per_batch
+                if start == 0:
+                    batch_order = list(range(len(train)))
+                    rng.shuffle(batch_order)
                 chosen = batch_order[start: start + config.prompts_per_batch]
                 terms = batch_terms(lm, tokenizer, [train[i] for i in chosen], [ref_train[i] for i in chosen],
                                     config.beta)
@@ -207,7 +227,6 @@ def run_dpo(config: DPOConfig, model_path: Path, comparisons_dir: Path, run_dir:
                 terms["loss"].backward()
                 clip_grad_norm(lm.parameters(), config.max_grad_norm)
                 optimizer.step()
-                step += 1
                 if step % config.log_every == 0 or step == total_steps:
                     held = held_out_measures(lm, tokenizer, held_out, ref_held_out, config.beta)
                     metrics = {"losses/dpo": float(terms["loss"].detach()), "losses/accuracy": float(terms["accuracy"]),
@@ -219,11 +238,13 @@ def run_dpo(config: DPOConfig, model_path: Path, comparisons_dir: Path, run_dir:
                         log(f"dpo {step}/{total_steps}: loss {metrics['losses/dpo']:.3f} held-out accuracy "
                             f"{held['accuracy']:.3f}" + (f" gold {metrics['gold/score']:.3f}"
                                                          if "gold/score" in metrics else ""))
+                checkpoints.step_done(step)
         save_pretrained(run_dir, lm, tokenizer)
         report = {"stage": "dpo", "beta": config.beta, "train_prompts": len(train), "train_pairs": pairs,
-                  "held_out_prompts": len(held_out), "steps": step, "final_loss": metrics["losses/dpo"],
+                  "held_out_prompts": len(held_out), "steps": total_steps, "final_loss": metrics["losses/dpo"],
                   "held_out_accuracy": metrics["eval/accuracy"], "held_out_margin": metrics["eval/margin"],
                   "gold_score": metrics.get("gold/score"), "kl_to_sft": metrics.get("objective/kl"),
                   "seconds": time.perf_counter() - started}
         data.write_report(run_dir, report)
+        remove_checkpoints(run_dir)
     return report

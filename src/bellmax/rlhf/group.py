@@ -48,6 +48,7 @@ from bellmax.config import require
 from bellmax.core.optim import Adam, clip_grad_norm
 from bellmax.core.run import MODEL_RUN_CONFIG_FILE, Run
 from bellmax.rlhf import data, task
+from bellmax.rlhf.checkpoints import StageCheckpoints, remove_checkpoints, resume_point, resume_step
 from bellmax.rlhf.kl import ESTIMATORS, KLEstimator, kl_estimate, kl_loss_term
 from bellmax.rlhf.model import (
     decode_responses,
@@ -132,6 +133,10 @@ class RLConfig:
     """Also log the gold labeler's score of each rollout (evaluation only, never a training signal)."""
     torch_threads: int = 1
     """Threads torch may use (more than the idle cores makes it much slower)."""
+    checkpoint_every: int = 10
+    """Save a checkpoint every this many iterations, to resume a killed stage from (0: never)."""
+    keep_checkpoints: int = 2
+    """Keep the newest this many checkpoints (a damaged newest one falls back to the one before)."""
 
     def validate(self) -> None:
         require(self.algo in ALGORITHM_DEFAULTS, "algo", self.algo, "rloo, grpo or reinforce_pp")
@@ -165,6 +170,8 @@ class RLConfig:
         require(self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "at least 1")
         require(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "positive")
         require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "at least 1")
+        require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, ">= 0")
+        require(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints, "at least 1")
 
     def settings(self) -> Settings:
         """The switches in force: each one given, or the algorithm's own."""
@@ -374,9 +381,10 @@ def iteration_metrics(batch: Samples, kl_coef: float, gold: list[float] | None) 
 
 # -- the stage ------------------------------------------------------------------------------------
 def run_rl(config: RLConfig, model_path: Path, reward_path: Path, data_dir: Path, run_dir: Path,
-           log=None) -> dict[str, Any]:
+           log=None, resume: bool = False) -> dict[str, Any]:
     """The RL stage with a critic-free estimator: from the policy at model_path (the SFT model, also
-    the frozen reference) against the reward model at reward_path, on data_dir/prompts.jsonl."""
+    the frozen reference) against the reward model at reward_path, on data_dir/prompts.jsonl; resume:
+    continue from run_dir's newest checkpoint (if it has one)."""
     config.validate()
     settings = config.settings()
     started = time.perf_counter()
@@ -394,38 +402,51 @@ def run_rl(config: RLConfig, model_path: Path, reward_path: Path, data_dir: Path
     rng = random.Random(f"{config.seed}:{config.algo}")
     meta = {"config": data.config_dict(config), "settings": data.config_dict(settings), "model": str(model_path),
             "reward_model": str(reward_path), "data": str(data_dir)}
-    with Run(run_dir, f"rlhf-{config.algo}", meta, tensorboard=False, config_file=MODEL_RUN_CONFIG_FILE) as run:
+    first: dict[str, float] = {}  # the metrics of the first and the last iteration
+    last: dict[str, float] = {}
+    checkpoints = StageCheckpoints(None, config, {"policy": lm}, {"adam": optimizer}, {"sampling": generator},
+                                   {"prompts": rng}, running=lambda: {"first": first, "last": last,
+                                                                      "seconds": time.perf_counter() - started})
+    checkpoint = resume_point(run_dir, f"rlhf-{config.algo}", config, resume)
+    done = 0
+    if checkpoint is not None:
+        done, loop = checkpoints.restore(checkpoint)
+        first, last, started = loop["first"], loop["last"], started - loop["seconds"]
+    with Run(run_dir, f"rlhf-{config.algo}", meta, resume_step=resume_step(checkpoint), tensorboard=False,
+             config_file=MODEL_RUN_CONFIG_FILE) as run:
+        checkpoints.run = run
         use_gold = config.log_gold and _is_task(prompts[0])
-        first: dict[str, float] = {}
-        last: dict[str, float] = {}
-        for iteration in range(1, config.iterations + 1):
-            tick = time.perf_counter()
-            batch_prompts = [rng.choice(prompts) for _ in range(config.prompts_per_batch)]
-            batch = group_rollout(lm, tokenizer, batch_prompts, config.group_size, config, generator)
-            score(batch, lm, reference, config.temperature)
-            batch.scores = reward_model_scores(batch, reward_model, normalization)
-            k1 = kl_estimate(batch.old_log_probs, batch.ref_log_probs, "k1") * batch.response_mask
-            advantages = response_advantages(batch.scores, k1, batch.response_mask, settings, config.kl_coef,
-                                             config.group_size)
-            gold = None
-            if use_gold:
-                texts = decode_responses(tokenizer, batch.response, batch.response_mask)
-                gold = [task.gold_score(p, t) for p, t in zip(batch.prompts, texts)]
-            metrics = iteration_metrics(batch, config.kl_coef, gold)
-            metrics.update(group_update(lm, optimizer, batch, advantages, settings, config, generator))
-            metrics["time/iteration_seconds"] = time.perf_counter() - tick
-            run.log(iteration, metrics)
-            first = first or metrics
-            last = metrics
-            if log is not None:
-                log(f"{config.algo} {iteration}/{config.iterations}: score {metrics['objective/scores']:+.3f} "
-                    f"kl {metrics['objective/kl']:.3f} len {metrics['rollout/response_length']:.1f}"
-                    + (f" gold {metrics['gold/score']:.3f}" if gold is not None else ""))
+        with checkpoints:
+            for iteration in range(done + 1, config.iterations + 1):
+                tick = time.perf_counter()
+                batch_prompts = [rng.choice(prompts) for _ in range(config.prompts_per_batch)]
+                batch = group_rollout(lm, tokenizer, batch_prompts, config.group_size, config, generator)
+                score(batch, lm, reference, config.temperature)
+                batch.scores = reward_model_scores(batch, reward_model, normalization)
+                k1 = kl_estimate(batch.old_log_probs, batch.ref_log_probs, "k1") * batch.response_mask
+                advantages = response_advantages(batch.scores, k1, batch.response_mask, settings, config.kl_coef,
+                                                 config.group_size)
+                gold = None
+                if use_gold:
+                    texts = decode_responses(tokenizer, batch.response, batch.response_mask)
+                    gold = [task.gold_score(p, t) for p, t in zip(batch.prompts, texts)]
+                metrics = iteration_metrics(batch, config.kl_coef, gold)
+                metrics.update(group_update(lm, optimizer, batch, advantages, settings, config, generator))
+                metrics["time/iteration_seconds"] = time.perf_counter() - tick
+                run.log(iteration, metrics)
+                first = first or metrics
+                last = metrics
+                if log is not None:
+                    log(f"{config.algo} {iteration}/{config.iterations}: score {metrics['objective/scores']:+.3f} "
+                        f"kl {metrics['objective/kl']:.3f} len {metrics['rollout/response_length']:.1f}"
+                        + (f" gold {metrics['gold/score']:.3f}" if gold is not None else ""))
+                checkpoints.step_done(iteration)
         save_pretrained(run_dir, lm, tokenizer)
         report = {"stage": "rl", "algo": config.algo, "settings": data.config_dict(settings),
                   "iterations": config.iterations, "kl_coef": config.kl_coef, "first": _summary(first),
                   "last": _summary(last), "seconds": time.perf_counter() - started}
         data.write_report(run_dir, report)
+        remove_checkpoints(run_dir)
     return report
 
 

@@ -44,6 +44,7 @@ from bellmax.core.returns import explained_variance, gae, standardize
 from bellmax.core.run import MODEL_RUN_CONFIG_FILE, Run
 from bellmax.errors import BellmaxError
 from bellmax.rlhf import data, task
+from bellmax.rlhf.checkpoints import StageCheckpoints, remove_checkpoints, resume_point, resume_step
 from bellmax.rlhf.model import (
     PolicyWithValue,
     context_length,
@@ -117,6 +118,10 @@ class RLHFPPOConfig:
     """Also log the gold labeler's score of each rollout (evaluation only, never a training signal)."""
     torch_threads: int = 1
     """Threads torch may use (more than the idle cores makes it much slower)."""
+    checkpoint_every: int = 10
+    """Save a checkpoint every this many iterations, to resume a killed stage from (0: never)."""
+    keep_checkpoints: int = 2
+    """Keep the newest this many checkpoints (a damaged newest one falls back to the one before)."""
 
     def validate(self) -> None:
         require(self.seed >= 0, "seed", self.seed, "a non-negative integer")
@@ -143,6 +148,8 @@ class RLHFPPOConfig:
         require(self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "at least 1")
         require(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "positive")
         require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "at least 1")
+        require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, ">= 0")
+        require(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints, "at least 1")
 
 
 class KLController:
@@ -293,9 +300,10 @@ def iteration_metrics(batch: Rollout, kl: torch.Tensor, returns: torch.Tensor, k
 
 # -- the stage ----------------------------------------------------------------------------------
 def run_ppo(config: RLHFPPOConfig, model_path: Path, reward_path: Path, data_dir: Path, run_dir: Path,
-            log=None) -> dict[str, Any]:
+            log=None, resume: bool = False) -> dict[str, Any]:
     """Stage 4: PPO from the policy at model_path (the SFT model, also the frozen reference) against
-    the reward model at reward_path, on data_dir/prompts.jsonl (and corpus.jsonl for ptx)."""
+    the reward model at reward_path, on data_dir/prompts.jsonl (and corpus.jsonl for ptx); resume:
+    continue from run_dir's newest checkpoint (if it has one)."""
     config.validate()
     started = time.perf_counter()
     records = data.load(data_dir, data.PROMPTS)
@@ -319,41 +327,55 @@ def run_ppo(config: RLHFPPOConfig, model_path: Path, reward_path: Path, data_dir
     controller = KLController(config.kl_coef, config.adaptive_kl, config.target_kl, config.kl_horizon)
     generator = torch.Generator().manual_seed(config.seed)
     rng = random.Random(f"{config.seed}:ppo")
+    first: dict[str, float] = {}  # the metrics of the first and the last iteration
+    last: dict[str, float] = {}
+    checkpoints = StageCheckpoints(None, config, {"policy": policy}, {"adam": optimizer}, {"sampling": generator},
+                                   {"prompts": rng},
+                                   running=lambda: {"kl_coef": controller.value, "first": first, "last": last,
+                                                    "seconds": time.perf_counter() - started})
+    checkpoint = resume_point(run_dir, "rlhf-ppo", config, resume)
+    done = 0
+    if checkpoint is not None:
+        done, loop = checkpoints.restore(checkpoint)
+        controller.value, first, last, started = loop["kl_coef"], loop["first"], loop["last"], started - loop["seconds"]
     with Run(run_dir, "rlhf-ppo", {"config": data.config_dict(config), "model": str(model_path),
-                                   "reward_model": str(reward_path), "data": str(data_dir)}, tensorboard=False,
-             config_file=MODEL_RUN_CONFIG_FILE) as run:
+                                   "reward_model": str(reward_path), "data": str(data_dir)},
+             resume_step=resume_step(checkpoint), tensorboard=False, config_file=MODEL_RUN_CONFIG_FILE) as run:
+        checkpoints.run = run
         use_gold = config.log_gold and _is_task(prompts[0])
-        first: dict[str, float] = {}  # the metrics of the first and the last iteration
-        last: dict[str, float] = {}
-        for iteration in range(1, config.iterations + 1):
-            tick = time.perf_counter()
-            batch_prompts = [rng.choice(prompts) for _ in range(config.batch_size)]
-            batch = rollout(policy, tokenizer, batch_prompts, config, generator)
-            score(batch, policy, reference, reward_model, normalization)
-            kl = per_token_kl(batch.old_log_probs, batch.ref_log_probs, batch.response_mask)
-            rewards = kl_penalized_rewards(batch.scores, kl, batch.response_mask, controller.value)
-            advantages, returns = token_advantages(rewards, batch.values, batch.response_mask, config.gamma,
-                                                   config.gae_lambda)
-            gold = None
-            if use_gold:
-                texts = decode_responses(tokenizer, batch.response, batch.response_mask)
-                gold = [task.gold_score(p, t) for p, t in zip(batch.prompts, texts)]
-            metrics = iteration_metrics(batch, kl, returns, controller.value, gold)
-            metrics.update(ppo_update(policy, optimizer, batch, advantages, returns, config, generator, ptx_tensors))
-            controller.update(metrics["objective/kl"], config.batch_size)
-            metrics["time/iteration_seconds"] = time.perf_counter() - tick
-            run.log(iteration, metrics)
-            first = first or metrics
-            last = metrics
-            if log is not None:
-                log(f"ppo {iteration}/{config.iterations}: score {metrics['objective/scores']:+.3f} "
-                    f"kl {metrics['objective/kl']:.3f} len {metrics['rollout/response_length']:.1f}"
-                    + (f" gold {metrics['gold/score']:.3f}" if gold is not None else ""))
+        with checkpoints:
+            for iteration in range(done + 1, config.iterations + 1):
+                tick = time.perf_counter()
+                batch_prompts = [rng.choice(prompts) for _ in range(config.batch_size)]
+                batch = rollout(policy, tokenizer, batch_prompts, config, generator)
+                score(batch, policy, reference, reward_model, normalization)
+                kl = per_token_kl(batch.old_log_probs, batch.ref_log_probs, batch.response_mask)
+                rewards = kl_penalized_rewards(batch.scores, kl, batch.response_mask, controller.value)
+                advantages, returns = token_advantages(rewards, batch.values, batch.response_mask, config.gamma,
+                                                       config.gae_lambda)
+                gold = None
+                if use_gold:
+                    texts = decode_responses(tokenizer, batch.response, batch.response_mask)
+                    gold = [task.gold_score(p, t) for p, t in zip(batch.prompts, texts)]
+                metrics = iteration_metrics(batch, kl, returns, controller.value, gold)
+                metrics.update(ppo_update(policy, optimizer, batch, advantages, returns, config, generator,
+                                          ptx_tensors))
+                controller.update(metrics["objective/kl"], config.batch_size)
+                metrics["time/iteration_seconds"] = time.perf_counter() - tick
+                run.log(iteration, metrics)
+                first = first or metrics
+                last = metrics
+                if log is not None:
+                    log(f"ppo {iteration}/{config.iterations}: score {metrics['objective/scores']:+.3f} "
+                        f"kl {metrics['objective/kl']:.3f} len {metrics['rollout/response_length']:.1f}"
+                        + (f" gold {metrics['gold/score']:.3f}" if gold is not None else ""))
+                checkpoints.step_done(iteration)
         save_pretrained(run_dir, policy.lm, tokenizer)
         report = {"stage": "ppo", "iterations": config.iterations, "kl_coef": config.kl_coef,
                   "final_kl_coef": controller.value, "ptx_coef": config.ptx_coef,
                   "first": _summary(first), "last": _summary(last), "seconds": time.perf_counter() - started}
         data.write_report(run_dir, report)
+        remove_checkpoints(run_dir)
     return report
 
 

@@ -32,6 +32,7 @@ from bellmax.config import require
 from bellmax.core.optim import Adam, clip_grad_norm
 from bellmax.core.run import MODEL_RUN_CONFIG_FILE, Run
 from bellmax.rlhf import data, task
+from bellmax.rlhf.checkpoints import StageCheckpoints, remove_checkpoints, resume_point, resume_step
 from bellmax.rlhf.model import (
     decode_responses,
     encode_prompts,
@@ -105,6 +106,10 @@ class RewardConfig:
     """Log training loss and held-out accuracy every this many steps."""
     torch_threads: int = 1
     """Threads torch may use (more than the idle cores makes it much slower)."""
+    checkpoint_every: int = 100
+    """Save a checkpoint every this many steps, to resume a killed stage from (0: never)."""
+    keep_checkpoints: int = 2
+    """Keep the newest this many checkpoints (a damaged newest one falls back to the one before)."""
 
     def validate(self) -> None:
         require(self.seed >= 0, "seed", self.seed, "a non-negative integer")
@@ -116,6 +121,8 @@ class RewardConfig:
         require(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "positive")
         require(self.log_every >= 1, "log_every", self.log_every, "at least 1")
         require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "at least 1")
+        require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, ">= 0")
+        require(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints, "at least 1")
 
 
 # config.json of a reward model says, next to the two numbers, what they are and how to use them
@@ -260,8 +267,10 @@ def run_compare(config: CompareConfig, model_path: Path, data_dir: Path, run_dir
     return report
 
 
-def run_reward(config: RewardConfig, model_path: Path, comparisons_dir: Path, run_dir: Path) -> dict[str, Any]:
-    """Stage 3: the reward model, initialized from the (SFT) model at model_path."""
+def run_reward(config: RewardConfig, model_path: Path, comparisons_dir: Path, run_dir: Path,
+               resume: bool = False) -> dict[str, Any]:
+    """Stage 3: the reward model, initialized from the (SFT) model at model_path; resume: continue
+    from run_dir's newest checkpoint (if it has one)."""
     config.validate()
     started = time.perf_counter()
     rankings = data.read_rankings(comparisons_dir)
@@ -280,16 +289,29 @@ def run_reward(config: RewardConfig, model_path: Path, comparisons_dir: Path, ru
     rng.shuffle(order)
     n_held_out = max(1, int(len(rows) * config.held_out_fraction))
     held_out = [rows[i] for i in order[:n_held_out]]
-    train = [rows[i] for i in order[n_held_out:]]
+    train_order = order[n_held_out:]  # the training prompts (indices into rows), shuffled at each epoch
+    steps_per_epoch = math.ceil(len(train_order) / config.prompts_per_batch)
+    total_steps = config.epochs * steps_per_epoch
+    optimizer = Adam(reward_model.parameters(), lr=config.learning_rate)
+    checkpoints = StageCheckpoints(None, config, {"reward_model": reward_model}, {"adam": optimizer},
+                                   randoms={"order": rng},
+                                   running=lambda: {"train_order": train_order,
+                                                    "seconds": time.perf_counter() - started})
+    checkpoint = resume_point(run_dir, "rlhf-reward", config, resume)
+    done = 0
+    if checkpoint is not None:
+        done, loop = checkpoints.restore(checkpoint)
+        train_order, started = loop["train_order"], started - loop["seconds"]
     with Run(run_dir, "rlhf-reward", {"config": data.config_dict(config), "model": str(model_path),
-                                      "comparisons": str(comparisons_dir)}, tensorboard=False,
-             config_file=MODEL_RUN_CONFIG_FILE) as run:
-        optimizer = Adam(reward_model.parameters(), lr=config.learning_rate)
-        step = 0
-        for _ in range(config.epochs):
-            rng.shuffle(train)
-            for start in range(0, len(train), config.prompts_per_batch):
-                chunk = train[start: start + config.prompts_per_batch]
+                                      "comparisons": str(comparisons_dir)}, resume_step=resume_step(checkpoint),
+             tensorboard=False, config_file=MODEL_RUN_CONFIG_FILE) as run:
+        checkpoints.run = run
+        with checkpoints:
+            for step in range(done + 1, total_steps + 1):
+                start = (step - 1) % steps_per_epoch * config.prompts_per_batch
+                if start == 0:
+                    rng.shuffle(train_order)
+                chunk = [rows[i] for i in train_order[start: start + config.prompts_per_batch]]
                 prompts, responses, winners, losers, pair_k = ranking_batch(chunk)
                 reward_model.train()
                 terms = reward_loss(score_texts(reward_model, tokenizer, prompts, responses), winners, losers, pair_k,
@@ -298,7 +320,6 @@ def run_reward(config: RewardConfig, model_path: Path, comparisons_dir: Path, ru
                 terms["loss"].backward()
                 clip_grad_norm(reward_model.parameters(), config.max_grad_norm)
                 optimizer.step()
-                step += 1
                 if step % config.log_every == 0:
                     reward_model.eval()
                     held = evaluate_rankings(reward_model, tokenizer, held_out)
@@ -306,8 +327,10 @@ def run_reward(config: RewardConfig, model_path: Path, comparisons_dir: Path, ru
                     run.log(step, {"losses/reward": float(terms["loss"].detach()),
                                    "losses/accuracy": float(terms["accuracy"]),
                                    "eval/accuracy": held["accuracy"], "eval/margin": held["margin"], **gold})
+                checkpoints.step_done(step)
         reward_model.eval()
         held = evaluate_rankings(reward_model, tokenizer, held_out)
+        train = [rows[i] for i in train_order]
         with torch.no_grad():
             train_rewards = torch.cat([score_texts(reward_model, tokenizer, *ranking_batch(train[s: s + 64])[:2])
                                        for s in range(0, len(train), 64)])
@@ -315,10 +338,11 @@ def run_reward(config: RewardConfig, model_path: Path, comparisons_dir: Path, ru
         reward_model.config.bellmax_reward_std = float(train_rewards.std())
         reward_model.config.bellmax_reward_normalization = NORMALIZATION_NOTE
         save_pretrained(run_dir, reward_model, tokenizer, padding_side="right")
-        report = {"stage": "reward", "train_prompts": len(train), "held_out_prompts": len(held_out), "steps": step,
-                  "held_out_accuracy": held["accuracy"], "held_out_margin": held["margin"],
-                  "held_out_pairs": held["pairs"], "gold_accuracy": held.get("gold_accuracy"),
-                  "reward_mean": reward_model.config.bellmax_reward_mean,
+        report = {"stage": "reward", "train_prompts": len(train), "held_out_prompts": len(held_out),
+                  "steps": total_steps, "held_out_accuracy": held["accuracy"],
+                  "held_out_margin": held["margin"], "held_out_pairs": held["pairs"],
+                  "gold_accuracy": held.get("gold_accuracy"), "reward_mean": reward_model.config.bellmax_reward_mean,
                   "reward_std": reward_model.config.bellmax_reward_std, "seconds": time.perf_counter() - started}
         data.write_report(run_dir, report)
+        remove_checkpoints(run_dir)
     return report

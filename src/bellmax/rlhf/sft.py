@@ -22,6 +22,13 @@ from bellmax.config import require
 from bellmax.core.optim import Adam, clip_grad_norm
 from bellmax.core.run import MODEL_RUN_CONFIG_FILE, Run
 from bellmax.rlhf import data
+from bellmax.rlhf.checkpoints import (
+    StageCheckpoints,
+    remove_checkpoints,
+    resume_point,
+    resume_step,
+    resumed_seconds,
+)
 from bellmax.rlhf.model import (
     ModelConfig,
     context_length,
@@ -54,6 +61,10 @@ class LMTrainConfig:
     """Log the loss every this many steps."""
     torch_threads: int = 1
     """Threads torch may use (more than the idle cores makes it much slower)."""
+    checkpoint_every: int = 200
+    """Save a checkpoint every this many steps, to resume a killed stage from (0: never)."""
+    keep_checkpoints: int = 2
+    """Keep the newest this many checkpoints (a damaged newest one falls back to the one before)."""
 
     def validate(self) -> None:
         require(self.seed >= 0, "seed", self.seed, "a non-negative integer")
@@ -65,6 +76,8 @@ class LMTrainConfig:
         require(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "positive")
         require(self.log_every >= 1, "log_every", self.log_every, "at least 1")
         require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "at least 1")
+        require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, ">= 0")
+        require(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints, "at least 1")
 
 
 @dataclass
@@ -175,27 +188,38 @@ def learning_rate_at(step: int, config: LMTrainConfig) -> float:
     return config.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train_lm(model, tensors, config: LMTrainConfig, run: Run | None = None) -> dict[str, float]:
-    """Minimize `lm_loss` for config.steps Adam steps; returns the last logged loss and throughput."""
+def train_lm(model, tensors, config: LMTrainConfig, run: Run | None = None,
+             checkpoint: dict[str, Any] | None = None) -> dict[str, float]:
+    """Minimize `lm_loss` for config.steps Adam steps; returns the last logged loss and throughput.
+    With a run, a checkpoint goes to its directory every config.checkpoint_every steps (and at
+    Ctrl-C); `checkpoint`, one of them, continues the steps from where it was written."""
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = Adam(model.parameters(), lr=config.learning_rate)
+    started, tokens, losses, done = time.perf_counter(), 0, [], 0
+    checkpoints = StageCheckpoints(run, config, {"model": model}, {"adam": optimizer}, {"batches": generator},
+                                   running=lambda: {"tokens": tokens, "losses": losses,
+                                                    "seconds": time.perf_counter() - started})
+    if checkpoint is not None:
+        done, loop = checkpoints.restore(checkpoint)
+        tokens, losses, started = loop["tokens"], loop["losses"], started - loop["seconds"]
     model.train()
-    started, tokens, losses = time.perf_counter(), 0, []
-    for step in range(config.steps):
-        ids, attention_mask, loss_mask = sample_batch(tensors, config.batch_size, generator)
-        optimizer.param_groups[0]["lr"] = learning_rate_at(step, config)
-        loss = lm_loss(model(ids, attention_mask=attention_mask).logits, ids, loss_mask)
-        optimizer.zero_grad()
-        loss.backward()
-        clip_grad_norm(model.parameters(), config.max_grad_norm)
-        optimizer.step()
-        tokens += int(attention_mask.sum())
-        losses.append(loss.item())
-        if run is not None and ((step + 1) % config.log_every == 0 or step + 1 == config.steps):
-            seconds = time.perf_counter() - started
-            run.log(step + 1, {"losses/lm": sum(losses[-config.log_every:]) / len(losses[-config.log_every:]),
-                               "losses/learning_rate": optimizer.param_groups[0]["lr"],
-                               "time/tokens_per_s": tokens / seconds})
+    with checkpoints:
+        for step in range(done, config.steps):
+            ids, attention_mask, loss_mask = sample_batch(tensors, config.batch_size, generator)
+            optimizer.param_groups[0]["lr"] = learning_rate_at(step, config)
+            loss = lm_loss(model(ids, attention_mask=attention_mask).logits, ids, loss_mask)
+            optimizer.zero_grad()
+            loss.backward()
+            clip_grad_norm(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            tokens += int(attention_mask.sum())
+            losses.append(loss.item())
+            if run is not None and ((step + 1) % config.log_every == 0 or step + 1 == config.steps):
+                seconds = time.perf_counter() - started
+                run.log(step + 1, {"losses/lm": sum(losses[-config.log_every:]) / len(losses[-config.log_every:]),
+                                   "losses/learning_rate": optimizer.param_groups[0]["lr"],
+                                   "time/tokens_per_s": tokens / seconds})
+            checkpoints.step_done(step + 1)
     model.eval()
     seconds = time.perf_counter() - started
     return {"final_loss": sum(losses[-config.log_every:]) / len(losses[-config.log_every:]),
@@ -203,8 +227,9 @@ def train_lm(model, tensors, config: LMTrainConfig, run: Run | None = None) -> d
 
 
 # -- stages -------------------------------------------------------------------------------------
-def run_pretrain(config: PretrainConfig, data_dir: Path, run_dir: Path) -> dict[str, Any]:
-    """Stage 0: a GPT-2 from scratch on data_dir/corpus.jsonl with data_dir's tokenizer."""
+def run_pretrain(config: PretrainConfig, data_dir: Path, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+    """Stage 0: a GPT-2 from scratch on data_dir/corpus.jsonl with data_dir's tokenizer; resume:
+    continue from run_dir's newest checkpoint (if it has one)."""
     config.validate()
     started = time.perf_counter()
     corpus = data.load(data_dir, data.CORPUS)
@@ -213,21 +238,26 @@ def run_pretrain(config: PretrainConfig, data_dir: Path, run_dir: Path) -> dict[
                               "BOS + text come to", "shorten that text or raise --model.n-positions")
     setup_torch(config.seed, config.torch_threads)
     model = new_causal_lm(tokenizer, config.model)
+    checkpoint = resume_point(run_dir, "rlhf-pretrain", config, resume)
     with Run(run_dir, "rlhf-pretrain", {"config": data.config_dict(config), "data": str(data_dir)},
-             tensorboard=False, config_file=MODEL_RUN_CONFIG_FILE) as run:
-        stats = train_lm(model, tensors, config, run)
+             resume_step=resume_step(checkpoint), tensorboard=False,
+             config_file=MODEL_RUN_CONFIG_FILE) as run:
+        stats = train_lm(model, tensors, config, run, checkpoint)
         save_pretrained(run_dir, model, tokenizer)
         report = {"stage": "pretrain", "parameters": sum(p.numel() for p in model.parameters()),
-                  "sequences": len(corpus), **stats, "seconds": time.perf_counter() - started}
+                  "sequences": len(corpus), **stats,
+                  "seconds": time.perf_counter() - started + resumed_seconds(checkpoint)}
         data.write_report(run_dir, report)
+        remove_checkpoints(run_dir)
     return report
 
 
 SFT_GOLD_TOKENS = 16  # the longest answer sampled for the gold score at the end of SFT
 
 
-def run_sft(config: SFTConfig, model_path: Path, data_dir: Path, run_dir: Path) -> dict[str, Any]:
-    """Stage 1: fine-tune the model at model_path on data_dir/sft.jsonl (loss on completions only)."""
+def run_sft(config: SFTConfig, model_path: Path, data_dir: Path, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+    """Stage 1: fine-tune the model at model_path on data_dir/sft.jsonl (loss on completions only);
+    resume: continue from run_dir's newest checkpoint (if it has one)."""
     from bellmax.rlhf.evaluate import mean_gold_score
 
     config.validate()
@@ -243,16 +273,18 @@ def run_sft(config: SFTConfig, model_path: Path, data_dir: Path, run_dir: Path) 
     if held_out is not None:
         data.check_prompts_fit(held_out, tokenizer, [model], SFT_GOLD_TOKENS,
                                "shorten that prompt, set --eval-prompts 0, or use a model with a larger context")
+    checkpoint = resume_point(run_dir, "rlhf-sft", config, resume)
     with Run(run_dir, "rlhf-sft", {"config": data.config_dict(config), "model": str(model_path),
-                                   "data": str(data_dir)}, tensorboard=False,
-             config_file=MODEL_RUN_CONFIG_FILE) as run:
-        stats = train_lm(model, tensors, config, run)
+                                   "data": str(data_dir)}, resume_step=resume_step(checkpoint),
+             tensorboard=False, config_file=MODEL_RUN_CONFIG_FILE) as run:
+        stats = train_lm(model, tensors, config, run, checkpoint)
         save_pretrained(run_dir, model, tokenizer)
         report = {"stage": "sft", "demonstrations": len(demonstrations), **stats}
         if held_out is not None:
             prompts = held_out.column("prompt")[: config.eval_prompts]
             report["gold_score"] = mean_gold_score(model, tokenizer, prompts, seed=config.seed,
                                                    max_new_tokens=SFT_GOLD_TOKENS)
-        report["seconds"] = time.perf_counter() - started
+        report["seconds"] = time.perf_counter() - started + resumed_seconds(checkpoint)
         data.write_report(run_dir, report)
+        remove_checkpoints(run_dir)
     return report
