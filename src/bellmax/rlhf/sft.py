@@ -195,7 +195,8 @@ def train_lm(model, tensors, config: LMTrainConfig, run: Run | None = None,
     Ctrl-C); `checkpoint`, one of them, continues the steps from where it was written."""
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = Adam(model.parameters(), lr=config.learning_rate)
-    started, tokens, losses, done = time.perf_counter(), 0, [], 0
+    started, tokens, done = time.perf_counter(), 0, 0
+    losses: list[float] = []
     checkpoints = StageCheckpoints(run, config, {"model": model}, {"adam": optimizer}, {"batches": generator},
                                    running=lambda: {"tokens": tokens, "losses": losses,
                                                     "seconds": time.perf_counter() - started})
