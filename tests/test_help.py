@@ -70,8 +70,8 @@ def test_rlhf_help_is_the_real_configs_help():
     from bellmax.rlhf.pipeline import PRESETS, PipelineConfig, preset
 
     for name in PRESETS:
-        description = (f"All RLHF stages with one preset. Also: --preset NAME, --run-dir DIR. "
-                       f"Defaults shown: preset {name!r}.")
+        description = (f"All RLHF stages with one preset. Also: --preset NAME, --run-dir DIR, --resume DIR (continue "
+                       f"a pipeline that was stopped). Defaults shown: preset {name!r}.")
         expected = real_help(PipelineConfig, preset(name), "bellmax rlhf run", description)
         assert printed(main, ["rlhf", "run", "--preset", name, "--help"]) == expected
         for stage in INPUTS:

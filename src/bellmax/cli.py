@@ -103,8 +103,11 @@ def run_command(argv: list[str]) -> int:
         print(f"stopped by {stopped}", file=sys.stderr)
         return 128 + getattr(signal, stopped.signal_name)
     except KeyboardInterrupt:  # a second Ctrl-C during `train`, or one during any other command
-        hint = ("the last checkpoint (written every --checkpoint-every steps) is intact; "
-                "continue with `bellmax train ALGO --resume RUN_DIR`") if command == "train" else "stopped"
+        hint = {"train": "the last checkpoint (written every --checkpoint-every steps) is intact; "
+                         "continue with `bellmax train ALGO --resume RUN_DIR`",
+                "rlhf": "the last checkpoint (written every --checkpoint-every steps) is intact; continue with "
+                        "`bellmax rlhf STAGE --resume RUN_DIR` (or `bellmax rlhf run --resume RUN_DIR`)",
+                }.get(command, "stopped")
         print(f"interrupted: {hint}", file=sys.stderr)
         return 130
 

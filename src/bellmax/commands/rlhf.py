@@ -16,10 +16,14 @@ from pathlib import Path
 from bellmax.errors import BellmaxError
 
 USAGE = """usage: bellmax rlhf STAGE [--run-dir DIR] [inputs] [--preset NAME] [stage flags]
+       bellmax rlhf STAGE --resume DIR   continue a stopped stage from its last checkpoint, with its saved
+                                         config and inputs (pretrain, sft, reward, ppo, rl, dpo; and run)
 
 the whole workflow:
   run       all stages below:            bellmax rlhf run --preset tiny --run-dir DIR [--seed S] [--ppo.kl-coef B ...]
                                            [--also rloo grpo reinforce_pp dpo]
+                                         bellmax rlhf run --resume DIR   (finished stages are kept, the one
+                                           stopped continues, the rest run)
   compare-algos  PPO, RLOO, GRPO, REINFORCE++ and DPO over seeds, with 95% intervals:
                                          bellmax rlhf compare-algos --preset tiny --seeds 3 --run-dir DIR
 
@@ -54,6 +58,7 @@ INPUTS = {
     "evaluate": ("sft", "data"),
 }
 MODEL_INPUTS = {"model", "reward_model", "sft", "pretrained", "rl", "rl_no_kl", "extra_model"}
+RESUMABLE = ("pretrain", "sft", "reward", "ppo", "rl", "dpo")  # the stages that checkpoint, and so --resume
 
 
 PIPELINE = ("bellmax.rlhf.pipeline", "PipelineConfig")  # where the stage configs and PRESETS are defined
@@ -94,7 +99,8 @@ def _ppo_arguments(args: list[str]) -> list[str] | None:
 def _meta_parser(prog: str, inputs: tuple[str, ...], extra: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, add_help=False)
     parser.add_argument("--run-dir")
-    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--preset")  # tiny unless given (None: to tell whether it was given with --resume)
+    parser.add_argument("--resume")
     parser.add_argument("-h", "--help", action="store_true")
     for name in (*inputs, *extra):
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name)
@@ -124,12 +130,35 @@ def _check_inputs(values: dict[str, str | None], required: tuple[str, ...]) -> d
 
 
 def _check_run_dir(run_dir: str | None, stage: str) -> Path:
+    """The --run-dir of a new start: given, and holding neither a finished nor an unfinished run."""
     if run_dir is None:
         raise BellmaxError(f"--run-dir DIR is required (where `{stage}` writes its output and report.json)")
     path = Path(run_dir)
     if (path / "report.json").exists():
         raise BellmaxError(f"{path} already holds a finished {stage} (report.json); pick another --run-dir")
+    if stage == "run":
+        from bellmax.rlhf.pipeline import PIPELINE_CONFIG_FILE
+
+        if (path / PIPELINE_CONFIG_FILE).exists():
+            raise BellmaxError(f"{path} holds an unfinished RLHF pipeline: continue it with `bellmax rlhf run "
+                               f"--resume {path}`, or pick another --run-dir")
+    elif stage in RESUMABLE:
+        from bellmax.rlhf.checkpoints import unfinished_stage_error
+
+        error = unfinished_stage_error(path, stage)
+        if error is not None:
+            raise error
     return path
+
+
+def _resume_only(meta: argparse.Namespace, rest: list[str], names: tuple[str, ...]) -> Path:
+    """The directory of `--resume DIR`, refusing every other flag: a resume runs the saved config."""
+    given = [f"--{name.replace('_', '-')}" for name in ("run_dir", "preset", *names) if getattr(meta, name, None)]
+    given += [arg for arg in rest if arg.startswith("-")][:1] or rest[:1]
+    if given:
+        raise BellmaxError(f"--resume DIR continues with the config and inputs saved in DIR: leave out {given[0]} "
+                           "(to train with other settings, start a new run with --run-dir)")
+    return Path(meta.resume)
 
 
 def fast_help(preset_name: str, stage: str | None, prog: str, description: str) -> int:
@@ -149,7 +178,9 @@ def fast_help(preset_name: str, stage: str | None, prog: str, description: str) 
 
 def stage_description(stage: str, preset_name: str) -> str:
     inputs = ", ".join(f"--{n.replace('_', '-')} DIR" for n in INPUTS[stage])
-    return (f"The {stage} stage of RLHF. Inputs: {inputs or 'none'}; also --run-dir DIR, --preset NAME. "
+    resume = (", --resume DIR (continue a stopped run from its last checkpoint, with its saved config and inputs)"
+              if stage in RESUMABLE else "")
+    return (f"The {stage} stage of RLHF. Inputs: {inputs or 'none'}; also --run-dir DIR, --preset NAME{resume}. "
             f"Defaults shown: preset {preset_name!r}.")
 
 
@@ -158,15 +189,23 @@ def run_stage(stage: str, args: list[str]) -> int:
     parser = _meta_parser(f"bellmax rlhf {stage}", INPUTS[stage], extra)
     parser.add_argument("--ppo-run", nargs="+", default=[])  # evaluate: PPO runs whose curves to plot
     meta, rest = parser.parse_known_args(args)
-    prog, description = f"bellmax rlhf {stage}", stage_description(stage, meta.preset)
+    preset_name = meta.preset or "tiny"
+    prog, description = f"bellmax rlhf {stage}", stage_description(stage, preset_name)
     if meta.help:
-        return fast_help(meta.preset, stage, prog, description)
+        return fast_help(preset_name, stage, prog, description)
+    if meta.resume is not None:
+        if stage not in RESUMABLE:
+            raise BellmaxError(f"the {stage} stage keeps no checkpoints (it is short): run it again with --run-dir "
+                               f"DIR; --resume continues {', '.join(RESUMABLE)} and run")
+        if meta.ppo_run:
+            raise BellmaxError("--resume DIR continues with the config and inputs saved in DIR: leave out --ppo-run")
+        return resume_stage(stage, _resume_only(meta, rest, (*INPUTS[stage], *extra)))
 
     import tyro
 
     from bellmax.rlhf.pipeline import preset
 
-    defaults = getattr(preset(meta.preset), stage)
+    defaults = getattr(preset(preset_name), stage)
     config = tyro.cli(type(defaults), default=defaults, args=rest, prog=prog, description=description)
     config.validate()
     paths = _check_inputs({name: getattr(meta, name) for name in (*INPUTS[stage], *extra)}, INPUTS[stage])
@@ -182,7 +221,60 @@ def run_stage(stage: str, args: list[str]) -> int:
     return 0
 
 
-def _dispatch(stage: str, config, paths: dict[str, Path], ppo_runs: list[Path], run_dir: Path) -> dict:
+def resume_stage(stage: str, run_dir: Path) -> int:
+    """`bellmax rlhf STAGE --resume DIR`: continue the stage in DIR with the config and inputs it was
+    started with (run_config.json), from its newest checkpoint; one stopped before its first
+    checkpoint starts again from the beginning."""
+    import json
+
+    from bellmax.config import nested_dataclass
+    from bellmax.core.run import MODEL_RUN_CONFIG_FILE, has_checkpoint, step_checkpoints
+    from bellmax.rlhf.checkpoints import stage_of
+    from bellmax.rlhf.pipeline import PipelineConfig
+
+    if (run_dir / "report.json").exists():
+        print(f"{run_dir} is finished: its {stage} wrote report.json; nothing to resume", file=sys.stderr)
+        _print_summary(json.loads((run_dir / "report.json").read_text()))
+        return 0
+    saved_file = run_dir / MODEL_RUN_CONFIG_FILE
+    if not run_dir.is_dir():
+        raise BellmaxError(f"--resume {run_dir}: no such directory; start the stage with `bellmax rlhf {stage} "
+                           "--run-dir DIR ...`")
+    if not saved_file.is_file():
+        raise BellmaxError(f"{run_dir} holds no {stage} to resume (no {MODEL_RUN_CONFIG_FILE}); start it with "
+                           f"`bellmax rlhf {stage} --run-dir DIR ...`")
+    try:
+        saved = json.loads(saved_file.read_text())
+        algo, stage_config, inputs = saved["algo"], saved["config"]["config"], saved["config"]
+    except (ValueError, KeyError, TypeError):
+        raise BellmaxError(f"{saved_file} is damaged (not the JSON a stage writes); the stage cannot be resumed: "
+                           "start it again with --run-dir") from None
+    if stage_of(str(algo)) != stage:
+        other = stage_of(str(algo))
+        raise BellmaxError(f"{run_dir} holds a {other} stage, not {stage}: resume it with "
+                           f"`bellmax rlhf {other} --resume {run_dir}`")
+    config = nested_dataclass(type(getattr(PipelineConfig(), stage)), stage_config)
+    config.validate()
+    try:
+        paths = _check_inputs({name: inputs.get(name) for name in INPUTS[stage]}, INPUTS[stage])
+    except BellmaxError as exc:
+        raise BellmaxError(f"cannot resume {run_dir}: the input it was started with, {exc}") from None
+    steps = step_checkpoints(run_dir)
+    if has_checkpoint(run_dir):
+        where = f"from step {steps[0][0]}" if steps else "from its checkpoint"
+        print(f"resuming {stage} in {run_dir} {where}", file=sys.stderr)
+    else:
+        print(f"{run_dir} has no checkpoint (it stopped before its first one): running {stage} again from the "
+              "start with its saved config", file=sys.stderr)
+    started = time.perf_counter()
+    report = _dispatch(stage, config, paths, [], run_dir, resume=True)
+    print(f"{stage}: done in {time.perf_counter() - started:.1f} s; report: {run_dir / 'report.json'}")
+    _print_summary(report)
+    return 0
+
+
+def _dispatch(stage: str, config, paths: dict[str, Path], ppo_runs: list[Path], run_dir: Path,
+              resume: bool = False) -> dict:
     if stage == "data":
         from bellmax.rlhf.data import run_data
 
@@ -190,11 +282,11 @@ def _dispatch(stage: str, config, paths: dict[str, Path], ppo_runs: list[Path], 
     if stage == "pretrain":
         from bellmax.rlhf.sft import run_pretrain
 
-        return run_pretrain(config, paths["data"], run_dir)
+        return run_pretrain(config, paths["data"], run_dir, resume=resume)
     if stage == "sft":
         from bellmax.rlhf.sft import run_sft
 
-        return run_sft(config, paths["model"], paths["data"], run_dir)
+        return run_sft(config, paths["model"], paths["data"], run_dir, resume=resume)
     if stage == "compare":
         from bellmax.rlhf.reward import run_compare
 
@@ -202,22 +294,22 @@ def _dispatch(stage: str, config, paths: dict[str, Path], ppo_runs: list[Path], 
     if stage == "reward":
         from bellmax.rlhf.reward import run_reward
 
-        return run_reward(config, paths["model"], paths["comparisons"], run_dir)
+        return run_reward(config, paths["model"], paths["comparisons"], run_dir, resume=resume)
     if stage == "ppo":
         from bellmax.rlhf.ppo import run_ppo
 
         return run_ppo(config, paths["model"], paths["reward_model"], paths["data"], run_dir,
-                       log=lambda line: print(line, file=sys.stderr))
+                       log=lambda line: print(line, file=sys.stderr), resume=resume)
     if stage == "rl":
         from bellmax.rlhf.group import run_rl
 
         return run_rl(config, paths["model"], paths["reward_model"], paths["data"], run_dir,
-                      log=lambda line: print(line, file=sys.stderr))
+                      log=lambda line: print(line, file=sys.stderr), resume=resume)
     if stage == "dpo":
         from bellmax.rlhf.dpo import run_dpo
 
         return run_dpo(config, paths["model"], paths["comparisons"], run_dir,
-                       log=lambda line: print(line, file=sys.stderr))
+                       log=lambda line: print(line, file=sys.stderr), resume=resume)
     from bellmax.rlhf.evaluate import run_evaluate
 
     policies: dict[str, Path] = {name: paths[name] for name in ("pretrained", "rl", "rl_no_kl") if name in paths}
@@ -227,26 +319,47 @@ def _dispatch(stage: str, config, paths: dict[str, Path], ppo_runs: list[Path], 
 
 
 def run(args: list[str]) -> int:
-    """bellmax rlhf run --preset NAME --run-dir DIR [--seed S] [--STAGE.FIELD VALUE ...]."""
+    """bellmax rlhf run --preset NAME --run-dir DIR [--seed S] [--STAGE.FIELD VALUE ...], or --resume DIR."""
     meta, rest = _meta_parser("bellmax rlhf run", ()).parse_known_args(args)
-    description = (f"All RLHF stages with one preset. Also: --preset NAME, --run-dir DIR. "
-                   f"Defaults shown: preset {meta.preset!r}.")
+    preset_name = meta.preset or "tiny"
+    description = (f"All RLHF stages with one preset. Also: --preset NAME, --run-dir DIR, --resume DIR (continue "
+                   f"a pipeline that was stopped). Defaults shown: preset {preset_name!r}.")
     if meta.help:
-        return fast_help(meta.preset, None, "bellmax rlhf run", description)
+        return fast_help(preset_name, None, "bellmax rlhf run", description)
+    if meta.resume is not None:
+        return resume_pipeline(_resume_only(meta, rest, ()))
 
     import tyro
 
     from bellmax.rlhf.pipeline import PipelineConfig, preset, run_pipeline
 
-    defaults = preset(meta.preset)
+    defaults = preset(preset_name)
     config = tyro.cli(PipelineConfig, default=defaults, args=rest, prog="bellmax rlhf run", description=description)
     config.with_seed().validate()
     if meta.run_dir is None:
-        meta.run_dir = str(Path("runs") / f"rlhf-{meta.preset}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+        meta.run_dir = str(Path("runs") / f"rlhf-{preset_name}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir = _check_run_dir(meta.run_dir, "run")
-    print(f"RLHF pipeline, preset {meta.preset}, seed {config.seed} -> {run_dir}", file=sys.stderr)
+    print(f"RLHF pipeline, preset {preset_name}, seed {config.seed} -> {run_dir}", file=sys.stderr)
     report = run_pipeline(config, run_dir, log=lambda line: print(line, file=sys.stderr))
     print(f"done in {report['seconds']:.0f} s; report: {run_dir / 'report.json'}")
+    _print_summary(report)
+    return 0
+
+
+def resume_pipeline(run_dir: Path) -> int:
+    """`bellmax rlhf run --resume DIR`: the pipeline in DIR, continued with its saved config."""
+    import json
+
+    from bellmax.rlhf.pipeline import read_pipeline_config, run_pipeline
+
+    if (run_dir / "report.json").exists():
+        print(f"{run_dir} is finished: its pipeline wrote report.json; nothing to resume", file=sys.stderr)
+        _print_summary(json.loads((run_dir / "report.json").read_text()))
+        return 0
+    config = read_pipeline_config(run_dir)
+    print(f"resuming the RLHF pipeline in {run_dir} (seed {config.seed})", file=sys.stderr)
+    report = run_pipeline(config, run_dir, log=lambda line: print(line, file=sys.stderr), resume=True)
+    print(f"done ({report['seconds']:.0f} s of stages); report: {run_dir / 'report.json'}")
     _print_summary(report)
     return 0
 
@@ -257,6 +370,10 @@ def compare_algos(args: list[str]) -> int:
     parser.add_argument("--seeds", default="3")
     parser.allow_abbrev = False  # --seed is PipelineConfig's field (refused below), not short for --seeds
     meta, rest = parser.parse_known_args(args)
+    meta.preset = meta.preset or "tiny"
+    if meta.resume is not None:
+        raise BellmaxError("compare-algos has no --resume: resume each seed's pipeline with `bellmax rlhf run "
+                           "--resume DIR/seedS`, or start compare-algos again into a new --run-dir")
     description = (f"PPO, RLOO, GRPO, REINFORCE++ and DPO, each seed's pipeline in RUN_DIR/seedS, then each method's "
                    f"gold win rate vs SFT, KL to SFT, length and wall-clock with 95% intervals over the seeds. Also: "
                    f"--preset NAME, --run-dir DIR, --seeds N (seeds 0 .. N-1). Defaults shown: preset {meta.preset!r}.")

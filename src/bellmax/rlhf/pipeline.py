@@ -130,8 +130,40 @@ def preset(name: str) -> PipelineConfig:
     return nested_dataclass(PipelineConfig, PRESETS[name]["config"])
 
 
-def run_pipeline(config: PipelineConfig, run_dir: Path, log=print) -> dict[str, Any]:
-    """Every stage in order; returns (and writes to run_dir/report.json) the summary."""
+PIPELINE_CONFIG_FILE = "pipeline_config.json"  # RUN_DIR's config, written first: what --resume continues with
+
+
+def read_pipeline_config(run_dir: Path) -> PipelineConfig:
+    """The config a pipeline in run_dir was started with (for `bellmax rlhf run --resume`)."""
+    import json
+
+    from bellmax.errors import BellmaxError
+
+    path = Path(run_dir) / PIPELINE_CONFIG_FILE
+    if not Path(run_dir).is_dir():
+        raise BellmaxError(f"{run_dir} does not exist; start a pipeline there with `bellmax rlhf run --run-dir "
+                           f"{run_dir}`")
+    if not path.is_file():
+        raise BellmaxError(f"{run_dir} holds no RLHF pipeline to resume (no {PIPELINE_CONFIG_FILE}); start one with "
+                           f"`bellmax rlhf run --run-dir DIR`, or resume a single stage with `bellmax rlhf STAGE "
+                           "--resume DIR`")
+    try:
+        return nested_dataclass(PipelineConfig, json.loads(path.read_text())["config"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BellmaxError(f"{path} is damaged ({type(exc).__name__}: {exc}); it cannot be resumed") from None
+
+
+def run_pipeline(config: PipelineConfig, run_dir: Path, log=print, resume: bool = False) -> dict[str, Any]:
+    """Every stage in order; returns (and writes to run_dir/report.json) the summary. The config is
+    written to run_dir/pipeline_config.json before the first stage. resume: continue the pipeline in
+    run_dir (config must be the one it saved, `read_pipeline_config`): stages with a report.json
+    are done and only read back, the stage that was running continues from its newest checkpoint
+    (or starts again if it had none), and the stages after it run."""
+    import json
+
+    from bellmax import __version__
+    from bellmax.core.run import atomic_write_text, lock_run_dir, make_run_dir
+    from bellmax.errors import BellmaxError, TrainingInterrupted
     from bellmax.rlhf.dpo import run_dpo
     from bellmax.rlhf.evaluate import run_evaluate
     from bellmax.rlhf.group import run_rl
@@ -139,55 +171,92 @@ def run_pipeline(config: PipelineConfig, run_dir: Path, log=print) -> dict[str, 
     from bellmax.rlhf.reward import run_compare, run_reward
     from bellmax.rlhf.sft import run_pretrain, run_sft
 
-    config = config.with_seed()
-    config.validate()
+    config.with_seed().validate()
     run_dir = Path(run_dir)
+    if resume and read_pipeline_config(run_dir) != config:
+        raise BellmaxError(f"{run_dir} was started with another config: resume it with the one in "
+                           f"{run_dir / PIPELINE_CONFIG_FILE} (`bellmax rlhf run --resume {run_dir}`)")
+    if not resume and (run_dir / PIPELINE_CONFIG_FILE).exists():
+        raise BellmaxError(f"{run_dir} holds an RLHF pipeline already: continue it with `bellmax rlhf run --resume "
+                           f"{run_dir}`, or pick another --run-dir")
+    make_run_dir(run_dir)
+    lock = lock_run_dir(run_dir)  # one process at a time runs the pipeline in run_dir
+    if not resume:
+        atomic_write_text(run_dir / PIPELINE_CONFIG_FILE, json.dumps(
+            {"config": data.config_dict(config), "bellmax_version": __version__}, indent=2) + "\n")
+    config = config.with_seed()
     started = time.perf_counter()
-    timings = {}
+    timings: dict[str, float] = {}
 
-    def stage(name: str, function, *args) -> dict[str, Any]:
+    def stage(name: str, function, *args, checkpoints: bool = False) -> dict[str, Any]:
+        report_file = run_dir / name / "report.json"
+        if resume and report_file.exists():
+            try:
+                report = json.loads(report_file.read_text())
+            except ValueError:
+                raise BellmaxError(f"{report_file} is damaged; delete {run_dir / name} to run that stage "
+                                   "again") from None
+            if report.get("seconds") is not None:
+                timings[name] = report["seconds"]
+            log(f"{name}: finished before -> {run_dir / name}")
+            return report
         tick = time.perf_counter()
-        report = function(*args)
+        try:
+            report = function(*args, resume=resume) if checkpoints else function(*args)
+        except TrainingInterrupted as stopped:  # the hint is the pipeline's, not the stage's
+            raise TrainingInterrupted(stopped.signal_name, stopped.algo, stopped.step, run_dir,
+                                      command="bellmax rlhf run") from None
         timings[name] = time.perf_counter() - tick
-        log(f"{name}: done in {timings[name]:.1f} s -> {run_dir / name}")
+        if resume and report.get("seconds") is not None:  # a resumed stage's time counts its earlier part
+            timings[name] = report["seconds"]
+        log(f"{name}: done in {time.perf_counter() - tick:.1f} s -> {run_dir / name}")
         return report
 
-    d = run_dir / "data"
-    stage("data", data.run_data, config.data, d)
-    stage("pretrain", run_pretrain, config.pretrain, d, run_dir / "pretrain")
-    sft = stage("sft", run_sft, config.sft, run_dir / "pretrain", d, run_dir / "sft")
-    stage("compare", run_compare, config.compare, run_dir / "sft", d, run_dir / "compare", run_dir / "pretrain")
-    reward = stage("reward", run_reward, config.reward, run_dir / "sft", run_dir / "compare", run_dir / "reward")
-    ppo = stage("ppo", run_ppo, config.ppo, run_dir / "sft", run_dir / "reward", d, run_dir / "ppo", log)
-    policies = {"pretrained": run_dir / "pretrain", "rl": run_dir / "ppo"}
-    ppo_runs = {"rl": run_dir / "ppo"}
-    if config.no_kl_baseline:
-        no_kl = dataclasses.replace(config.ppo, kl_coef=0.0, adaptive_kl=False)
-        stage("ppo_no_kl", run_ppo, no_kl, run_dir / "sft", run_dir / "reward", d, run_dir / "ppo_no_kl", log)
-        policies["rl_no_kl"] = ppo_runs["rl_no_kl"] = run_dir / "ppo_no_kl"
-    for name in config.also:
-        if name == "dpo":
-            stage(name, run_dpo, config.dpo, run_dir / "sft", run_dir / "compare", run_dir / name, log)
-        else:
-            rl = dataclasses.replace(config.rl, algo=cast(Algo, name))
-            stage(name, run_rl, rl, run_dir / "sft", run_dir / "reward", d, run_dir / name, log)
-        policies[name] = run_dir / name
-    evaluation = stage("evaluate", run_evaluate, config.evaluate, run_dir / "sft", policies, d, run_dir / "evaluate",
-                       ppo_runs, log)
-    report = {
-        "win_rates": evaluation["win_rates"],
-        "reward_model_accuracy": reward["held_out_accuracy"],
-        "reward_model_margin": reward["held_out_margin"],
-        "reward_model_gold_accuracy": reward["gold_accuracy"],
-        "kl_to_sft": evaluation["kl_to_sft"],
-        "gold_scores": {name: p["gold_score"] for name, p in evaluation["policies"].items()},
-        "response_lengths": {name: p["response_length"] for name, p in evaluation["policies"].items()},
-        "sft_gold_score_at_train_end": sft.get("gold_score"),
-        "ppo": {"first": ppo["first"], "last": ppo["last"]},
-        "figures": evaluation["figures"],
-        "seed": config.seed,
-        "stage_seconds": timings,
-        "seconds": time.perf_counter() - started,
-    }
-    data.write_report(run_dir, report)
+    try:
+        d = run_dir / "data"
+        stage("data", data.run_data, config.data, d)
+        stage("pretrain", run_pretrain, config.pretrain, d, run_dir / "pretrain", checkpoints=True)
+        sft = stage("sft", run_sft, config.sft, run_dir / "pretrain", d, run_dir / "sft", checkpoints=True)
+        stage("compare", run_compare, config.compare, run_dir / "sft", d, run_dir / "compare", run_dir / "pretrain")
+        reward = stage("reward", run_reward, config.reward, run_dir / "sft", run_dir / "compare", run_dir / "reward",
+                       checkpoints=True)
+        ppo = stage("ppo", run_ppo, config.ppo, run_dir / "sft", run_dir / "reward", d, run_dir / "ppo", log,
+                    checkpoints=True)
+        policies = {"pretrained": run_dir / "pretrain", "rl": run_dir / "ppo"}
+        ppo_runs = {"rl": run_dir / "ppo"}
+        if config.no_kl_baseline:
+            no_kl = dataclasses.replace(config.ppo, kl_coef=0.0, adaptive_kl=False)
+            stage("ppo_no_kl", run_ppo, no_kl, run_dir / "sft", run_dir / "reward", d, run_dir / "ppo_no_kl", log,
+                  checkpoints=True)
+            policies["rl_no_kl"] = ppo_runs["rl_no_kl"] = run_dir / "ppo_no_kl"
+        for name in config.also:
+            if name == "dpo":
+                stage(name, run_dpo, config.dpo, run_dir / "sft", run_dir / "compare", run_dir / name, log,
+                      checkpoints=True)
+            else:
+                rl = dataclasses.replace(config.rl, algo=cast(Algo, name))
+                stage(name, run_rl, rl, run_dir / "sft", run_dir / "reward", d, run_dir / name, log, checkpoints=True)
+            policies[name] = run_dir / name
+        evaluation = stage("evaluate", run_evaluate, config.evaluate, run_dir / "sft", policies, d,
+                           run_dir / "evaluate", ppo_runs, log)
+        report = {
+            "win_rates": evaluation["win_rates"],
+            "reward_model_accuracy": reward["held_out_accuracy"],
+            "reward_model_margin": reward["held_out_margin"],
+            "reward_model_gold_accuracy": reward["gold_accuracy"],
+            "kl_to_sft": evaluation["kl_to_sft"],
+            "gold_scores": {name: p["gold_score"] for name, p in evaluation["policies"].items()},
+            "response_lengths": {name: p["response_length"] for name, p in evaluation["policies"].items()},
+            "sft_gold_score_at_train_end": sft.get("gold_score"),
+            "ppo": {"first": ppo["first"], "last": ppo["last"]},
+            "figures": evaluation["figures"],
+            "seed": config.seed,
+            "stage_seconds": timings,
+            # resumed: the stages' own seconds, each counting its earlier part (this process ran only the rest)
+            "seconds": sum(timings.values()) if resume else time.perf_counter() - started,
+        }
+        data.write_report(run_dir, report)
+    finally:
+        if lock is not None:
+            lock.close()
     return report
