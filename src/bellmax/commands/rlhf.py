@@ -232,10 +232,6 @@ def resume_stage(stage: str, run_dir: Path) -> int:
     from bellmax.rlhf.checkpoints import stage_of
     from bellmax.rlhf.pipeline import PipelineConfig
 
-    if (run_dir / "report.json").exists():
-        print(f"{run_dir} is finished: its {stage} wrote report.json; nothing to resume", file=sys.stderr)
-        _print_summary(json.loads((run_dir / "report.json").read_text()))
-        return 0
     saved_file = run_dir / MODEL_RUN_CONFIG_FILE
     if not run_dir.is_dir():
         raise BellmaxError(f"--resume {run_dir}: no such directory; start the stage with `bellmax rlhf {stage} "
@@ -253,6 +249,10 @@ def resume_stage(stage: str, run_dir: Path) -> int:
         other = stage_of(str(algo))
         raise BellmaxError(f"{run_dir} holds a {other} stage, not {stage}: resume it with "
                            f"`bellmax rlhf {other} --resume {run_dir}`")
+    if (run_dir / "report.json").exists():
+        print(f"{run_dir} is finished: its {stage} wrote report.json; nothing to resume", file=sys.stderr)
+        _print_summary(json.loads((run_dir / "report.json").read_text()))
+        return 0
     config = nested_dataclass(type(getattr(PipelineConfig(), stage)), stage_config)
     config.validate()
     try:
@@ -261,7 +261,7 @@ def resume_stage(stage: str, run_dir: Path) -> int:
         raise BellmaxError(f"cannot resume {run_dir}: the input it was started with, {exc}") from None
     steps = step_checkpoints(run_dir)
     if has_checkpoint(run_dir):
-        where = f"from step {steps[0][0]}" if steps else "from its checkpoint"
+        where = f"from its newest checkpoint (step {steps[0][0]})" if steps else "from its checkpoint"
         print(f"resuming {stage} in {run_dir} {where}", file=sys.stderr)
     else:
         print(f"{run_dir} has no checkpoint (it stopped before its first one): running {stage} again from the "
@@ -352,11 +352,11 @@ def resume_pipeline(run_dir: Path) -> int:
 
     from bellmax.rlhf.pipeline import read_pipeline_config, run_pipeline
 
+    config = read_pipeline_config(run_dir)
     if (run_dir / "report.json").exists():
         print(f"{run_dir} is finished: its pipeline wrote report.json; nothing to resume", file=sys.stderr)
         _print_summary(json.loads((run_dir / "report.json").read_text()))
         return 0
-    config = read_pipeline_config(run_dir)
     print(f"resuming the RLHF pipeline in {run_dir} (seed {config.seed})", file=sys.stderr)
     report = run_pipeline(config, run_dir, log=lambda line: print(line, file=sys.stderr), resume=True)
     print(f"done ({report['seconds']:.0f} s of stages); report: {run_dir / 'report.json'}")

@@ -162,7 +162,7 @@ def run_pipeline(config: PipelineConfig, run_dir: Path, log=print, resume: bool 
     import json
 
     from bellmax import __version__
-    from bellmax.core.run import atomic_write_text, lock_run_dir, make_run_dir
+    from bellmax.core.run import atomic_write_text, has_checkpoint, lock_run_dir, make_run_dir, step_checkpoints
     from bellmax.errors import BellmaxError, TrainingInterrupted
     from bellmax.rlhf.dpo import run_dpo
     from bellmax.rlhf.evaluate import run_evaluate
@@ -200,6 +200,9 @@ def run_pipeline(config: PipelineConfig, run_dir: Path, log=print, resume: bool 
                 timings[name] = report["seconds"]
             log(f"{name}: finished before -> {run_dir / name}")
             return report
+        if resume and checkpoints and has_checkpoint(run_dir / name):
+            steps = step_checkpoints(run_dir / name)
+            log(f"{name}: resuming from its checkpoint" + (f" at step {steps[0][0]}" if steps else ""))
         tick = time.perf_counter()
         try:
             report = function(*args, resume=resume) if checkpoints else function(*args)
