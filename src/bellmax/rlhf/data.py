@@ -397,8 +397,8 @@ def make_task_data(config: DataConfig) -> dict[str, list[dict[str, Any]]]:
 def run_data(config: DataConfig, run_dir: Path) -> dict[str, Any]:
     """Stage "data": the synthetic task's data sets and tokenizer, and a report of their sizes."""
     started = time.perf_counter()
-    report = {"stage": "data", "rows": write_task_data(config, run_dir), "config": config_dict(config)}
-    report["seconds"] = time.perf_counter() - started
+    rows = write_task_data(config, run_dir)
+    report = {"stage": "data", "rows": rows, "config": config_dict(config), "seconds": time.perf_counter() - started}
     write_report(run_dir, report)
     return report
 
