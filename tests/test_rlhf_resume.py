@@ -87,7 +87,7 @@ def assert_same_run(resumed: Path, uninterrupted: Path) -> None:
 # -- each stage, killed and resumed -------------------------------------------------------------------
 def pretrain_config(**changes):
     config = preset("test").pretrain
-    config.steps, config.log_every, config.checkpoint_every = 30, 5, 10
+    config.steps, config.log_every, config.checkpoint_every = 30, 6, 10  # the log at 24 averages steps 19-24
     for key, value in changes.items():
         setattr(config, key, value)
     return config
@@ -99,9 +99,9 @@ def test_pretrain_killed_after_a_checkpoint_resumes_to_the_same_bytes(base, tmp_
     with killed_at(monkeypatch, sft, "clip_grad_norm", 25), pytest.raises(Killed):  # in step 25 of 30
         sft.run_pretrain(config, base / "data", tmp_path / "b")
     assert checkpoint_files(tmp_path / "b") == ["checkpoint-10.pt", "checkpoint-20.pt", "checkpoint.pt"]
-    assert metric_rows(tmp_path / "b")[-1]["step"] == 20  # logged through step 20 (the 25th died): ...
+    assert metric_rows(tmp_path / "b")[-1]["step"] == 24  # logged after the checkpoint, before the kill: ...
     sft.run_pretrain(config, base / "data", tmp_path / "b", resume=True)
-    assert_same_run(tmp_path / "b", tmp_path / "a")  # ... the steps after the checkpoint are not logged twice
+    assert_same_run(tmp_path / "b", tmp_path / "a")  # ... that row is not there twice
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     assert report["final_loss"] == json.loads((tmp_path / "a" / "report.json").read_text())["final_loss"]
 
