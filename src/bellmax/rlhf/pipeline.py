@@ -11,13 +11,15 @@
       rloo/ grpo/ reinforce_pp/ dpo/   with --also NAME ...: the other estimators, from the same SFT (and
                   reward) model, judged beside PPO             model/, metrics.jsonl, report.json
       evaluate/   win rates, KL, curves                       win_rates.png, training_curves.png, report.json
+      pipeline_config.json  the run's config, written first: `bellmax rlhf run --resume RUN_DIR` continues with it
       report.json the summary: win rates, reward-model accuracy, KL to SFT, seconds
 
 A stage that trains a model is a Hugging Face model directory: config.json, model.safetensors and
 the tokenizer sit next to its report.json, metrics.jsonl and run_config.json (the stage's own
 config), so `AutoModelForCausalLM.from_pretrained(RUN_DIR / "sft")` loads it. Each stage reads only
 the directories before it, so any stage can be rerun alone with `bellmax rlhf STAGE` (see
-`bellmax rlhf --help`).
+`bellmax rlhf --help`). While a long stage trains, its directory also holds its checkpoints
+(`rlhf/checkpoints.py`), deleted when it finishes.
 """
 
 from __future__ import annotations
@@ -162,14 +164,8 @@ def run_pipeline(config: PipelineConfig, run_dir: Path, log=print, resume: bool 
     import json
 
     from bellmax import __version__
-    from bellmax.core.run import atomic_write_text, has_checkpoint, lock_run_dir, make_run_dir, step_checkpoints
-    from bellmax.errors import BellmaxError, TrainingInterrupted
-    from bellmax.rlhf.dpo import run_dpo
-    from bellmax.rlhf.evaluate import run_evaluate
-    from bellmax.rlhf.group import run_rl
-    from bellmax.rlhf.ppo import run_ppo
-    from bellmax.rlhf.reward import run_compare, run_reward
-    from bellmax.rlhf.sft import run_pretrain, run_sft
+    from bellmax.core.run import atomic_write_text, lock_run_dir, make_run_dir
+    from bellmax.errors import BellmaxError
 
     config.with_seed().validate()
     run_dir = Path(run_dir)
@@ -181,85 +177,110 @@ def run_pipeline(config: PipelineConfig, run_dir: Path, log=print, resume: bool 
                            f"{run_dir}`, or pick another --run-dir")
     make_run_dir(run_dir)
     lock = lock_run_dir(run_dir)  # one process at a time runs the pipeline in run_dir
-    if not resume:
-        atomic_write_text(run_dir / PIPELINE_CONFIG_FILE, json.dumps(
-            {"config": data.config_dict(config), "bellmax_version": __version__}, indent=2) + "\n")
-    config = config.with_seed()
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-
-    def stage(name: str, function, *args, checkpoints: bool = False) -> dict[str, Any]:
-        report_file = run_dir / name / "report.json"
-        if resume and report_file.exists():
-            try:
-                report = json.loads(report_file.read_text())
-            except ValueError:
-                raise BellmaxError(f"{report_file} is damaged; delete {run_dir / name} to run that stage "
-                                   "again") from None
-            if report.get("seconds") is not None:
-                timings[name] = report["seconds"]
-            log(f"{name}: finished before -> {run_dir / name}")
-            return report
-        if resume and checkpoints and has_checkpoint(run_dir / name):
-            steps = step_checkpoints(run_dir / name)
-            log(f"{name}: resuming from its checkpoint" + (f" at step {steps[0][0]}" if steps else ""))
-        tick = time.perf_counter()
-        try:
-            report = function(*args, resume=resume) if checkpoints else function(*args)
-        except TrainingInterrupted as stopped:  # the hint is the pipeline's, not the stage's
-            raise TrainingInterrupted(stopped.signal_name, stopped.algo, stopped.step, run_dir,
-                                      command="bellmax rlhf run") from None
-        timings[name] = time.perf_counter() - tick
-        if resume and report.get("seconds") is not None:  # a resumed stage's time counts its earlier part
-            timings[name] = report["seconds"]
-        log(f"{name}: done in {time.perf_counter() - tick:.1f} s -> {run_dir / name}")
-        return report
-
     try:
-        d = run_dir / "data"
-        stage("data", data.run_data, config.data, d)
-        stage("pretrain", run_pretrain, config.pretrain, d, run_dir / "pretrain", checkpoints=True)
-        sft = stage("sft", run_sft, config.sft, run_dir / "pretrain", d, run_dir / "sft", checkpoints=True)
-        stage("compare", run_compare, config.compare, run_dir / "sft", d, run_dir / "compare", run_dir / "pretrain")
-        reward = stage("reward", run_reward, config.reward, run_dir / "sft", run_dir / "compare", run_dir / "reward",
-                       checkpoints=True)
-        ppo = stage("ppo", run_ppo, config.ppo, run_dir / "sft", run_dir / "reward", d, run_dir / "ppo", log,
-                    checkpoints=True)
-        policies = {"pretrained": run_dir / "pretrain", "rl": run_dir / "ppo"}
-        ppo_runs = {"rl": run_dir / "ppo"}
-        if config.no_kl_baseline:
-            no_kl = dataclasses.replace(config.ppo, kl_coef=0.0, adaptive_kl=False)
-            stage("ppo_no_kl", run_ppo, no_kl, run_dir / "sft", run_dir / "reward", d, run_dir / "ppo_no_kl", log,
-                  checkpoints=True)
-            policies["rl_no_kl"] = ppo_runs["rl_no_kl"] = run_dir / "ppo_no_kl"
-        for name in config.also:
-            if name == "dpo":
-                stage(name, run_dpo, config.dpo, run_dir / "sft", run_dir / "compare", run_dir / name, log,
-                      checkpoints=True)
-            else:
-                rl = dataclasses.replace(config.rl, algo=cast(Algo, name))
-                stage(name, run_rl, rl, run_dir / "sft", run_dir / "reward", d, run_dir / name, log, checkpoints=True)
-            policies[name] = run_dir / name
-        evaluation = stage("evaluate", run_evaluate, config.evaluate, run_dir / "sft", policies, d,
-                           run_dir / "evaluate", ppo_runs, log)
-        report = {
-            "win_rates": evaluation["win_rates"],
-            "reward_model_accuracy": reward["held_out_accuracy"],
-            "reward_model_margin": reward["held_out_margin"],
-            "reward_model_gold_accuracy": reward["gold_accuracy"],
-            "kl_to_sft": evaluation["kl_to_sft"],
-            "gold_scores": {name: p["gold_score"] for name, p in evaluation["policies"].items()},
-            "response_lengths": {name: p["response_length"] for name, p in evaluation["policies"].items()},
-            "sft_gold_score_at_train_end": sft.get("gold_score"),
-            "ppo": {"first": ppo["first"], "last": ppo["last"]},
-            "figures": evaluation["figures"],
-            "seed": config.seed,
-            "stage_seconds": timings,
-            # resumed: the stages' own seconds, each counting its earlier part (this process ran only the rest)
-            "seconds": sum(timings.values()) if resume else time.perf_counter() - started,
-        }
+        if not resume:
+            atomic_write_text(run_dir / PIPELINE_CONFIG_FILE, json.dumps(
+                {"config": data.config_dict(config), "bellmax_version": __version__}, indent=2) + "\n")
+        started = time.perf_counter()
+        stages = StageRunner(run_dir, log, resume)
+        report = run_stages(config.with_seed(), run_dir, stages, log)
+        # resumed: the stages' own seconds, each counting its earlier part (this process ran only the rest)
+        report["seconds"] = sum(stages.seconds.values()) if resume else time.perf_counter() - started
         data.write_report(run_dir, report)
     finally:
         if lock is not None:
             lock.close()
     return report
+
+
+class StageRunner:
+    """Runs one stage of the pipeline and times it; on a resume, reads back a stage that finished
+    (its report.json) and continues the one that did not from its checkpoint."""
+
+    def __init__(self, run_dir: Path, log, resume: bool):
+        self.run_dir, self.log, self.resume = run_dir, log, resume
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, function, *args, checkpoints: bool = False) -> dict[str, Any]:
+        """function(*args) for stage `name` (its directory run_dir/name); checkpoints: it takes `resume`."""
+        import json
+
+        from bellmax.core.run import has_checkpoint, step_checkpoints
+        from bellmax.errors import BellmaxError, TrainingInterrupted
+
+        directory = self.run_dir / name
+        if self.resume and (directory / "report.json").exists():
+            try:
+                report = json.loads((directory / "report.json").read_text())
+            except ValueError:
+                raise BellmaxError(f"{directory / 'report.json'} is damaged; delete {directory} to run that stage "
+                                   "again") from None
+            if report.get("seconds") is not None:
+                self.seconds[name] = report["seconds"]
+            self.log(f"{name}: finished before -> {directory}")
+            return report
+        if self.resume and checkpoints and has_checkpoint(directory):
+            steps = step_checkpoints(directory)
+            self.log(f"{name}: resuming from its checkpoint" + (f" at step {steps[0][0]}" if steps else ""))
+        tick = time.perf_counter()
+        try:
+            report = function(*args, resume=self.resume) if checkpoints else function(*args)
+        except TrainingInterrupted as stopped:  # the hint is the pipeline's, not the stage's
+            raise TrainingInterrupted(stopped.signal_name, stopped.algo, stopped.step, self.run_dir,
+                                      command="bellmax rlhf run") from None
+        self.seconds[name] = time.perf_counter() - tick
+        if self.resume and report.get("seconds") is not None:  # a resumed stage's time counts its earlier part
+            self.seconds[name] = report["seconds"]
+        self.log(f"{name}: done in {time.perf_counter() - tick:.1f} s -> {directory}")
+        return report
+
+
+def run_stages(config: PipelineConfig, run_dir: Path, stage: StageRunner, log) -> dict[str, Any]:
+    """The stages in order, each through `stage`; returns the summary (without its seconds)."""
+    from bellmax.rlhf.dpo import run_dpo
+    from bellmax.rlhf.evaluate import run_evaluate
+    from bellmax.rlhf.group import run_rl
+    from bellmax.rlhf.ppo import run_ppo
+    from bellmax.rlhf.reward import run_compare, run_reward
+    from bellmax.rlhf.sft import run_pretrain, run_sft
+
+    d = run_dir / "data"
+    stage("data", data.run_data, config.data, d)
+    stage("pretrain", run_pretrain, config.pretrain, d, run_dir / "pretrain", checkpoints=True)
+    sft = stage("sft", run_sft, config.sft, run_dir / "pretrain", d, run_dir / "sft", checkpoints=True)
+    stage("compare", run_compare, config.compare, run_dir / "sft", d, run_dir / "compare", run_dir / "pretrain")
+    reward = stage("reward", run_reward, config.reward, run_dir / "sft", run_dir / "compare", run_dir / "reward",
+                   checkpoints=True)
+    ppo = stage("ppo", run_ppo, config.ppo, run_dir / "sft", run_dir / "reward", d, run_dir / "ppo", log,
+                checkpoints=True)
+    policies = {"pretrained": run_dir / "pretrain", "rl": run_dir / "ppo"}
+    ppo_runs = {"rl": run_dir / "ppo"}
+    if config.no_kl_baseline:
+        no_kl = dataclasses.replace(config.ppo, kl_coef=0.0, adaptive_kl=False)
+        stage("ppo_no_kl", run_ppo, no_kl, run_dir / "sft", run_dir / "reward", d, run_dir / "ppo_no_kl", log,
+              checkpoints=True)
+        policies["rl_no_kl"] = ppo_runs["rl_no_kl"] = run_dir / "ppo_no_kl"
+    for name in config.also:
+        if name == "dpo":
+            stage(name, run_dpo, config.dpo, run_dir / "sft", run_dir / "compare", run_dir / name, log,
+                  checkpoints=True)
+        else:
+            rl = dataclasses.replace(config.rl, algo=cast(Algo, name))
+            stage(name, run_rl, rl, run_dir / "sft", run_dir / "reward", d, run_dir / name, log, checkpoints=True)
+        policies[name] = run_dir / name
+    evaluation = stage("evaluate", run_evaluate, config.evaluate, run_dir / "sft", policies, d, run_dir / "evaluate",
+                       ppo_runs, log)
+    return {
+        "win_rates": evaluation["win_rates"],
+        "reward_model_accuracy": reward["held_out_accuracy"],
+        "reward_model_margin": reward["held_out_margin"],
+        "reward_model_gold_accuracy": reward["gold_accuracy"],
+        "kl_to_sft": evaluation["kl_to_sft"],
+        "gold_scores": {name: p["gold_score"] for name, p in evaluation["policies"].items()},
+        "response_lengths": {name: p["response_length"] for name, p in evaluation["policies"].items()},
+        "sft_gold_score_at_train_end": sft.get("gold_score"),
+        "ppo": {"first": ppo["first"], "last": ppo["last"]},
+        "figures": evaluation["figures"],
+        "seed": config.seed,
+        "stage_seconds": stage.seconds,
+    }
