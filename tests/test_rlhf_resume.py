@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from bellmax.cli import main  # noqa: E402
+from bellmax.errors import BellmaxError  # noqa: E402
 from bellmax.rlhf import dpo, group, ppo, reward, sft  # noqa: E402
 from bellmax.rlhf.pipeline import preset, run_pipeline  # noqa: E402
 
@@ -246,8 +247,10 @@ def test_a_second_start_into_an_unfinished_stage_names_the_resume_command(base, 
     assert capsys.readouterr().err == (f"error: {run_dir} holds an unfinished pretrain (checkpoint at step 10): "
                                        f"continue it with `bellmax rlhf pretrain --resume {run_dir}`, or pick "
                                        "another --run-dir\n")
-    with pytest.raises(Exception, match="holds an unfinished pretrain"):  # the library refuses it too
-        sft.run_pretrain(pretrain_config(), base / "data", run_dir)
+    with pytest.raises(BellmaxError, match="holds an unfinished pretrain"):  # the library refuses it too
+        sft.run_pretrain(pretrain_config(log_every=5), base / "data", run_dir)
+    with pytest.raises(BellmaxError, match=r"checkpointed with another pretrain config \(steps 30 -> 50\)"):
+        sft.run_pretrain(pretrain_config(log_every=5, steps=50), base / "data", run_dir, resume=True)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -53,9 +53,9 @@ def resume_command(stage: str, run_dir: Path) -> str:
 
 def unfinished_stage_error(run_dir: Path, stage: str) -> BellmaxError | None:
     """The refusal of a new start into a stage directory that holds a checkpoint (None: there is none)."""
-    steps = step_checkpoints(run_dir)
     if not has_checkpoint(run_dir):
         return None
+    steps = step_checkpoints(run_dir)
     at = f" (checkpoint at step {steps[0][0]})" if steps else ""
     return BellmaxError(f"{run_dir} holds an unfinished {stage}{at}: continue it with "
                         f"`{resume_command(stage, run_dir)}`, or pick another --run-dir")
