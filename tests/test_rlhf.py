@@ -207,6 +207,36 @@ def test_reward_model_reads_the_last_real_token_whatever_the_padding(tokenizer, 
         reward_scores(tiny_lm(tokenizer), query, query_mask, response, response_mask)
 
 
+def test_score_texts_groups_rows_by_length_and_returns_them_in_order_with_their_gradients(tokenizer, tmp_path,
+                                                                                        monkeypatch):
+    from bellmax.rlhf import reward as reward_module
+
+    save_dir = save_pretrained(tmp_path / "sft", tiny_lm(tokenizer), tokenizer)
+    reward_model = load_reward_model(save_dir)[0].eval()
+    rng = random.Random(0)
+    prompts = [task.make_prompt(rng) for _ in range(70)]
+    responses = [" ".join(rng.choice(task.WORDS) for _ in range(rng.randint(1, 12))) + tokenizer.eos_token
+                 for _ in prompts]
+    widths = []
+    real_forward = reward_module.reward_scores
+    monkeypatch.setattr(reward_module, "reward_scores",
+                        lambda model, q, qm, r, rm: widths.append((len(q), r.shape[1])) or real_forward(model, q, qm,
+                                                                                                         r, rm))
+    grouped = reward_module.score_texts(reward_model, tokenizer, prompts, responses)
+    # 70 rows: groups of 32, 38 (a last group under 16 rows joins the one before), shortest responses first
+    assert [rows for rows, _ in widths] == [32, 38] and widths[0][1] < widths[1][1]
+    grouped.sum().backward()
+    grouped_grad = [p.grad.clone() for p in reward_model.parameters()]
+    reward_model.zero_grad()
+    query, query_mask = encode_prompts(tokenizer, prompts)
+    response, response_mask = encode_responses(tokenizer, responses)
+    together = real_forward(reward_model, query, query_mask, response, response_mask)  # one forward, as before
+    assert torch.allclose(grouped, together, atol=1e-5)  # row i is still prompt i's response's score
+    together.sum().backward()
+    for a, b in zip(grouped_grad, (p.grad for p in reward_model.parameters())):
+        assert torch.allclose(a, b, atol=1e-4)
+
+
 # -- generation -----------------------------------------------------------------------------------
 def test_generation_masks_left_padding(tokenizer):
     lm = tiny_lm(tokenizer)

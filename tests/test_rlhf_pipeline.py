@@ -43,6 +43,30 @@ def test_run_writes_every_stage_and_the_summary(pipeline):
             "losses/explained_variance", "losses/loss_ptx", "gold/score"} <= set(metrics[-1])
     reward_metrics = (pipeline / "reward" / "metrics.jsonl").read_text().splitlines()
     assert {"eval/accuracy", "eval/margin"} <= set(json.loads(reward_metrics[-1]))
+    # the run without the KL penalty: its own (shorter) number of iterations, judged beside the others
+    no_kl = [json.loads(line) for line in (pipeline / "ppo_no_kl" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in no_kl] == [1, 2, 3]  # no_kl_iterations, not the ppo stage's 12
+    assert {row["objective/kl_coef"] for row in no_kl} == {0.0}
+    assert "rl_no_kl_vs_sft" in report["win_rates"]
+
+
+def test_pipeline_settings_reach_every_stage():
+    from bellmax.errors import ConfigError
+    from bellmax.rlhf.pipeline import preset
+
+    config = preset("test")
+    config.seed, config.torch_threads = 7, 2
+    stages = config.with_seed().stage_configs()
+    assert {stage.seed for stage in stages.values()} == {7}
+    assert {name for name, stage in stages.items() if getattr(stage, "torch_threads", None) == 2} == set(stages) - {"data"}
+    config.torch_threads = None  # each stage keeps its own
+    assert {stage.torch_threads for stage in config.with_seed().stage_configs().values()
+            if hasattr(stage, "torch_threads")} == {1}
+    for field, value in (("torch_threads", 0), ("no_kl_iterations", 0)):
+        bad = preset("test")
+        setattr(bad, field, value)
+        with pytest.raises(ConfigError, match=field):
+            bad.validate()
 
 
 def test_every_stage_logs_only_the_agreed_metric_names(pipeline):

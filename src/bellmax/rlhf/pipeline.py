@@ -51,8 +51,14 @@ class PipelineConfig:
 
     seed: int = 0
     """Seed of every stage: same seed, same numbers."""
+    torch_threads: int | None = None
+    """Threads torch may use in every stage (None: each stage's own torch_threads, 1 unless set). More threads
+    than idle cores makes it much slower; on an otherwise idle machine, its core count is the fastest."""
     no_kl_baseline: bool = True
     """Also run PPO with kl_coef = 0 to show over-optimization without the KL penalty."""
+    no_kl_iterations: int | None = None
+    """Iterations of that run (None: the ppo stage's). Without the penalty the gold score peaks within about ten
+    iterations and then falls while the reward-model score keeps rising, so a shorter run shows it too."""
     also: tuple[str, ...] = ()
     """Also train these from the same SFT (and reward) model and judge them beside PPO: any of rloo, grpo,
     reinforce_pp (the rl stage's settings, with that algo) and dpo."""
@@ -70,14 +76,22 @@ class PipelineConfig:
         return {name: getattr(self, name) for name in STAGES}
 
     def with_seed(self) -> PipelineConfig:
-        """A copy whose stages all use `seed`."""
-        return dataclasses.replace(self, **{name: dataclasses.replace(stage, seed=self.seed)
+        """A copy whose stages all use `seed` (and `torch_threads`, where set, in every stage that runs torch)."""
+        def shared(stage: Any) -> dict[str, Any]:
+            threads = self.torch_threads is not None and hasattr(stage, "torch_threads")
+            return {"seed": self.seed, **({"torch_threads": self.torch_threads} if threads else {})}
+
+        return dataclasses.replace(self, **{name: dataclasses.replace(stage, **shared(stage))
                                             for name, stage in self.stage_configs().items()})
 
     def validate(self) -> None:
         from bellmax.config import require
 
         require(self.seed >= 0, "seed", self.seed, "a non-negative integer")
+        require(self.no_kl_iterations is None or self.no_kl_iterations >= 1, "no_kl_iterations",
+                self.no_kl_iterations, "at least 1 (or None: the ppo stage's iterations)")
+        require(self.torch_threads is None or self.torch_threads >= 1, "torch_threads", self.torch_threads,
+                "at least 1 (or None: each stage's own)")
         require(all(name in ALSO for name in self.also) and len(set(self.also)) == len(self.also), "also",
                 self.also, f"distinct names among {', '.join(ALSO)}")
         for stage in self.stage_configs().values():
@@ -89,25 +103,46 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "provenance": "our own tuning on this repo's 2-core CPU box, seed 0 (docs/BENCHMARKS.md, RLHF section)",
         "config": {
+            "no_kl_iterations": 30,
             # 2,000 held-out prompts: a win rate near 0.7 then has a standard error of about 0.01
             "data": {"good_fraction": 0.05, "max_items": 4, "sloppy_demo_fraction": 0.7, "eval_prompts": 2000},
-            "pretrain": {"steps": 1000, "batch_size": 64, "learning_rate": 1e-3,
+            "pretrain": {"steps": 600, "batch_size": 64, "learning_rate": 1.5e-3,
                          "model": {"n_layer": 4, "n_embd": 128, "n_head": 4, "n_positions": 48}},
             "sft": {"steps": 300, "batch_size": 32, "learning_rate": 3e-4},
             "compare": {"prompts": 3000, "k": 4, "k_extra": 2},
-            "reward": {"epochs": 2, "prompts_per_batch": 16, "learning_rate": 2e-4},
-            "ppo": {"iterations": 60, "batch_size": 64, "minibatch_size": 32, "n_epochs": 4, "learning_rate": 5e-5,
+            "reward": {"epochs": 3, "prompts_per_batch": 16, "learning_rate": 5e-4, "log_every": 100},
+            "ppo": {"iterations": 80, "batch_size": 64, "minibatch_size": 32, "n_epochs": 2, "learning_rate": 5e-5,
                     "kl_coef": 0.2, "adaptive_kl": True, "target_kl": 1.5, "kl_horizon": 1000},
-            "rl": {"iterations": 60, "prompts_per_batch": 16, "group_size": 4, "minibatch_size": 32, "n_epochs": 2,
+            "rl": {"iterations": 80, "prompts_per_batch": 16, "group_size": 4, "minibatch_size": 32, "n_epochs": 2,
                    "learning_rate": 5e-5, "kl_coef": 0.05},
             "dpo": {"epochs": 1, "prompts_per_batch": 16, "beta": 0.1, "learning_rate": 5e-5},
             "evaluate": {"prompts": 2000},
         },
     },
+    "small": {
+        "provenance": "the tiny preset scaled up once (wider and deeper GPT-2, lists of up to 6 items, more data and "
+                      "iterations), not tuned further; about 30 minutes on this repo's 2-core CPU box",
+        "config": {
+            "no_kl_iterations": 30,
+            "data": {"good_fraction": 0.05, "max_items": 6, "sloppy_demo_fraction": 0.7, "sft_size": 1500,
+                     "rl_prompts": 6000, "eval_prompts": 2000},
+            "pretrain": {"steps": 1500, "batch_size": 64, "learning_rate": 1e-3,
+                         "model": {"n_layer": 6, "n_embd": 192, "n_head": 6, "n_positions": 64}},
+            "sft": {"steps": 400, "batch_size": 32, "learning_rate": 3e-4},
+            "compare": {"prompts": 4000, "k": 4, "k_extra": 2, "max_new_tokens": 20},
+            "reward": {"epochs": 3, "prompts_per_batch": 16, "learning_rate": 3e-4, "log_every": 100},
+            "ppo": {"iterations": 100, "batch_size": 64, "minibatch_size": 32, "n_epochs": 4, "learning_rate": 3e-5,
+                    "kl_coef": 0.2, "adaptive_kl": True, "target_kl": 1.5, "kl_horizon": 1000, "max_new_tokens": 20},
+            "rl": {"iterations": 100, "prompts_per_batch": 16, "group_size": 4, "minibatch_size": 32, "n_epochs": 2,
+                   "learning_rate": 3e-5, "kl_coef": 0.05, "max_new_tokens": 20},
+            "dpo": {"epochs": 1, "prompts_per_batch": 16, "beta": 0.1, "learning_rate": 3e-5, "max_new_tokens": 20},
+            "evaluate": {"prompts": 2000, "max_new_tokens": 20},
+        },
+    },
     "test": {
         "provenance": "smallest settings that still exercise every stage (the end-to-end unit test)",
         "config": {
-            "no_kl_baseline": False,
+            "no_kl_iterations": 3,
             "data": {"corpus_size": 2000, "sft_size": 200, "rl_prompts": 200, "eval_prompts": 64, "max_items": 4},
             "pretrain": {"steps": 150, "batch_size": 32, "learning_rate": 2e-3,
                          "model": {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 32}},
@@ -256,7 +291,8 @@ def run_stages(config: PipelineConfig, run_dir: Path, stage: StageRunner, log) -
     policies = {"pretrained": run_dir / "pretrain", "rl": run_dir / "ppo"}
     ppo_runs = {"rl": run_dir / "ppo"}
     if config.no_kl_baseline:
-        no_kl = dataclasses.replace(config.ppo, kl_coef=0.0, adaptive_kl=False)
+        no_kl = dataclasses.replace(config.ppo, kl_coef=0.0, adaptive_kl=False,
+                                    iterations=config.no_kl_iterations or config.ppo.iterations)
         stage("ppo_no_kl", run_ppo, no_kl, run_dir / "sft", run_dir / "reward", d, run_dir / "ppo_no_kl", log,
               checkpoints=True)
         policies["rl_no_kl"] = ppo_runs["rl_no_kl"] = run_dir / "ppo_no_kl"

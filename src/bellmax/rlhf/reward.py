@@ -40,6 +40,7 @@ from bellmax.rlhf.model import (
     generate,
     load_causal_lm,
     load_reward_model,
+    response_ids,
     reward_scores,
     save_pretrained,
     setup_torch,
@@ -165,11 +166,32 @@ def ranking_batch(rows: list[dict[str, Any]]) -> tuple[list[str], list[str], tor
             torch.tensor(pair_k, dtype=torch.float32))
 
 
+ROWS_PER_FORWARD = 32  # responses scored together; fewer makes the matrix products too small to run fast
+
+
 def score_texts(reward_model, tokenizer, prompts: list[str], responses: list[str]) -> torch.Tensor:
-    """r_theta(x, y) for text pairs: (N,)."""
-    query, query_mask = encode_prompts(tokenizer, prompts)
-    response, response_mask = encode_responses(tokenizer, responses)
-    return reward_scores(reward_model, query, query_mask, response, response_mask)
+    """r_theta(x, y) for text pairs: (N,), differentiable.
+
+    The K responses of a prompt range from one token to max_new_tokens, and a batch is as wide as
+    its longest prompt plus its longest response, so one forward over all of them would spend about
+    half its work on padding. The pairs go through the model in groups of ROWS_PER_FORWARD of
+    similar length instead (each padded only to its own longest): padding is masked, so a row's
+    score does not depend on the rows beside it (up to float rounding), and the work drops by about
+    a third.
+    """
+    lengths = [len(r) for r in response_ids(tokenizer, responses)]
+    order = sorted(range(len(responses)), key=lambda i: lengths[i])
+    groups = [order[start: start + ROWS_PER_FORWARD] for start in range(0, len(order), ROWS_PER_FORWARD)]
+    if len(groups) > 1 and len(groups[-1]) < ROWS_PER_FORWARD // 2:  # no small last group: it would run slowly
+        groups[-2:] = [groups[-2] + groups[-1]]
+    scores = []
+    for group in groups:
+        query, query_mask = encode_prompts(tokenizer, [prompts[i] for i in group])
+        response, response_mask = encode_responses(tokenizer, [responses[i] for i in group])
+        scores.append(reward_scores(reward_model, query, query_mask, response, response_mask))
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
+    return torch.cat(scores)[inverse]
 
 
 @torch.no_grad()
