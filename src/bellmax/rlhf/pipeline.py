@@ -101,7 +101,8 @@ class PipelineConfig:
 # Presets: plain data, each with where its numbers came from.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
-        "provenance": "our own tuning on this repo's 2-core CPU box, seed 0 (docs/BENCHMARKS.md, RLHF section)",
+        "provenance": "our own tuning on this repo's 2-core CPU box, seed 0; about 270 s a seed (docs/BENCHMARKS.md, "
+                      "RLHF section)",
         "config": {
             "torch_threads": 2,  # this box's 2 cores: 1.3-1.6x faster than 1 on an idle machine
             "no_kl_iterations": 30,
@@ -122,7 +123,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "small": {
         "provenance": "the tiny preset scaled up once (wider and deeper GPT-2, lists of up to 6 items, more data and "
-                      "iterations), not tuned further; about 30 minutes on this repo's 2-core CPU box",
+                      "iterations), not tuned further; 23 minutes on this repo's 2-core CPU box, seed 0",
         "config": {
             "torch_threads": 2,
             "no_kl_iterations": 30,
