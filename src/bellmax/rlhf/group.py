@@ -51,7 +51,6 @@ from bellmax.rlhf import data, task
 from bellmax.rlhf.checkpoints import StageCheckpoints, remove_checkpoints, resume_point, resume_step
 from bellmax.rlhf.kl import ESTIMATORS, KLEstimator, kl_estimate, kl_loss_term
 from bellmax.rlhf.model import (
-    decode_responses,
     encode_prompts,
     entropy,
     generate,
@@ -59,12 +58,18 @@ from bellmax.rlhf.model import (
     load_causal_lm,
     load_reward_model,
     response_logits,
-    reward_scores,
     save_pretrained,
     setup_torch,
     token_log_probs,
 )
-from bellmax.rlhf.ppo import kl_penalized_rewards, reward_normalization
+from bellmax.rlhf.ppo import (
+    kl_penalized_rewards,
+    normalized_reward_scores,
+    progress_line,
+    reward_normalization,
+    rollout_gold_scores,
+    summary,
+)
 
 Algo = Literal["rloo", "grpo", "reinforce_pp"]
 KLPlacement = Literal["reward", "loss"]
@@ -327,14 +332,6 @@ def score(batch: Samples, lm, reference, temperature: float) -> None:
     batch.ref_log_probs = sampled_log_probs(reference, batch, everything, temperature)[0]
 
 
-@torch.no_grad()
-def reward_model_scores(batch: Samples, reward_model, normalization: tuple[float, float]) -> torch.Tensor:
-    """The (normalized) reward-model score r_theta(x, y) of each response: (B,)."""
-    mean, std = normalization
-    raw = reward_scores(reward_model, batch.query, batch.query_mask, batch.response, batch.response_mask)
-    return (raw - mean) / std
-
-
 def group_update(lm, optimizer: Adam, batch: Samples, advantages: torch.Tensor, settings: Settings,
                  config: RLConfig, generator: torch.Generator) -> dict[str, float]:
     """n_epochs of minibatch Adam steps on `group_loss`; the mean of each term over the steps."""
@@ -415,21 +412,18 @@ def run_rl(config: RLConfig, model_path: Path, reward_path: Path, data_dir: Path
     with Run(run_dir, f"rlhf-{config.algo}", meta, resume_step=resume_step(checkpoint), tensorboard=False,
              config_file=MODEL_RUN_CONFIG_FILE) as run:
         checkpoints.run = run
-        use_gold = config.log_gold and _is_task(prompts[0])
+        use_gold = config.log_gold and task.is_task_prompt(prompts[0])
         with checkpoints:
             for iteration in range(done + 1, config.iterations + 1):
                 tick = time.perf_counter()
                 batch_prompts = [rng.choice(prompts) for _ in range(config.prompts_per_batch)]
                 batch = group_rollout(lm, tokenizer, batch_prompts, config.group_size, config, generator)
                 score(batch, lm, reference, config.temperature)
-                batch.scores = reward_model_scores(batch, reward_model, normalization)
+                batch.scores = normalized_reward_scores(batch, reward_model, normalization)
                 k1 = kl_estimate(batch.old_log_probs, batch.ref_log_probs, "k1") * batch.response_mask
                 advantages = response_advantages(batch.scores, k1, batch.response_mask, settings, config.kl_coef,
                                                  config.group_size)
-                gold = None
-                if use_gold:
-                    texts = decode_responses(tokenizer, batch.response, batch.response_mask)
-                    gold = [task.gold_score(p, t) for p, t in zip(batch.prompts, texts)]
+                gold = rollout_gold_scores(tokenizer, batch) if use_gold else None
                 metrics = iteration_metrics(batch, config.kl_coef, gold)
                 metrics.update(group_update(lm, optimizer, batch, advantages, settings, config, generator))
                 metrics["time/iteration_seconds"] = time.perf_counter() - tick
@@ -437,28 +431,12 @@ def run_rl(config: RLConfig, model_path: Path, reward_path: Path, data_dir: Path
                 first = first or metrics
                 last = metrics
                 if log is not None:
-                    log(f"{config.algo} {iteration}/{config.iterations}: score {metrics['objective/scores']:+.3f} "
-                        f"kl {metrics['objective/kl']:.3f} len {metrics['rollout/response_length']:.1f}"
-                        + (f" gold {metrics['gold/score']:.3f}" if gold is not None else ""))
+                    log(progress_line(config.algo, iteration, config.iterations, metrics))
                 checkpoints.step_done(iteration)
         save_pretrained(run_dir, lm, tokenizer)
         report = {"stage": "rl", "algo": config.algo, "settings": data.config_dict(settings),
-                  "iterations": config.iterations, "kl_coef": config.kl_coef, "first": _summary(first),
-                  "last": _summary(last), "seconds": time.perf_counter() - started}
+                  "iterations": config.iterations, "kl_coef": config.kl_coef, "first": summary(first),
+                  "last": summary(last), "seconds": time.perf_counter() - started}
         data.write_report(run_dir, report)
         remove_checkpoints(run_dir)
     return report
-
-
-def _is_task(prompt: str) -> bool:
-    try:
-        task.parse_prompt(prompt)
-        return True
-    except ValueError:
-        return False
-
-
-def _summary(metrics: dict[str, float]) -> dict[str, float]:
-    keys = ("objective/scores", "objective/kl", "objective/kl_k3", "rollout/response_length", "gold/score",
-            "rollout/entropy")
-    return {k: metrics[k] for k in keys if k in metrics}

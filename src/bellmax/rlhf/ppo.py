@@ -205,9 +205,15 @@ def score(batch: Rollout, policy: PolicyWithValue, reference, reward_model, norm
     batch.entropy = entropy(logits, batch.temperature)
     ref_logits = response_logits(reference, batch.query, batch.query_mask, batch.response, batch.response_mask)
     batch.ref_log_probs = token_log_probs(ref_logits, batch.response, batch.temperature)
+    batch.scores = normalized_reward_scores(batch, reward_model, normalization)
+
+
+@torch.no_grad()
+def normalized_reward_scores(batch, reward_model, normalization: tuple[float, float]) -> torch.Tensor:
+    """(r_theta(x, y) - mean) / std of each sampled response of a rollout (ppo's or rlhf/group.py's): (B,)."""
     mean, std = normalization
     raw = reward_scores(reward_model, batch.query, batch.query_mask, batch.response, batch.response_mask)
-    batch.scores = (raw - mean) / std
+    return (raw - mean) / std
 
 
 def per_token_kl(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -342,7 +348,7 @@ def run_ppo(config: RLHFPPOConfig, model_path: Path, reward_path: Path, data_dir
                                    "reward_model": str(reward_path), "data": str(data_dir)},
              resume_step=resume_step(checkpoint), tensorboard=False, config_file=MODEL_RUN_CONFIG_FILE) as run:
         checkpoints.run = run
-        use_gold = config.log_gold and _is_task(prompts[0])
+        use_gold = config.log_gold and task.is_task_prompt(prompts[0])
         with checkpoints:
             for iteration in range(done + 1, config.iterations + 1):
                 tick = time.perf_counter()
@@ -353,10 +359,7 @@ def run_ppo(config: RLHFPPOConfig, model_path: Path, reward_path: Path, data_dir
                 rewards = kl_penalized_rewards(batch.scores, kl, batch.response_mask, controller.value)
                 advantages, returns = token_advantages(rewards, batch.values, batch.response_mask, config.gamma,
                                                        config.gae_lambda)
-                gold = None
-                if use_gold:
-                    texts = decode_responses(tokenizer, batch.response, batch.response_mask)
-                    gold = [task.gold_score(p, t) for p, t in zip(batch.prompts, texts)]
+                gold = rollout_gold_scores(tokenizer, batch) if use_gold else None
                 metrics = iteration_metrics(batch, kl, returns, controller.value, gold)
                 metrics.update(ppo_update(policy, optimizer, batch, advantages, returns, config, generator,
                                           ptx_tensors))
@@ -366,14 +369,12 @@ def run_ppo(config: RLHFPPOConfig, model_path: Path, reward_path: Path, data_dir
                 first = first or metrics
                 last = metrics
                 if log is not None:
-                    log(f"ppo {iteration}/{config.iterations}: score {metrics['objective/scores']:+.3f} "
-                        f"kl {metrics['objective/kl']:.3f} len {metrics['rollout/response_length']:.1f}"
-                        + (f" gold {metrics['gold/score']:.3f}" if gold is not None else ""))
+                    log(progress_line("ppo", iteration, config.iterations, metrics))
                 checkpoints.step_done(iteration)
         save_pretrained(run_dir, policy.lm, tokenizer)
         report = {"stage": "ppo", "iterations": config.iterations, "kl_coef": config.kl_coef,
                   "final_kl_coef": controller.value, "ptx_coef": config.ptx_coef,
-                  "first": _summary(first), "last": _summary(last), "seconds": time.perf_counter() - started}
+                  "first": summary(first), "last": summary(last), "seconds": time.perf_counter() - started}
         data.write_report(run_dir, report)
         remove_checkpoints(run_dir)
     return report
@@ -408,14 +409,21 @@ def critic_from_reward_model(reward_model: PreTrainedModel, normalization: tuple
     return reward_model
 
 
-def _is_task(prompt: str) -> bool:
-    try:
-        task.parse_prompt(prompt)
-        return True
-    except ValueError:
-        return False
+# -- what every RL stage (this one and rlhf/group.py) reports of an iteration ----------------------
+def rollout_gold_scores(tokenizer, batch) -> list[float]:
+    """The gold labeler's score of each sampled response (evaluation only, never a training signal)."""
+    texts = decode_responses(tokenizer, batch.response, batch.response_mask)
+    return [task.gold_score(p, t) for p, t in zip(batch.prompts, texts)]
 
 
-def _summary(metrics: dict[str, float]) -> dict[str, float]:
-    keys = ("objective/scores", "objective/kl", "rollout/response_length", "gold/score", "rollout/entropy")
+def progress_line(name: str, iteration: int, iterations: int, metrics: dict[str, float]) -> str:
+    gold = f" gold {metrics['gold/score']:.3f}" if "gold/score" in metrics else ""
+    return (f"{name} {iteration}/{iterations}: score {metrics['objective/scores']:+.3f} "
+            f"kl {metrics['objective/kl']:.3f} len {metrics['rollout/response_length']:.1f}{gold}")
+
+
+def summary(metrics: dict[str, float]) -> dict[str, float]:
+    """The metrics of one iteration that a stage's report keeps (its first and its last)."""
+    keys = ("objective/scores", "objective/kl", "objective/kl_k3", "rollout/response_length", "gold/score",
+            "rollout/entropy")
     return {k: metrics[k] for k in keys if k in metrics}

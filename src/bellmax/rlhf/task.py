@@ -79,6 +79,15 @@ def parse_prompt(prompt: str) -> tuple[str, list[str]]:
     return tokens[0], tokens[2:-1]
 
 
+def is_task_prompt(prompt: str) -> bool:
+    """Whether `prompt` is one of this task's (so the gold labeler can judge its answers)."""
+    try:
+        parse_prompt(prompt)
+    except ValueError:
+        return False
+    return True
+
+
 def answer(prompt: str) -> list[str]:
     """The correct response tokens (without EOS)."""
     family, items = parse_prompt(prompt)
