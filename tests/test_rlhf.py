@@ -114,6 +114,17 @@ def test_win_rate_counts_ties_as_half():
     assert task.win_rate(scores, [0.0] * 5) == pytest.approx((0.5 + 4) / 5)  # against a policy that scores 0
 
 
+def test_win_rate_stderr_is_the_standard_error_of_the_per_prompt_outcomes():
+    # outcomes 1, 0.5, 0, 0.5: mean 0.5, squared deviations 0.25 + 0 + 0.25 + 0 = 0.5; s^2 = 0.5 / 3; se^2 = s^2 / 4
+    assert task.win_rate_stderr([1.0, 0.5, 0.2, 0.7], [0.5, 0.5, 0.9, 0.7]) == pytest.approx(math.sqrt(0.5 / 3 / 4))
+    # win or lose only: the binomial form sqrt(p (1 - p) / (n - 1)), here p = 3/4, n = 4
+    assert task.win_rate_stderr([1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]) == pytest.approx(math.sqrt(0.75 * 0.25 / 3))
+    assert task.win_rate_stderr([0.3] * 7, [0.3] * 7) == 0.0  # all ties: no spread
+    assert task.win_rate_stderr([1.0], [0.0]) is None  # one prompt: no spread to measure
+    with pytest.raises(ValueError):
+        task.win_rate_stderr([1.0, 0.0], [1.0])
+
+
 def test_jsonl_round_trip_and_clear_errors(tmp_path):
     from bellmax.errors import BellmaxError
 

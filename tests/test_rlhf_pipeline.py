@@ -3,6 +3,7 @@ the command line: every stage writes its report, PPO raises the reward model's s
 gives the same numbers, and user mistakes are one readable line with exit status 2."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -26,6 +27,7 @@ def pipeline(tmp_path_factory):
 def test_run_writes_every_stage_and_the_summary(pipeline):
     report = json.loads((pipeline / "report.json").read_text())
     assert {"pretrained_vs_sft", "sft_vs_pretrained", "rl_vs_sft"} <= set(report["win_rates"])
+    assert set(report["win_rate_stderr"]) == set(report["win_rates"])  # each win rate with its standard error
     assert 0 <= report["reward_model_accuracy"] <= 1 and report["kl_to_sft"] is not None
     assert report["seconds"] > 0 and report["seed"] == 3
     for stage in ("data", "pretrain", "sft", "compare", "reward", "ppo", "evaluate"):
@@ -151,13 +153,15 @@ def mute_policy(source, directory):
     return save_pretrained(directory, model, tokenizer)
 
 
-def test_a_policy_against_itself_wins_half_and_a_policy_that_never_answers_loses(pipeline, tmp_path):
+def test_a_policy_against_itself_wins_half_and_a_policy_that_never_answers_loses(pipeline, tmp_path, capsys):
     mute = mute_policy(pipeline / "sft", tmp_path / "mute")
     evaluate = ["rlhf", "evaluate", "--preset", "test", "--seed", "3", "--data", str(pipeline / "data")]
-    # a deterministic policy against itself: every prompt is a tie, 0.5 exactly by the tie rule
+    # a deterministic policy against itself: every prompt is a tie, 0.5 exactly by the tie rule, with no spread
     assert main([*evaluate, "--sft", str(mute), "--rl", str(mute), "--run-dir", str(tmp_path / "self")]) == 0
     report = json.loads((tmp_path / "self" / "report.json").read_text())
     assert report["win_rates"]["rl_vs_sft"] == 0.5 and report["win_rates"]["sft_vs_sft"] == 0.5
+    assert report["win_rate_stderr"] == {"sft_vs_sft": 0.0, "rl_vs_sft": 0.0}
+    assert "rl_vs_sft 0.500 +- 0.000" in capsys.readouterr().out
     assert report["policies"]["rl"]["gold_score"] == 0.0 and report["policies"]["rl"]["response_length"] == 1.0
     # SFT against it: ties where SFT scores 0 too, wins wherever SFT earns any credit
     assert main([*evaluate, "--sft", str(pipeline / "sft"), "--rl", str(mute), "--run-dir",
@@ -165,6 +169,11 @@ def test_a_policy_against_itself_wins_half_and_a_policy_that_never_answers_loses
     report = json.loads((tmp_path / "sft" / "report.json").read_text())
     assert report["policies"]["sft"]["gold_score"] > 0
     assert report["win_rates"]["rl_vs_sft"] < 0.45  # i.e. SFT's win rate against the mute policy is above 0.55
+    # the mute policy ties (0.5) where SFT scores 0 too and loses (0) elsewhere: with q = 2 w the share of
+    # ties, the outcomes' sample variance is (q / 4 - w^2) n / (n - 1), and the standard error its root over n
+    n, w = report["prompts"], report["win_rates"]["rl_vs_sft"]
+    assert report["win_rate_stderr"]["rl_vs_sft"] == pytest.approx(math.sqrt((2 * w / 4 - w * w) / (n - 1)))
+    assert report["win_rate_stderr"]["rl_vs_sft"] > 0
     assert report["policies"]["rl"]["kl_to_sft"] > 0
 
 

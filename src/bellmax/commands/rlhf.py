@@ -410,7 +410,11 @@ def _print_summary(report: dict) -> None:
                 "gold_score", "comparisons", "final_loss", "last"):
         if report.get(key) is not None:
             value = report[key]
-            if isinstance(value, dict):
+            if key == "win_rates" and report.get("win_rate_stderr"):  # each with its standard error over prompts
+                errors = report["win_rate_stderr"]
+                value = ", ".join(f"{k} {v:.3f}" + (f" +- {errors[k]:.3f}" if errors.get(k) is not None else "")
+                                  for k, v in value.items())
+            elif isinstance(value, dict):
                 value = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
             elif isinstance(value, float):
                 value = f"{value:.3f}"

@@ -4,6 +4,8 @@ Every policy answers the same held-out prompts by sampling (temperature 1, the d
 optimized); the gold labeler scores each answer, and a policy's win rate against SFT is the share of
 prompts on which its answer scores higher than SFT's, ties counted as half. "SFT vs SFT" compares
 two independent SFT samples (about 50% by construction: the reference bar of the lecture's figure).
+Each win rate comes with its standard error over the prompts (`win_rate_stderr`; about 0.01 at 2,000
+prompts near 0.7): the noise of the judgement, not that of training another model from another seed.
 
 KL to SFT is the Monte Carlo estimate E_{y ~ pi}[ sum_t log pi(y_t | x, y_<t) - log pi_SFT(y_t | x, y_<t) ]
 on the policy's own samples, in nats per response (the same k1 estimator PPO penalizes); at a
@@ -107,8 +109,9 @@ def mean_gold_score(model, tokenizer, prompts: list[str], seed: int = 0, max_new
 
 
 # -- figures ------------------------------------------------------------------------------------
-def plot_win_rates(win_rates: dict[str, float], output: Path) -> Path:
-    """The lecture's "Win rate Pre-trained vs SFT vs RL" bar chart."""
+def plot_win_rates(win_rates: dict[str, float], output: Path, stderr: dict[str, float | None] | None = None) -> Path:
+    """The lecture's "Win rate Pre-trained vs SFT vs RL" bar chart; with `stderr`, each bar's 95% interval
+    over the prompts (+- 1.96 standard errors)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,10 +121,11 @@ def plot_win_rates(win_rates: dict[str, float], output: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     names = list(win_rates)
-    bars = ax.bar(names, [100 * win_rates[n] for n in names], color=["#999999", "#4c72b0", "#dd8452", "#c44e52"][
-        : len(names)])
-    for bar, name in zip(bars, names):
-        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 1, f"{100 * win_rates[name]:.0f}%",
+    errors = [196 * ((stderr or {}).get(n) or 0.0) for n in names]
+    bars = ax.bar(names, [100 * win_rates[n] for n in names], yerr=errors if any(errors) else None, capsize=3,
+                  color=["#999999", "#4c72b0", "#dd8452", "#c44e52"][: len(names)])
+    for bar, name, error in zip(bars, names, errors):
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 1 + error, f"{100 * win_rates[name]:.0f}%",
                 ha="center")
     ax.axhline(50, color="black", linewidth=0.8, linestyle="--")
     ax.set_ylim(0, 105)
@@ -226,9 +230,11 @@ def run_evaluate(config: EvaluateConfig, sft_path: Path, policies: dict[str, Pat
         sampled = answers(model, policy_seed_offset(name), reference=sft)
         results[name] = {"gold": gold_scores(prompts, sampled["texts"]), "lengths": sampled["lengths"],
                          "kl": sampled["kl"], "example": sampled["texts"][:3]}
-    win_rates = {f"{name}_vs_sft": task.win_rate(r["gold"], baseline_gold) for name, r in results.items()}
+    pairs = {f"{name}_vs_sft": (r["gold"], baseline_gold) for name, r in results.items()}
     if "pretrained" in results:
-        win_rates["sft_vs_pretrained"] = task.win_rate(baseline_gold, results["pretrained"]["gold"])
+        pairs["sft_vs_pretrained"] = (baseline_gold, results["pretrained"]["gold"])
+    win_rates = {key: task.win_rate(*scores) for key, scores in pairs.items()}
+    win_rate_stderr = {key: task.win_rate_stderr(*scores) for key, scores in pairs.items()}
     policies_report = {
         name: {"gold_score": sum(r["gold"]) / len(r["gold"]),
                "exact": sum(g == 1.0 for g in r["gold"]) / len(r["gold"]),
@@ -239,18 +245,21 @@ def run_evaluate(config: EvaluateConfig, sft_path: Path, policies: dict[str, Pat
     for name in policies:
         policies_report[name]["examples"] = [f"{p} {t}" for p, t in zip(prompts[:3], results[name]["example"])]
     run_dir = Path(run_dir)
-    figures = {"win_rates": str(plot_win_rates(
-        {label: win_rates[f"{name}_vs_sft"] for name, label in
-         (("pretrained", "Pre-trained"), ("sft", "SFT"), ("rl", "RL (PPO)"), ("rl_no_kl", "RL, no KL"),
-          ("rloo", "RLOO"), ("grpo", "GRPO"), ("reinforce_pp", "REINFORCE++"), ("dpo", "DPO"))
-         if f"{name}_vs_sft" in win_rates}, run_dir / "win_rates.png"))}
+    shown = [(f"{name}_vs_sft", label) for name, label in
+             (("pretrained", "Pre-trained"), ("sft", "SFT"), ("rl", "RL (PPO)"), ("rl_no_kl", "RL, no KL"),
+              ("rloo", "RLOO"), ("grpo", "GRPO"), ("reinforce_pp", "REINFORCE++"), ("dpo", "DPO"))
+             if f"{name}_vs_sft" in win_rates]
+    figures = {"win_rates": str(plot_win_rates({label: win_rates[key] for key, label in shown},
+                                               run_dir / "win_rates.png",
+                                               {label: win_rate_stderr[key] for key, label in shown}))}
     training = {}
     if curves:
         figures["training_curves"] = str(plot_training_curves(curves, run_dir / "training_curves.png"))
         for name, rows in curves.items():
             training[name] = {key: [r.get(key) for r in rows] for key in CURVE_KEYS}
     report = {"stage": "evaluate", "prompts": len(prompts), "temperature": config.temperature,
-              "win_rates": win_rates, "kl_to_sft": policies_report.get("rl", {}).get("kl_to_sft"),
+              "win_rates": win_rates, "win_rate_stderr": win_rate_stderr,
+              "kl_to_sft": policies_report.get("rl", {}).get("kl_to_sft"),
               "policies": policies_report, "ppo_curves": training, "figures": figures,
               "seconds": time.perf_counter() - started}
     data.write_report(run_dir, report)

@@ -311,6 +311,7 @@ def run_stages(config: PipelineConfig, run_dir: Path, stage: StageRunner, log) -
                        ppo_runs, log)
     return {
         "win_rates": evaluation["win_rates"],
+        "win_rate_stderr": evaluation["win_rate_stderr"],
         "reward_model_accuracy": reward["held_out_accuracy"],
         "reward_model_margin": reward["held_out_margin"],
         "reward_model_gold_accuracy": reward["gold_accuracy"],

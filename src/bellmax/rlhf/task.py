@@ -31,6 +31,7 @@ with the EOS appended, as TRL appends it) is the same response as "1 2 3 <eos>".
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from dataclasses import dataclass
 
@@ -200,9 +201,26 @@ def comparisons(ranks: list[int]) -> list[tuple[int, int]]:
     return pairs
 
 
+def win_outcomes(scores: list[float], baseline_scores: list[float]) -> list[float]:
+    """Per prompt: 1 where `scores` beats the baseline's score, 0.5 for a tie, 0 where it loses."""
+    if len(scores) != len(baseline_scores) or not scores:
+        raise ValueError("a win rate needs two equally long, non-empty score lists")
+    return [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(scores, baseline_scores)]
+
+
 def win_rate(scores: list[float], baseline_scores: list[float]) -> float:
     """Fraction of prompts where `scores` beats the baseline's score, ties counted as half."""
-    if len(scores) != len(baseline_scores) or not scores:
-        raise ValueError("win_rate needs two equally long, non-empty score lists")
-    wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(scores, baseline_scores))
-    return wins / len(scores)
+    outcomes = win_outcomes(scores, baseline_scores)
+    return sum(outcomes) / len(outcomes)
+
+
+def win_rate_stderr(scores: list[float], baseline_scores: list[float]) -> float | None:
+    """Standard error of `win_rate` over the prompts, s / sqrt(n) with s the sample standard deviation
+    of the per-prompt outcomes (1, 0.5, 0); None for a single prompt. It measures the judgement's
+    sampling noise on these prompts, not the spread from training another model."""
+    outcomes = win_outcomes(scores, baseline_scores)
+    n = len(outcomes)
+    if n < 2:
+        return None
+    mean = sum(outcomes) / n
+    return math.sqrt(sum((w - mean) ** 2 for w in outcomes) / (n - 1) / n)
