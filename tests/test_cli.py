@@ -545,3 +545,13 @@ def test_a_replay_the_allocator_refuses_is_one_line(tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "a replay buffer of 1,000,000,000,000 transitions does not fit in this machine's memory" in err
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("size", [2**40 + 1, 2**63])  # 2**63: more rows than NumPy can address (its own ValueError)
+def test_a_replay_beyond_any_machine_is_refused_by_the_config(tmp_path, capsys, size):
+    run_dir = tmp_path / "huge"
+    code, _, err = run_cli(["train", "dqn", "--env", "CartPole-v1", "--buffer-size", str(size), "--run-dir",
+                            str(run_dir)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"invalid buffer_size={size}: must be between 1 and 2**40" in err and "--buffer-size" in err
+    assert not run_dir.exists()

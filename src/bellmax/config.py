@@ -225,6 +225,9 @@ class OnPolicyConfig(Config):
                 f"between 1 and the rollout n_steps x num_envs = {self.rollout_size()}")
 
 
+MAX_BUFFER_SIZE = 2**40  # replay transitions: far beyond any machine's memory, well within what NumPy can address
+
+
 @dataclass
 class OffPolicyConfig(Config):
     """Fields every replay-based algorithm (DQN, DDPG, TD3, SAC) reads."""
@@ -255,7 +258,8 @@ class OffPolicyConfig(Config):
     def validate(self) -> None:
         super().validate()
         require_step_size("learning_rate", self.learning_rate)
-        require(self.buffer_size >= 1, "buffer_size", self.buffer_size, "at least 1")
+        require(1 <= self.buffer_size <= MAX_BUFFER_SIZE, "buffer_size", self.buffer_size,
+                f"between 1 and 2**40 = {MAX_BUFFER_SIZE:,} (a replay that large would take tens of terabytes)")
         require(self.learning_starts >= 0, "learning_starts", self.learning_starts, ">= 0")
         require(1 <= self.batch_size <= self.buffer_size, "batch_size", self.batch_size,
                 f"between 1 and buffer_size ({self.buffer_size})")
