@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import statistics
 from dataclasses import dataclass
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -219,8 +220,4 @@ def win_rate_stderr(scores: list[float], baseline_scores: list[float]) -> float 
     of the per-prompt outcomes (1, 0.5, 0); None for a single prompt. It measures the judgement's
     sampling noise on these prompts, not the spread from training another model."""
     outcomes = win_outcomes(scores, baseline_scores)
-    n = len(outcomes)
-    if n < 2:
-        return None
-    mean = sum(outcomes) / n
-    return math.sqrt(sum((w - mean) ** 2 for w in outcomes) / (n - 1) / n)
+    return statistics.stdev(outcomes) / math.sqrt(len(outcomes)) if len(outcomes) > 1 else None
