@@ -290,6 +290,8 @@ def test_dpo_stage_trains_on_every_ranked_pair_and_evaluate_judges_it(base, tmp_
     (["rl", "--group-size", "1"], "invalid group_size=1"),
     (["dpo", "--beta", "0"], "invalid beta=0.0"),
     (["dpo", "--model", "{tmp}"], "--comparisons DIR is required"),
+    (["rs", "--samples", "0"], "invalid samples=0"),
+    (["rs", "--model", "{tmp}"], "--reward-model DIR and --data DIR are required"),
     (["run", "--also", "grpo", "ppo"], "invalid also=('grpo', 'ppo'): must be distinct names among rloo, grpo"),
     (["compare-algos", "--seeds", "0"], "--seeds 0: give a whole number of seeds, at least 1"),
     (["compare-algos", "--seed", "3"], "compare-algos sets --seed itself"),
@@ -419,7 +421,7 @@ def test_compare_algos_runs_every_method_for_each_seed_and_writes_table_and_figu
     run_dir = tmp_path / "algos"
     assert main(["rlhf", "compare-algos", "--preset", "test", "--seeds", "2", "--run-dir", str(run_dir)]) == 0
     report = json.loads((run_dir / "report.json").read_text())
-    assert report["seeds"] == [0, 1] and set(report["methods"]) == {"PPO", "RLOO", "GRPO", "REINFORCE++", "DPO"}
+    assert report["seeds"] == [0, 1] and set(report["methods"]) == {"PPO", "RLOO", "GRPO", "REINFORCE++", "DPO", "RS"}
     for seed in (0, 1):
         win_rates = json.loads((run_dir / f"seed{seed}" / "report.json").read_text())["win_rates"]
         assert report["methods"]["GRPO"]["win_rate"]["values"][seed] == win_rates["grpo_vs_sft"]

@@ -18,7 +18,7 @@ pytest.importorskip("transformers")
 
 from bellmax.cli import main  # noqa: E402
 from bellmax.errors import BellmaxError  # noqa: E402
-from bellmax.rlhf import dpo, group, ppo, reward, sft  # noqa: E402
+from bellmax.rlhf import dpo, group, ppo, reward, rs, sft  # noqa: E402
 from bellmax.rlhf.pipeline import preset, run_pipeline  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -170,6 +170,23 @@ def test_dpo_killed_in_its_second_epoch_resumes_to_the_same_bytes(base, tmp_path
     b = dpo.run_dpo(config, base / "sft", base / "compare", tmp_path / "b", resume=True)
     assert_same_run(tmp_path / "b", tmp_path / "a")
     assert b["held_out_accuracy"] == a["held_out_accuracy"]
+
+
+def test_rs_killed_while_fine_tuning_resumes_on_the_picks_it_wrote_to_the_same_bytes(base, tmp_path, monkeypatch):
+    config = preset("test").rs
+    config.steps, config.checkpoint_every = 12, 5
+    args = (base / "sft", base / "reward", base / "data")
+    a = rs.run_rs(config, *args, tmp_path / "a")
+    with killed_at(monkeypatch, sft, "clip_grad_norm", 8), pytest.raises(Killed):  # in step 8 of 12
+        rs.run_rs(config, *args, tmp_path / "b")
+    assert checkpoint_files(tmp_path / "b") == ["checkpoint-5.pt", "checkpoint.pt"]
+    with monkeypatch.context() as patch:  # the resume fine-tunes on the picks on disk: it samples nothing
+        patch.setattr(rs, "best_of_n", lambda *args: pytest.fail("the resume sampled the picks again"))
+        b = rs.run_rs(config, *args, tmp_path / "b", resume=True)
+    assert_same_run(tmp_path / "b", tmp_path / "a")
+    assert (tmp_path / "b" / "best_of_n.jsonl").read_bytes() == (tmp_path / "a" / "best_of_n.jsonl").read_bytes()
+    assert {k: v for k, v in b.items() if k not in ("seconds", "train_seconds", "tokens_per_s")} == \
+        {k: v for k, v in a.items() if k not in ("seconds", "train_seconds", "tokens_per_s")}
 
 
 # -- through the command line -------------------------------------------------------------------------

@@ -17,14 +17,14 @@ from bellmax.errors import BellmaxError
 
 USAGE = """usage: bellmax rlhf STAGE [--run-dir DIR] [inputs] [--preset NAME] [stage flags]
        bellmax rlhf STAGE --resume DIR   continue a stopped stage from its last checkpoint, with its saved
-                                         config and inputs (pretrain, sft, reward, ppo, rl, dpo; and run)
+                                         config and inputs (pretrain, sft, reward, ppo, rl, dpo, rs; and run)
 
 the whole workflow:
   run       all stages below:            bellmax rlhf run --preset tiny --run-dir DIR [--seed S] [--ppo.kl-coef B ...]
-                                           [--also rloo grpo reinforce_pp dpo]
+                                           [--also rloo grpo reinforce_pp dpo rs]
                                          bellmax rlhf run --resume DIR   (finished stages are kept, the one
                                            stopped continues, the rest run)
-  compare-algos  PPO, RLOO, GRPO, REINFORCE++ and DPO over seeds, with 95% intervals:
+  compare-algos  PPO, RLOO, GRPO, REINFORCE++, DPO and RS over seeds, with 95% intervals:
                                          bellmax rlhf compare-algos --preset tiny --seeds 3 --run-dir DIR
 
 the stages, each writing DIR/report.json:
@@ -38,6 +38,8 @@ the stages, each writing DIR/report.json:
   rl        critic-free RL:              bellmax rlhf rl --algo rloo|grpo|reinforce_pp --model SFT --reward-model REWARD
                                            --data DATA --run-dir DIR   (--algo ppo: the ppo stage, with its flags)
   dpo       DPO on the rankings:         bellmax rlhf dpo --model SFT --comparisons COMPARE --run-dir DIR
+  rs        rejection sampling (best-of-N picks by the reward model, then fine-tuning on them):
+                                         bellmax rlhf rs --model SFT --reward-model REWARD --data DATA --run-dir DIR
   evaluate  gold win rates vs SFT:       bellmax rlhf evaluate --sft SFT --data DATA --run-dir DIR
                                            [--pretrained DIR] [--rl DIR] [--rl-no-kl DIR] [--ppo-run DIR ...]
                                            (--rl: any policy, e.g. an rl or dpo run; --ppo-run: rl runs too)
@@ -55,10 +57,11 @@ INPUTS = {
     "ppo": ("model", "reward_model", "data"),
     "rl": ("model", "reward_model", "data"),
     "dpo": ("model", "comparisons"),
+    "rs": ("model", "reward_model", "data"),
     "evaluate": ("sft", "data"),
 }
 MODEL_INPUTS = {"model", "reward_model", "sft", "pretrained", "rl", "rl_no_kl", "extra_model"}
-RESUMABLE = ("pretrain", "sft", "reward", "ppo", "rl", "dpo")  # the stages that checkpoint, and so --resume
+RESUMABLE = ("pretrain", "sft", "reward", "ppo", "rl", "dpo", "rs")  # the stages that checkpoint, and so --resume
 
 
 PIPELINE = ("bellmax.rlhf.pipeline", "PipelineConfig")  # where the stage configs and PRESETS are defined
@@ -310,6 +313,11 @@ def _dispatch(stage: str, config, paths: dict[str, Path], ppo_runs: list[Path], 
 
         return run_dpo(config, paths["model"], paths["comparisons"], run_dir,
                        log=lambda line: print(line, file=sys.stderr), resume=resume)
+    if stage == "rs":
+        from bellmax.rlhf.rs import run_rs
+
+        return run_rs(config, paths["model"], paths["reward_model"], paths["data"], run_dir,
+                      log=lambda line: print(line, file=sys.stderr), resume=resume)
     from bellmax.rlhf.evaluate import run_evaluate
 
     policies: dict[str, Path] = {name: paths[name] for name in ("pretrained", "rl", "rl_no_kl") if name in paths}
@@ -374,9 +382,10 @@ def compare_algos(args: list[str]) -> int:
     if meta.resume is not None:
         raise BellmaxError("compare-algos has no --resume: resume each seed's pipeline with `bellmax rlhf run "
                            "--resume DIR/seedS`, or start compare-algos again into a new --run-dir")
-    description = (f"PPO, RLOO, GRPO, REINFORCE++ and DPO, each seed's pipeline in RUN_DIR/seedS, then each method's "
-                   f"gold win rate vs SFT, KL to SFT, length and wall-clock with 95% intervals over the seeds. Also: "
-                   f"--preset NAME, --run-dir DIR, --seeds N (seeds 0 .. N-1). Defaults shown: preset {meta.preset!r}.")
+    description = (f"PPO, RLOO, GRPO, REINFORCE++, DPO and RS, each seed's pipeline in RUN_DIR/seedS, then each "
+                   f"method's gold win rate vs SFT, KL to SFT, length and wall-clock with 95% intervals over the "
+                   f"seeds. Also: --preset NAME, --run-dir DIR, --seeds N (seeds 0 .. N-1). Defaults shown: preset "
+                   f"{meta.preset!r}.")
     if meta.help:
         return fast_help(meta.preset, None, "bellmax rlhf compare-algos", description)
     if not meta.seeds.isdigit() or int(meta.seeds) < 1:

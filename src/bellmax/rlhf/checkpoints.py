@@ -1,4 +1,4 @@
-"""Checkpoints of the long RLHF stages (pretrain, sft, reward, ppo, rl, dpo): a killed stage continues
+"""Checkpoints of the long RLHF stages (pretrain, sft, reward, ppo, rl, dpo, rs): a killed stage continues
 where it stopped, bit for bit, with `bellmax rlhf STAGE --resume DIR`.
 
 They are the classic trainers' checkpoints (`core/run.py`), in the stage's run directory:
@@ -7,7 +7,7 @@ checkpoint-STEP.pt with its SHA-256 line, checkpoint.pt a second name of the new
 
     algo         the run's name (rlhf-pretrain, rlhf-ppo, rlhf-grpo, ...)
     config       the stage config, as plain data: a resume must run the same one
-    global_step  the stage's unit done: Adam steps (pretrain, sft, reward, dpo) or iterations (ppo, rl)
+    global_step  the stage's unit done: Adam steps (pretrain, sft, reward, dpo, rs) or iterations (ppo, rl)
     modules      state dicts of everything trained (ppo: the policy with its value model or head)
     optimizers   the Adam states
     rng          torch's and Python's global generators and the loop's own (torch.Generator, random.Random)

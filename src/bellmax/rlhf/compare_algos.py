@@ -1,6 +1,6 @@
-"""PPO, RLOO, GRPO, REINFORCE++ and DPO on the same task, judged by the same gold labeler, over seeds.
+"""PPO, RLOO, GRPO, REINFORCE++, DPO and rejection sampling on the same task, judged by one gold labeler, over seeds.
 
-For each seed S, the whole pipeline (`run_pipeline`, with `also` = rloo, grpo, reinforce_pp, dpo) in
+For each seed S, the whole pipeline (`run_pipeline`, with `also` = rloo, grpo, reinforce_pp, dpo, rs) in
 RUN_DIR/seed<S>: the same data, SFT and reward model for every method of that seed. Then, for each
 method, over the seeds: the mean and a 95% confidence interval (Student's t, mean +- t s / sqrt(n))
 of its gold win rate against SFT, its KL to SFT (nats per response), its response length and the
@@ -26,7 +26,8 @@ from bellmax.rlhf.pipeline import ALSO, PipelineConfig, run_pipeline
 
 # label -> (its name in the evaluation, its stage directory)
 METHODS: dict[str, tuple[str, str]] = {"PPO": ("rl", "ppo"), "RLOO": ("rloo", "rloo"), "GRPO": ("grpo", "grpo"),
-                                       "REINFORCE++": ("reinforce_pp", "reinforce_pp"), "DPO": ("dpo", "dpo")}
+                                       "REINFORCE++": ("reinforce_pp", "reinforce_pp"), "DPO": ("dpo", "dpo"),
+                                       "RS": ("rs", "rs")}
 MEASURES: dict[str, str] = {"win_rate": "gold win rate vs SFT", "kl_to_sft": "KL to SFT (nats)",
                             "response_length": "response length (tokens)", "seconds": "wall-clock of the stage (s)"}
 # t_{0.975} of Student's t with df degrees of freedom; beyond 30, the normal's 1.96 (at most 2% narrow)

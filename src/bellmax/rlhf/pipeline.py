@@ -39,10 +39,11 @@ from bellmax.rlhf.evaluate import EvaluateConfig
 from bellmax.rlhf.group import Algo, RLConfig
 from bellmax.rlhf.ppo import RLHFPPOConfig
 from bellmax.rlhf.reward import CompareConfig, RewardConfig
+from bellmax.rlhf.rs import RSConfig
 from bellmax.rlhf.sft import PretrainConfig, SFTConfig
 
-STAGES = ("data", "pretrain", "sft", "compare", "reward", "ppo", "rl", "dpo", "evaluate")
-ALSO = ("rloo", "grpo", "reinforce_pp", "dpo")  # what `--also` may add beside PPO
+STAGES = ("data", "pretrain", "sft", "compare", "reward", "ppo", "rl", "dpo", "rs", "evaluate")
+ALSO = ("rloo", "grpo", "reinforce_pp", "dpo", "rs")  # what `--also` may add beside PPO
 
 
 @dataclass
@@ -61,7 +62,8 @@ class PipelineConfig:
     iterations and then falls while the reward-model score keeps rising, so a shorter run shows it too."""
     also: tuple[str, ...] = ()
     """Also train these from the same SFT (and reward) model and judge them beside PPO: any of rloo, grpo,
-    reinforce_pp (the rl stage's settings, with that algo) and dpo."""
+    reinforce_pp (the rl stage's settings, with that algo), dpo and rs (rejection sampling: the reward model's
+    best of N samples from SFT, then fine-tuning on them)."""
     data: DataConfig = field(default_factory=DataConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
@@ -70,6 +72,7 @@ class PipelineConfig:
     ppo: RLHFPPOConfig = field(default_factory=RLHFPPOConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
+    rs: RSConfig = field(default_factory=RSConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def stage_configs(self) -> dict[str, Any]:
@@ -118,6 +121,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "rl": {"iterations": 80, "prompts_per_batch": 16, "group_size": 4, "minibatch_size": 32, "n_epochs": 2,
                    "learning_rate": 5e-5, "kl_coef": 0.05},
             "dpo": {"epochs": 1, "prompts_per_batch": 16, "beta": 0.1, "learning_rate": 5e-5},
+            "rs": {"samples": 8, "prompts": 2000, "steps": 400, "batch_size": 32, "learning_rate": 3e-4},
             "evaluate": {"prompts": 2000},
         },
     },
@@ -139,6 +143,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "rl": {"iterations": 100, "prompts_per_batch": 16, "group_size": 4, "minibatch_size": 32, "n_epochs": 2,
                    "learning_rate": 3e-5, "kl_coef": 0.05, "max_new_tokens": 20},
             "dpo": {"epochs": 1, "prompts_per_batch": 16, "beta": 0.1, "learning_rate": 3e-5, "max_new_tokens": 20},
+            "rs": {"samples": 8, "prompts": 3000, "steps": 500, "batch_size": 32, "learning_rate": 3e-4,
+                   "max_new_tokens": 20},
             "evaluate": {"prompts": 2000, "max_new_tokens": 20},
         },
     },
@@ -158,6 +164,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "learning_rate": 3e-4, "max_new_tokens": 10},
             "dpo": {"prompts_per_batch": 8, "learning_rate": 3e-4, "log_every": 4, "eval_prompts": 16,
                     "max_new_tokens": 10},
+            "rs": {"samples": 4, "prompts": 48, "steps": 12, "batch_size": 16, "learning_rate": 1e-3, "log_every": 4,
+                   "eval_prompts": 16, "max_new_tokens": 10},
             "evaluate": {"prompts": 64, "max_new_tokens": 10},
         },
     },
@@ -280,6 +288,7 @@ def run_stages(config: PipelineConfig, run_dir: Path, stage: StageRunner, log) -
     from bellmax.rlhf.group import run_rl
     from bellmax.rlhf.ppo import run_ppo
     from bellmax.rlhf.reward import run_compare, run_reward
+    from bellmax.rlhf.rs import run_rs
     from bellmax.rlhf.sft import run_pretrain, run_sft
 
     d = run_dir / "data"
@@ -302,6 +311,9 @@ def run_stages(config: PipelineConfig, run_dir: Path, stage: StageRunner, log) -
     for name in config.also:
         if name == "dpo":
             stage(name, run_dpo, config.dpo, run_dir / "sft", run_dir / "compare", run_dir / name, log,
+                  checkpoints=True)
+        elif name == "rs":
+            stage(name, run_rs, config.rs, run_dir / "sft", run_dir / "reward", d, run_dir / name, log,
                   checkpoints=True)
         else:
             rl = dataclasses.replace(config.rl, algo=cast(Algo, name))
