@@ -295,6 +295,31 @@ def test_trl_tokenizes_our_jsonl_as_bellmax_trains_on_it(run, tmp_path):
                for ids, text in zip(chosen + rejected, texts))
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # TRL's own use of deprecated transformers arguments
+def test_trl_sft_trainer_tokenizes_the_rejection_sampling_picks_as_bellmax_trains_on_them(run, tmp_path):
+    pytest.importorskip("trl")
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from bellmax.rlhf.pipeline import preset
+    from bellmax.rlhf.rs import run_rs
+
+    config = preset("test").rs
+    config.steps, config.eval_prompts = 2, 0
+    run_rs(config, run / "sft", run / "reward", run / "data", tmp_path / "rs")
+    picks = jsonl(tmp_path / "rs" / "best_of_n.jsonl")  # as written: prompt, completion and reward
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "rs")
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tmp_path / "rs"), processing_class=tokenizer,
+                         args=SFTConfig(output_dir=str(tmp_path / "trl"), report_to=[], use_cpu=True),
+                         train_dataset=Dataset.from_list(picks))
+    rows, starts = sequence_ids(tokenizer, demonstration_parts(tokenizer, picks))
+    processed = list(trainer.train_dataset)
+    assert len(processed) == len(picks) > 0
+    for example, ids, start in zip(processed, rows, starts):
+        assert example["input_ids"] == ids and ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
+        assert ids.count(tokenizer.eos_token_id) == 1 and example["labels"] == [-100] * start + ids[start:]
+
+
 # -- the conventions, piece by piece ----------------------------------------------------------------
 def test_rankings_append_eos_to_finished_responses_only_and_read_earlier_files_alike(tmp_path):
     from bellmax.errors import BellmaxError
