@@ -335,10 +335,9 @@ def test_one_update_moves_probability_toward_the_better_responses_of_a_group(alg
 
 
 @pytest.mark.slow
-def test_grpo_raises_the_gold_score_of_a_small_sft_model(tmp_path):
-    # a small model made here in about 10 s (one or two items per task, so that it learns quickly), then
-    # GRPO with the gold labeler as the reward: the estimator alone, without a reward model's errors
-    import dataclasses
+def test_grpo_raises_the_gold_score_of_a_small_sft_model(small_sft):
+    # GRPO on a small SFT model (tests/conftest.py) with the gold labeler as the reward: the estimator
+    # alone, without a reward model's errors
     import random
 
     from bellmax.core.optim import Adam
@@ -346,17 +345,11 @@ def test_grpo_raises_the_gold_score_of_a_small_sft_model(tmp_path):
     from bellmax.rlhf.evaluate import sample_answers
     from bellmax.rlhf.group import group_rollout, group_update, score
     from bellmax.rlhf.model import decode_responses, inference_only, load_causal_lm
-    from bellmax.rlhf.pipeline import preset
-    from bellmax.rlhf.sft import run_pretrain, run_sft
 
+    tmp_path = small_sft
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        config = preset("test").with_seed()
-        data.run_data(dataclasses.replace(config.data, corpus_size=3000, min_items=1, max_items=2, eval_prompts=256,
-                                          good_fraction=0.05, sloppy_demo_fraction=0.7), tmp_path / "data")
-        run_pretrain(dataclasses.replace(config.pretrain, steps=300), tmp_path / "data", tmp_path / "pretrain")
-        run_sft(dataclasses.replace(config.sft, steps=100), tmp_path / "pretrain", tmp_path / "data", tmp_path / "sft")
         lm, tokenizer = load_causal_lm(tmp_path / "sft")
         reference = inference_only(load_causal_lm(tmp_path / "sft")[0])
         held_out = data.load(tmp_path / "data", data.EVAL_PROMPTS).column("prompt")

@@ -119,22 +119,14 @@ def test_rs_stage_writes_picks_as_sft_data_and_fine_tunes_toward_them(base, tmp_
 
 
 @pytest.mark.slow
-def test_fine_tuning_on_gold_judged_best_of_n_raises_the_gold_score(tmp_path):
-    # a small SFT model made here in about 10 s (one or two items per task, so that it learns quickly),
-    # then one round of rejection sampling with the gold labeler as the judge: the method alone, without
-    # a reward model's errors
-    import dataclasses
-
+def test_fine_tuning_on_gold_judged_best_of_n_raises_the_gold_score(small_sft):
+    # one round of rejection sampling on a small SFT model (tests/conftest.py) with the gold labeler as
+    # the judge: the method alone, without a reward model's errors
     from bellmax.rlhf.evaluate import sample_answers
     from bellmax.rlhf.model import load_causal_lm
-    from bellmax.rlhf.pipeline import preset
-    from bellmax.rlhf.sft import demonstration_tensors, run_pretrain, run_sft, train_lm
+    from bellmax.rlhf.sft import demonstration_tensors, train_lm
 
-    config = preset("test").with_seed()
-    data.run_data(dataclasses.replace(config.data, corpus_size=3000, min_items=1, max_items=2, eval_prompts=256,
-                                      good_fraction=0.05, sloppy_demo_fraction=0.7), tmp_path / "data")
-    run_pretrain(dataclasses.replace(config.pretrain, steps=300), tmp_path / "data", tmp_path / "pretrain")
-    run_sft(dataclasses.replace(config.sft, steps=100), tmp_path / "pretrain", tmp_path / "data", tmp_path / "sft")
+    tmp_path = small_sft
     lm, tokenizer = load_causal_lm(tmp_path / "sft")
     held_out = data.load(tmp_path / "data", data.EVAL_PROMPTS).column("prompt")
     prompts = data.load(tmp_path / "data", data.PROMPTS).column("prompt")
