@@ -15,7 +15,7 @@ moves toward the reward model's blind spots no faster than SFT samples them. The
 into one sample per prompt, as Llama 2 did before (and between) its PPO rounds. There is no critic and
 no KL term: the distance from SFT comes only from how far the picks are from SFT's typical samples.
 
-Responses that never emitted EOS, and empty ones, are never picked (a prompt without another is skipped). The
+Responses that never emitted EOS, and empty ones, are never picked (a prompt with none to pick is skipped). The
 picks are written to best_of_n.jsonl in the usual prompt/completion form, so they are SFT data for any
 trainer, with the reward model's (normalized) score of each.
 """
@@ -90,8 +90,9 @@ class RSConfig(LMTrainConfig):
 
 
 def best_of_n_kl_bound(n: int) -> float:
-    """The upper bound log n - (n - 1) / n on KL(best-of-n || the sampled policy), in nats (exact when the
-    n samples' rewards are all distinct)."""
+    """The upper bound log n - (n - 1) / n on KL(best-of-n || the sampled policy), in nats: reached when
+    no two answers tie in reward and none has a noticeable probability of its own (the continuous limit);
+    repeated answers, as a small policy samples them, bring the KL below it."""
     return math.log(n) - (n - 1) / n
 
 
