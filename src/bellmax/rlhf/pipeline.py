@@ -121,7 +121,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "rl": {"iterations": 80, "prompts_per_batch": 16, "group_size": 4, "minibatch_size": 32, "n_epochs": 2,
                    "learning_rate": 5e-5, "kl_coef": 0.05},
             "dpo": {"epochs": 1, "prompts_per_batch": 16, "beta": 0.1, "learning_rate": 5e-5},
-            "rs": {"samples": 8, "prompts": 2000, "steps": 400, "batch_size": 32, "learning_rate": 3e-4},
+            "rs": {"samples": 8, "prompts": 2000, "steps": 400, "batch_size": 32, "learning_rate": 3e-4, "ref_coef": 0.1},
             "evaluate": {"prompts": 2000},
         },
     },

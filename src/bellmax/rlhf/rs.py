@@ -45,8 +45,10 @@ from bellmax.rlhf.model import (
     inference_only,
     load_causal_lm,
     load_reward_model,
+    response_logits,
     save_pretrained,
     setup_torch,
+    token_log_probs,
 )
 from bellmax.rlhf.ppo import reward_normalization
 from bellmax.rlhf.reward import score_texts
@@ -71,6 +73,11 @@ class RSConfig(LMTrainConfig):
     """Longest sampled response."""
     sample_batch_size: int = 128
     """Responses sampled together."""
+    ref_coef: float = 0.0
+    """beta of regularized best-of-N (Jinnai et al., 2024): pick the answer with the highest
+    r_theta(x, y) + beta log pi_SFT(y | x) (the reward normalized, the log-probability summed over the
+    answer's tokens and EOS), which prefers SFT's likelier answers among those the reward model scores
+    alike; 0: plain best-of-N."""
     steps: int = 400
     batch_size: int = 32
     learning_rate: float = 3e-4
@@ -86,6 +93,8 @@ class RSConfig(LMTrainConfig):
                 "a positive number (1: the policy's own distribution)")
         require(self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "at least 1")
         require(self.sample_batch_size >= 1, "sample_batch_size", self.sample_batch_size, "at least 1")
+        require(math.isfinite(self.ref_coef) and self.ref_coef >= 0, "ref_coef", self.ref_coef,
+                ">= 0 (0: plain best-of-N)")
         require(self.eval_prompts >= 0, "eval_prompts", self.eval_prompts, ">= 0")
 
 
@@ -129,6 +138,12 @@ def best_of_n(model, tokenizer, prompts: list[str], config: RSConfig,
                                            tokenizer.pad_token_id, generator, config.temperature)
         texts = decode_responses(tokenizer, response, response_mask)
         rewards = reward(repeated, texts)
+        if config.ref_coef:  # regularized best-of-N: + beta log pi_SFT(y | x), the policy's own likelihood
+            log_probs = token_log_probs(response_logits(model, query, query_mask, response, response_mask), response)
+            likelihood = (log_probs * response_mask).sum(1).tolist()
+            choose = [r + config.ref_coef * lp for r, lp in zip(rewards, likelihood)]
+        else:
+            choose = rewards
         sampled_rewards += rewards
         for j, prompt in enumerate(chunk):
             group = slice(j * config.samples, (j + 1) * config.samples)
@@ -136,7 +151,7 @@ def best_of_n(model, tokenizer, prompts: list[str], config: RSConfig,
             if judged:
                 sampled_gold += [task.gold_score(prompt, t) for t in texts[group]]
             # SFT data needs text: an empty answer (EOS alone) is never picked, nor one that never stopped
-            best = best_finished(rewards[group], [done and bool(c.strip()) for c, done in zip(completions, finished)])
+            best = best_finished(choose[group], [done and bool(c.strip()) for c, done in zip(completions, finished)])
             if best is None:
                 continue
             picks.append({"prompt": prompt, "completion": completions[best], "reward": rewards[group][best]})
