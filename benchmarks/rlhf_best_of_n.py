@@ -3,13 +3,16 @@ the reward model, and at what KL.
 
 For N = 1, 2, 4, ... up to --max-n: the reward model's best of N samples from SFT (among the finished,
 non-empty ones; the same samples for every N), with the mean normalized reward-model score of the picks,
-their gold score, the win rate against one more SFT sample (the gold labeler, ties half) and the KL
-bound log N - (N - 1) / N. For each trained policy the directory holds (ppo, ppo_no_kl, rloo, grpo,
-reinforce_pp, dpo, rs): one sample per prompt, judged the same way, with its KL to SFT estimated on its
-own samples (as the evaluate stage does). A policy below best-of-N's curve at its KL used the reward
-model less well than choosing among SFT's answers does.
+their gold score, the win rate against one more SFT answer (the gold labeler, ties half) and the KL
+bound log N - (N - 1) / N (it holds for any choice by a score of the answer alone); the same with the
+rs stage's regularized choice, argmax r + beta log pi_SFT(y | x) (--ref-coef, 0.1 unless given; 0
+leaves it out). For each trained policy the directory holds (ppo, ppo_no_kl, rloo, grpo, reinforce_pp,
+dpo, rs): one sample per prompt, judged the same way, with its KL to SFT estimated on its own samples
+(as the evaluate stage does). A policy below best-of-N's curve at its KL used the reward model less
+well than choosing among SFT's answers does.
 
-    python benchmarks/rlhf_best_of_n.py RUN_DIR [--prompts 2000] [--max-n 16] [--torch-threads 2] [--out FILE]
+    python benchmarks/rlhf_best_of_n.py RUN_DIR [--prompts 2000] [--max-n 16] [--ref-coef 0.1] [--torch-threads 2]
+        [--out FILE]
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import json
 import statistics
 import time
 from pathlib import Path
+
+import torch
 
 POLICIES = ("ppo", "ppo_no_kl", "rloo", "grpo", "reinforce_pp", "dpo", "rs")
 
@@ -32,13 +37,23 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--prompts", type=int, default=2000, help="held-out prompts (from RUN_DIR/data)")
     parser.add_argument("--max-n", type=int, default=16, help="largest N (powers of two up to it)")
+    parser.add_argument("--ref-coef", type=float, default=0.1, help="beta of regularized best-of-N (0: none)")
     parser.add_argument("--torch-threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="write the rows as JSON here too")
     args = parser.parse_args()
 
     from bellmax.rlhf import data, task
     from bellmax.rlhf.evaluate import sample_answers
-    from bellmax.rlhf.model import inference_only, load_causal_lm, load_reward_model, setup_torch
+    from bellmax.rlhf.model import (
+        encode_prompts,
+        encode_responses,
+        inference_only,
+        load_causal_lm,
+        load_reward_model,
+        response_logits,
+        setup_torch,
+        token_log_probs,
+    )
     from bellmax.rlhf.ppo import reward_normalization
     from bellmax.rlhf.rs import best_finished, best_of_n_kl_bound, reward_model_scores
 
@@ -68,15 +83,31 @@ def main() -> None:
         return finished and bool(completion)
 
     usable = [[pickable(t) for t in texts] for texts in samples]
+
+    @torch.no_grad()
+    def sft_log_likelihood(texts: list[str]) -> list[float]:  # log pi_SFT(y | x), EOS included
+        out: list[float] = []
+        for start in range(0, len(prompts), 256):
+            query, query_mask = encode_prompts(tokenizer, prompts[start: start + 256])
+            response, response_mask = encode_responses(tokenizer, texts[start: start + 256])
+            logits = response_logits(sft, query, query_mask, response, response_mask)
+            out += (token_log_probs(logits, response) * response_mask).sum(1).tolist()
+        return out
+
+    likelihood = [sft_log_likelihood(texts) for texts in samples] if args.ref_coef else None
     rows = []
-    n = 1
-    while n <= args.max_n:
-        best = [best_finished([rewards[i][j] for i in range(n)], [usable[i][j] for i in range(n)])
-                for j in range(len(prompts))]
-        picks = [0 if i is None else i for i in best]  # nothing pickable: the first sample
-        rows.append(row(f"best-of-{n} (SFT)", [samples[i][j] for j, i in enumerate(picks)],
-                        [rewards[i][j] for j, i in enumerate(picks)], best_of_n_kl_bound(n)))
-        n *= 2
+    for beta in [0.0] + ([args.ref_coef] if args.ref_coef else []):
+        n = 1
+        while n <= args.max_n:
+            choose = [[rewards[i][j] + (beta * likelihood[i][j] if beta and likelihood else 0.0)
+                       for j in range(len(prompts))] for i in range(n)]
+            best = [best_finished([choose[i][j] for i in range(n)], [usable[i][j] for i in range(n)])
+                    for j in range(len(prompts))]
+            picks = [0 if i is None else i for i in best]  # nothing pickable: the first sample
+            name = f"best-of-{n} (SFT)" if not beta else f"regularized best-of-{n} (beta {beta})"
+            rows.append(row(name, [samples[i][j] for j, i in enumerate(picks)],
+                            [rewards[i][j] for j, i in enumerate(picks)], best_of_n_kl_bound(n)))
+            n *= 2
     for k, name in enumerate(POLICIES):
         if not (run / name / "model.safetensors").is_file():
             continue
@@ -88,7 +119,7 @@ def main() -> None:
     print("| policy | KL to SFT (nats) | reward-model score | gold score | win rate vs SFT (+- s.e.) |")
     print("|---|---|---|---|---|")
     for r in rows:
-        bound = " (bound)" if r["policy"].startswith("best-of") else ""
+        bound = " (bound)" if "best-of" in r["policy"] else ""
         print(f"| {r['policy']} | {r['kl_to_sft']:.2f}{bound} | {r['reward']:+.3f} | {r['gold_score']:.3f} | "
               f"{r['win_rate']:.3f} +- {r['win_rate_stderr']:.3f} |")
     if args.out is not None:

@@ -291,6 +291,7 @@ def test_dpo_stage_trains_on_every_ranked_pair_and_evaluate_judges_it(base, tmp_
     (["dpo", "--beta", "0"], "invalid beta=0.0"),
     (["dpo", "--model", "{tmp}"], "--comparisons DIR is required"),
     (["rs", "--samples", "0"], "invalid samples=0"),
+    (["rs", "--ref-coef", "-0.1"], "invalid ref_coef=-0.1"),
     (["rs", "--model", "{tmp}"], "--reward-model DIR and --data DIR are required"),
     (["run", "--also", "grpo", "ppo"], "invalid also=('grpo', 'ppo'): must be distinct names among rloo, grpo"),
     (["compare-algos", "--seeds", "0"], "--seeds 0: give a whole number of seeds, at least 1"),

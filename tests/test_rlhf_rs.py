@@ -93,6 +93,38 @@ def test_picks_are_each_prompts_best_finished_sample_by_the_reward(base):
     assert again == picks
 
 
+def test_regularized_best_of_n_adds_beta_times_the_sft_log_likelihood_to_the_reward(base):
+    from bellmax.rlhf.model import encode_prompts, encode_responses, load_causal_lm, response_logits, token_log_probs
+
+    model, tokenizer = load_causal_lm(base / "sft")
+    model.eval()
+    prompts = list(dict.fromkeys(data.load(base / "data", data.PROMPTS).column("prompt")))[:16]
+    seen: dict[str, list[str]] = {}
+
+    def reward(batch_prompts, texts):  # one reward for every answer: only the likelihood term can choose
+        for p, t in zip(batch_prompts, texts):
+            seen.setdefault(p, []).append(t)
+        return [0.0] * len(texts)
+
+    picks, _ = best_of_n(model, tokenizer, prompts, RSConfig(samples=4, max_new_tokens=10, ref_coef=0.5), reward)
+    picked = {p["prompt"]: p for p in picks}
+    checked = 0
+    for prompt, texts in seen.items():
+        pickable = [t for t in texts if task.EOS in t and data.as_completion(t, task.EOS)[0]]
+        if not pickable:
+            continue
+        query, query_mask = encode_prompts(tokenizer, [prompt] * len(pickable))
+        response, response_mask = encode_responses(tokenizer, pickable)
+        with torch.no_grad():
+            log_probs = token_log_probs(response_logits(model, query, query_mask, response, response_mask), response)
+        likelihood = (log_probs * response_mask).sum(1)
+        best = pickable[int(likelihood.argmax())]
+        assert picked[prompt]["completion"] == data.as_completion(best, task.EOS)[0]
+        assert picked[prompt]["reward"] == 0.0  # the reward as the reward model gave it, without the term
+        checked += 1
+    assert checked >= 8
+
+
 def test_rs_stage_writes_picks_as_sft_data_and_fine_tunes_toward_them(base, tmp_path):
     from bellmax.rlhf.model import load_causal_lm
     from bellmax.rlhf.sft import demonstration_tensors, lm_loss
