@@ -43,19 +43,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from bellmax.rlhf import data, task
-    from bellmax.rlhf.evaluate import sample_answers
-    from bellmax.rlhf.model import (
-        encode_prompts,
-        encode_responses,
-        inference_only,
-        load_causal_lm,
-        load_reward_model,
-        response_logits,
-        setup_torch,
-        token_log_probs,
-    )
+    from bellmax.rlhf.evaluate import gold_scores, sample_answers
+    from bellmax.rlhf.model import inference_only, load_causal_lm, load_reward_model, sequence_log_probs, setup_torch
     from bellmax.rlhf.ppo import reward_normalization
-    from bellmax.rlhf.rs import best_finished, best_of_n_kl_bound, reward_model_scores
+    from bellmax.rlhf.rs import best_finished, best_of_n_kl_bound, pickable, reward_model_scores
 
     started = time.perf_counter()
     run = args.run_dir
@@ -67,7 +58,7 @@ def main() -> None:
     reward = reward_model_scores(reward_model, tokenizer, reward_normalization(reward_model, run / "reward"))
 
     def gold(texts: list[str]) -> list[float]:
-        return [task.gold_score(p, t) for p, t in zip(prompts, texts)]
+        return gold_scores(prompts, texts)
 
     baseline = gold(sample_answers(sft, tokenizer, prompts, seed=10_000)["texts"])  # the SFT answer to beat
 
@@ -78,21 +69,13 @@ def main() -> None:
 
     samples = [sample_answers(sft, tokenizer, prompts, seed=10_001 + i)["texts"] for i in range(args.max_n)]
     rewards = [reward(prompts, texts) for texts in samples]
-    def pickable(text: str) -> bool:  # as the rs stage: finished and not empty
-        completion, finished = data.as_completion(text, tokenizer.eos_token)
-        return finished and bool(completion)
-
-    usable = [[pickable(t) for t in texts] for texts in samples]
+    usable = [[pickable(t, tokenizer.eos_token) for t in texts] for texts in samples]
 
     @torch.no_grad()
     def sft_log_likelihood(texts: list[str]) -> list[float]:  # log pi_SFT(y | x), EOS included
-        out: list[float] = []
-        for start in range(0, len(prompts), 256):
-            query, query_mask = encode_prompts(tokenizer, prompts[start: start + 256])
-            response, response_mask = encode_responses(tokenizer, texts[start: start + 256])
-            logits = response_logits(sft, query, query_mask, response, response_mask)
-            out += (token_log_probs(logits, response) * response_mask).sum(1).tolist()
-        return out
+        return [v for start in range(0, len(prompts), 256)
+                for v in sequence_log_probs(sft, prompts[start: start + 256], texts[start: start + 256],
+                                            tokenizer).tolist()]
 
     likelihood = [sft_log_likelihood(texts) for texts in samples] if args.ref_coef else None
     rows = []

@@ -94,7 +94,7 @@ def test_picks_are_each_prompts_best_finished_sample_by_the_reward(base):
 
 
 def test_regularized_best_of_n_adds_beta_times_the_sft_log_likelihood_to_the_reward(base):
-    from bellmax.rlhf.model import encode_prompts, encode_responses, load_causal_lm, response_logits, token_log_probs
+    from bellmax.rlhf.model import load_causal_lm, sequence_log_probs
 
     model, tokenizer = load_causal_lm(base / "sft")
     model.eval()
@@ -113,11 +113,8 @@ def test_regularized_best_of_n_adds_beta_times_the_sft_log_likelihood_to_the_rew
         pickable = [t for t in texts if task.EOS in t and data.as_completion(t, task.EOS)[0]]
         if not pickable:
             continue
-        query, query_mask = encode_prompts(tokenizer, [prompt] * len(pickable))
-        response, response_mask = encode_responses(tokenizer, pickable)
         with torch.no_grad():
-            log_probs = token_log_probs(response_logits(model, query, query_mask, response, response_mask), response)
-        likelihood = (log_probs * response_mask).sum(1)
+            likelihood = sequence_log_probs(model, [prompt] * len(pickable), pickable, tokenizer)
         best = pickable[int(likelihood.argmax())]
         assert picked[prompt]["completion"] == data.as_completion(best, task.EOS)[0]
         assert picked[prompt]["reward"] == 0.0  # the reward as the reward model gave it, without the term

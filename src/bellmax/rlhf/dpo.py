@@ -35,16 +35,7 @@ from bellmax.errors import BellmaxError
 from bellmax.rlhf import data, task
 from bellmax.rlhf.checkpoints import StageCheckpoints, remove_checkpoints, resume_point, resume_step
 from bellmax.rlhf.evaluate import sample_answers
-from bellmax.rlhf.model import (
-    encode_prompts,
-    encode_responses,
-    inference_only,
-    load_causal_lm,
-    response_logits,
-    save_pretrained,
-    setup_torch,
-    token_log_probs,
-)
+from bellmax.rlhf.model import inference_only, load_causal_lm, save_pretrained, sequence_log_probs, setup_torch
 from bellmax.rlhf.reward import ranking_batch
 
 
@@ -107,14 +98,6 @@ def dpo_loss(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, winners: torc
     with torch.no_grad():
         accuracy = (margin > 0).float().mean()
     return {"loss": loss, "accuracy": accuracy, "margin": margin.detach().mean()}
-
-
-def sequence_log_probs(model, prompts: list[str], responses: list[str], tokenizer) -> torch.Tensor:
-    """log pi(y | x) = sum_t log pi(y_t | x, y_<t) over each response's tokens: (N,)."""
-    query, query_mask = encode_prompts(tokenizer, prompts)
-    response, response_mask = encode_responses(tokenizer, responses)
-    log_probs = token_log_probs(response_logits(model, query, query_mask, response, response_mask), response)
-    return (log_probs * response_mask).sum(1)
 
 
 @torch.no_grad()

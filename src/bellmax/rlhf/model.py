@@ -508,6 +508,20 @@ def response_logits(model: nn.Module, query: torch.Tensor, query_mask: torch.Ten
     return logits[:, query.shape[1] - 1: -1]
 
 
+def response_log_likelihood(model: nn.Module, query: torch.Tensor, query_mask: torch.Tensor, response: torch.Tensor,
+                            response_mask: torch.Tensor) -> torch.Tensor:
+    """log pi(y | x) = sum_t log pi(y_t | x, y_<t) over each response's tokens (EOS included): (B,)."""
+    log_probs = token_log_probs(response_logits(model, query, query_mask, response, response_mask), response)
+    return (log_probs * response_mask).sum(1)
+
+
+def sequence_log_probs(model: nn.Module, prompts: list[str], responses: list[str], tokenizer) -> torch.Tensor:
+    """`response_log_likelihood` of text pairs (a response's EOS written out where it has one): (N,)."""
+    query, query_mask = encode_prompts(tokenizer, prompts)
+    response, response_mask = encode_responses(tokenizer, responses)
+    return response_log_likelihood(model, query, query_mask, response, response_mask)
+
+
 def last_real_token(mask: torch.Tensor) -> torch.Tensor:
     """Index of the last column whose attention mask is 1, per row: (B,). Any padding, left, right
     or in between, is skipped."""

@@ -45,10 +45,9 @@ from bellmax.rlhf.model import (
     inference_only,
     load_causal_lm,
     load_reward_model,
-    response_logits,
+    response_log_likelihood,
     save_pretrained,
     setup_torch,
-    token_log_probs,
 )
 from bellmax.rlhf.ppo import reward_normalization
 from bellmax.rlhf.reward import score_texts
@@ -105,6 +104,12 @@ def best_of_n_kl_bound(n: int) -> float:
     return math.log(n) - (n - 1) / n
 
 
+def pickable(text: str, eos_token: str) -> bool:
+    """Whether a sampled answer may be picked: it emitted EOS and has text (SFT data needs a completion)."""
+    completion, finished = data.as_completion(text, eos_token)
+    return finished and bool(completion)
+
+
 def best_finished(rewards: list[float], finished: list[bool]) -> int | None:
     """Index of the highest reward among the finished responses (the first on a tie); None if none finished."""
     candidates = [i for i, done in enumerate(finished) if done]
@@ -139,19 +144,17 @@ def best_of_n(model, tokenizer, prompts: list[str], config: RSConfig,
         texts = decode_responses(tokenizer, response, response_mask)
         rewards = reward(repeated, texts)
         if config.ref_coef:  # regularized best-of-N: + beta log pi_SFT(y | x), the policy's own likelihood
-            log_probs = token_log_probs(response_logits(model, query, query_mask, response, response_mask), response)
-            likelihood = (log_probs * response_mask).sum(1).tolist()
+            likelihood = response_log_likelihood(model, query, query_mask, response, response_mask).tolist()
             choose = [r + config.ref_coef * lp for r, lp in zip(rewards, likelihood)]
         else:
             choose = rewards
         sampled_rewards += rewards
         for j, prompt in enumerate(chunk):
             group = slice(j * config.samples, (j + 1) * config.samples)
-            completions, finished = zip(*(data.as_completion(t, tokenizer.eos_token) for t in texts[group]))
+            completions = [data.as_completion(t, tokenizer.eos_token)[0] for t in texts[group]]
             if judged:
                 sampled_gold += [task.gold_score(prompt, t) for t in texts[group]]
-            # SFT data needs text: an empty answer (EOS alone) is never picked, nor one that never stopped
-            best = best_finished(choose[group], [done and bool(c.strip()) for c, done in zip(completions, finished)])
+            best = best_finished(choose[group], [pickable(t, tokenizer.eos_token) for t in texts[group]])
             if best is None:
                 continue
             picks.append({"prompt": prompt, "completion": completions[best], "reward": rewards[group][best]})
