@@ -61,6 +61,17 @@ def test_run_also_rs_trains_and_judges_it_beside_ppo(base):
     assert json.loads((base / "rs" / "run_config.json").read_text())["config"]["config"]["seed"] == 3
 
 
+def test_the_win_rate_figure_has_a_bar_for_rejection_sampling(base, tmp_path, monkeypatch):
+    from bellmax.rlhf import evaluate
+    from bellmax.rlhf.pipeline import preset
+
+    drawn = {}
+    monkeypatch.setattr(evaluate, "plot_win_rates", lambda rates, output, stderr=None: drawn.update(rates) or output)
+    evaluate.run_evaluate(preset("test").evaluate, base / "sft", {"rl": base / "ppo", "rs": base / "rs"},
+                          base / "data", tmp_path / "evaluate")
+    assert {"RL (PPO)", "RS"} <= set(drawn)
+
+
 def test_picks_are_each_prompts_best_finished_sample_by_the_reward(base):
     from bellmax.rlhf.model import load_causal_lm
 

@@ -247,7 +247,8 @@ def run_evaluate(config: EvaluateConfig, sft_path: Path, policies: dict[str, Pat
     run_dir = Path(run_dir)
     shown = [(f"{name}_vs_sft", label) for name, label in
              (("pretrained", "Pre-trained"), ("sft", "SFT"), ("rl", "RL (PPO)"), ("rl_no_kl", "RL, no KL"),
-              ("rloo", "RLOO"), ("grpo", "GRPO"), ("reinforce_pp", "REINFORCE++"), ("dpo", "DPO"))
+              ("rloo", "RLOO"), ("grpo", "GRPO"), ("reinforce_pp", "REINFORCE++"), ("dpo", "DPO"),
+              ("rs", "RS"))
              if f"{name}_vs_sft" in win_rates]
     figures = {"win_rates": str(plot_win_rates({label: win_rates[key] for key, label in shown},
                                                run_dir / "win_rates.png",
