@@ -76,7 +76,9 @@ METRICS: dict[str, str] = {
     "time/tokens_per_s": "RLHF: training tokens per second",
     # objective/, gold/
     "objective/scores": "RLHF: mean reward-model score of the responses (normalized)",
-    "objective/kl": "RLHF: mean KL(pi_RL || pi_SFT) of a response, summed over its tokens (the k1 estimator)",
+    "objective/kl": "RLHF: mean KL(pi_RL || pi_SFT) of a response, summed over its tokens (the k1 estimator); with "
+                    "--ref-temperature tau < 1, the KL to the anchor, SFT sharpened to temperature tau",
+    "objective/kl_sft": "RLHF: the k1 KL to pi_SFT itself (equal to objective/kl unless the anchor is a sharpened SFT)",
     "objective/kl_k2": "RLHF: the k2 estimator (log r)^2/2 of the same KL, summed over a response's tokens (biased)",
     "objective/kl_k3": "RLHF: the k3 estimator (r - 1) - log r of the same KL, summed over a response's tokens"
                        " (unbiased, >= 0)",

@@ -19,6 +19,7 @@ length form of reward hacking; with the KL penalty and without it.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 import zlib
@@ -54,6 +55,9 @@ class EvaluateConfig:
     """Held-out prompts to answer (at most the number in eval_prompts.jsonl)."""
     temperature: float = 1.0
     """Sampling temperature of every policy."""
+    sharpened_sft: float | None = None
+    """Also judge SFT itself sampled at temperature x this factor (e.g. 0.5, the RL stages' ref_temperature),
+    as "sft_sharpened": what sharpening SFT buys with no training at all; None: not judged."""
     max_new_tokens: int = 16
     """Longest response."""
     batch_size: int = 128
@@ -65,6 +69,8 @@ class EvaluateConfig:
         require(self.seed >= 0, "seed", self.seed, "a non-negative integer")
         require(self.prompts >= 1, "prompts", self.prompts, "at least 1")
         require(self.temperature > 0, "temperature", self.temperature, "positive")
+        require(self.sharpened_sft is None or (math.isfinite(self.sharpened_sft) and self.sharpened_sft > 0),
+                "sharpened_sft", self.sharpened_sft, "a positive factor of the temperature (e.g. 0.5) or None")
         require(self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "at least 1")
         require(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
         require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "at least 1")
@@ -72,8 +78,10 @@ class EvaluateConfig:
 
 @torch.no_grad()
 def sample_answers(model, tokenizer, prompts: list[str], seed: int, temperature: float = 1.0,
-                   max_new_tokens: int = 16, batch_size: int = 128, reference=None) -> dict[str, list]:
-    """Sampled responses (text, EOS kept), their lengths and, with a reference, each one's KL estimate."""
+                   max_new_tokens: int = 16, batch_size: int = 128, reference=None,
+                   reference_temperature: float | None = None) -> dict[str, list]:
+    """Sampled responses (text, EOS kept), their lengths and, with a reference, each one's KL estimate to
+    the reference at `reference_temperature` (None: at the sampling temperature)."""
     generator = torch.Generator().manual_seed(seed)
     texts, lengths, kls = [], [], []
     for start in range(0, len(prompts), batch_size):
@@ -83,11 +91,12 @@ def sample_answers(model, tokenizer, prompts: list[str], seed: int, temperature:
         texts += decode_responses(tokenizer, response, response_mask)
         lengths += response_mask.sum(1).tolist()
         if reference is not None:
-            # both at the sampling temperature: the KL of the distributions the answers came from
+            # the policy at the sampling temperature (the distribution the answers came from), the reference
+            # at the same one unless told otherwise
             logits = response_logits(model, query, query_mask, response, response_mask)
             log_probs = token_log_probs(logits, response, temperature)
             ref_logits = response_logits(reference, query, query_mask, response, response_mask)
-            ref_log_probs = token_log_probs(ref_logits, response, temperature)
+            ref_log_probs = token_log_probs(ref_logits, response, reference_temperature or temperature)
             kls += ((log_probs - ref_log_probs) * response_mask).sum(1).tolist()
     return {"texts": texts, "lengths": lengths, "kl": kls}
 
@@ -230,6 +239,12 @@ def run_evaluate(config: EvaluateConfig, sft_path: Path, policies: dict[str, Pat
         sampled = answers(model, policy_seed_offset(name), reference=sft)
         results[name] = {"gold": gold_scores(prompts, sampled["texts"]), "lengths": sampled["lengths"],
                          "kl": sampled["kl"], "example": sampled["texts"][:3]}
+    sharpened = None if config.sharpened_sft is None else config.temperature * config.sharpened_sft
+    if sharpened is not None:  # SFT at a lower temperature, its KL to SFT at the evaluation temperature
+        sampled = sample_answers(sft, tokenizer, prompts, config.seed + policy_seed_offset("sft_sharpened"), sharpened,
+                                 config.max_new_tokens, config.batch_size, sft, config.temperature)
+        results["sft_sharpened"] = {"gold": gold_scores(prompts, sampled["texts"]), "lengths": sampled["lengths"],
+                                    "kl": sampled["kl"], "example": sampled["texts"][:3]}
     pairs = {f"{name}_vs_sft": (r["gold"], baseline_gold) for name, r in results.items()}
     if "pretrained" in results:
         pairs["sft_vs_pretrained"] = (baseline_gold, results["pretrained"]["gold"])
@@ -242,11 +257,12 @@ def run_evaluate(config: EvaluateConfig, sft_path: Path, policies: dict[str, Pat
                "kl_to_sft": sum(r["kl"]) / len(r["kl"])}
         for name, r in results.items()}
     policies_report["sft"]["examples"] = [f"{p} {t}" for p, t in zip(prompts[:3], baseline["texts"][:3])]
-    for name in policies:
+    for name in results.keys() - {"sft"}:
         policies_report[name]["examples"] = [f"{p} {t}" for p, t in zip(prompts[:3], results[name]["example"])]
     run_dir = Path(run_dir)
     shown = [(f"{name}_vs_sft", label) for name, label in
-             (("pretrained", "Pre-trained"), ("sft", "SFT"), ("rl", "RL (PPO)"), ("rl_no_kl", "RL, no KL"),
+             (("pretrained", "Pre-trained"), ("sft", "SFT"), ("sft_sharpened", f"SFT, T={sharpened or 0:g}"),
+              ("rl", "RL (PPO)"), ("rl_no_kl", "RL, no KL"),
               ("rloo", "RLOO"), ("grpo", "GRPO"), ("reinforce_pp", "REINFORCE++"), ("dpo", "DPO"),
               ("rs", "RS"))
              if f"{name}_vs_sft" in win_rates]
@@ -259,6 +275,7 @@ def run_evaluate(config: EvaluateConfig, sft_path: Path, policies: dict[str, Pat
         for name, rows in curves.items():
             training[name] = {key: [r.get(key) for r in rows] for key in CURVE_KEYS}
     report = {"stage": "evaluate", "prompts": len(prompts), "temperature": config.temperature,
+              "sharpened_sft_temperature": sharpened,
               "win_rates": win_rates, "win_rate_stderr": win_rate_stderr,
               "kl_to_sft": policies_report.get("rl", {}).get("kl_to_sft"),
               "policies": policies_report, "ppo_curves": training, "figures": figures,

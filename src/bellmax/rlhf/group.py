@@ -112,6 +112,8 @@ class RLConfig:
     """eps in clip(pi / pi_old, 1 - eps, 1 + eps)."""
     kl_coef: float = 0.05
     """beta, the KL penalty's weight (0: no KL penalty)."""
+    ref_temperature: float = 1.0
+    """tau of the KL anchor softmax(z_SFT / tau): 1 is pi_SFT itself; below 1 a sharpened SFT (as rlhf ppo's)."""
     kl_placement: KLPlacement | None = None
     """Where beta KL goes: reward (k1 in each response's reward) or loss (beta k per token in the loss);
     None: the algorithm's own (reward for rloo and reinforce_pp, loss for grpo)."""
@@ -157,6 +159,8 @@ class RLConfig:
                 "a positive number (e.g. 5e-5)")
         require(0 < self.clip_range < 1, "clip_range", self.clip_range, "in (0, 1)")
         require(math.isfinite(self.kl_coef) and self.kl_coef >= 0, "kl_coef", self.kl_coef, ">= 0")
+        require(math.isfinite(self.ref_temperature) and self.ref_temperature > 0, "ref_temperature",
+                self.ref_temperature, "a positive number (1: pi_SFT itself; 0.5: SFT sharpened to temperature 0.5)")
         require(self.kl_placement in (None, "reward", "loss"), "kl_placement", self.kl_placement, "reward or loss")
         require(self.kl_estimator in (None, *ESTIMATORS), "kl_estimator", self.kl_estimator, "k1, k2 or k3")
         placement = self.kl_placement or ALGORITHM_DEFAULTS[self.algo]["kl_placement"]
@@ -301,6 +305,8 @@ class Samples:
     # set by score(), and the reward (model) scores
     old_log_probs: torch.Tensor = field(init=False, repr=False)
     ref_log_probs: torch.Tensor = field(init=False, repr=False)
+    """log-probs of the KL anchor pi_SFT,tau (pi_SFT itself at tau = 1)."""
+    sft_log_probs: torch.Tensor = field(init=False, repr=False)
     entropy: torch.Tensor = field(init=False, repr=False)
     scores: torch.Tensor = field(init=False, repr=False)
 
@@ -324,12 +330,15 @@ def sampled_log_probs(model, batch: Samples, rows: torch.Tensor | slice, tempera
 
 
 @torch.no_grad()
-def score(batch: Samples, lm, reference, temperature: float) -> None:
-    """Fill in log pi_old, log pi_SFT and the entropy of the sampled responses."""
+def score(batch: Samples, lm, reference, temperature: float, ref_temperature: float = 1.0) -> None:
+    """Fill in log pi_old, the entropy, log pi_SFT and the KL anchor's log pi_SFT,tau (the same at tau = 1)
+    of the sampled responses."""
     everything = slice(None)
     batch.old_log_probs, logits = sampled_log_probs(lm, batch, everything, temperature)
     batch.entropy = entropy(logits, temperature)
-    batch.ref_log_probs = sampled_log_probs(reference, batch, everything, temperature)[0]
+    batch.sft_log_probs, ref_logits = sampled_log_probs(reference, batch, everything, temperature)
+    batch.ref_log_probs = (batch.sft_log_probs if ref_temperature == 1 else
+                           token_log_probs(ref_logits, batch.response, temperature * ref_temperature))
 
 
 def group_update(lm, optimizer: Adam, batch: Samples, advantages: torch.Tensor, settings: Settings,
@@ -366,6 +375,7 @@ def iteration_metrics(batch: Samples, kl_coef: float, gold: list[float] | None) 
         "objective/kl": float(per_response["k1"]),
         "objective/kl_k2": float(per_response["k2"]),
         "objective/kl_k3": float(per_response["k3"]),
+        "objective/kl_sft": float(((batch.old_log_probs - batch.sft_log_probs) * mask).sum(1).mean()),
         "objective/kl_coef": kl_coef,
         "objective/rlhf_reward": float(batch.scores.mean() - kl_coef * per_response["k1"]),
         "rollout/response_length": float(mask.sum(1).float().mean()),
@@ -418,7 +428,7 @@ def run_rl(config: RLConfig, model_path: Path, reward_path: Path, data_dir: Path
                 tick = time.perf_counter()
                 batch_prompts = [rng.choice(prompts) for _ in range(config.prompts_per_batch)]
                 batch = group_rollout(lm, tokenizer, batch_prompts, config.group_size, config, generator)
-                score(batch, lm, reference, config.temperature)
+                score(batch, lm, reference, config.temperature, config.ref_temperature)
                 batch.scores = normalized_reward_scores(batch, reward_model, normalization)
                 k1 = kl_estimate(batch.old_log_probs, batch.ref_log_probs, "k1") * batch.response_mask
                 advantages = response_advantages(batch.scores, k1, batch.response_mask, settings, config.kl_coef,

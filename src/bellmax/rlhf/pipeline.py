@@ -117,13 +117,15 @@ PRESETS: dict[str, dict[str, Any]] = {
             "compare": {"prompts": 3000, "k": 4, "k_extra": 2},
             "reward": {"epochs": 3, "prompts_per_batch": 16, "learning_rate": 5e-4, "log_every": 100},
             "ppo": {"iterations": 80, "batch_size": 64, "minibatch_size": 32, "n_epochs": 2, "learning_rate": 5e-5,
-                    "kl_coef": 0.2, "adaptive_kl": True, "target_kl": 1.5, "kl_horizon": 1000},
+                    "kl_coef": 0.2, "adaptive_kl": True, "target_kl": 1.5, "kl_horizon": 1000,
+                    # the KL anchor: SFT sharpened to temperature 0.5 (docs/benchmarks/rlhf.md, "Temperature")
+                    "ref_temperature": 0.5},
             "rl": {"iterations": 80, "prompts_per_batch": 16, "group_size": 4, "minibatch_size": 32, "n_epochs": 2,
-                   "learning_rate": 5e-5, "kl_coef": 0.05},
+                   "learning_rate": 5e-5, "kl_coef": 0.05, "ref_temperature": 0.5},
             "dpo": {"epochs": 1, "prompts_per_batch": 16, "beta": 0.1, "learning_rate": 5e-5},
             "rs": {"samples": 8, "prompts": 2000, "steps": 400, "batch_size": 32, "learning_rate": 3e-4,
                    "ref_coef": 0.1},
-            "evaluate": {"prompts": 2000},
+            "evaluate": {"prompts": 2000, "sharpened_sft": 0.5},
         },
     },
     "small": {

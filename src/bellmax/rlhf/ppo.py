@@ -11,6 +11,13 @@ prompt distribution plus the frozen reward model. The reward of each token is
 
     r_t = -beta kl_t + [t = last] r_theta(x, y),   kl_t = log pi_old(a_t | s_t) - log pi_SFT(a_t | s_t)
 
+The KL penalty holds an entropy bonus: KL(pi || pi_SFT) = E_pi[-log pi_SFT] - H(pi), so the penalized
+objective pays beta H(pi) for staying as random as SFT, and its optimum pi* ~ pi_SFT exp(r_theta / beta)
+keeps SFT's temperature wherever the reward model cannot tell answers apart. `ref_temperature` tau < 1
+anchors the KL at SFT sharpened to temperature tau, softmax(z_SFT / tau), instead: the optimum becomes
+pi* ~ pi_SFT,tau exp(r_theta / beta), SFT's likelier answers made likelier still (tau = 1: the lecture's
+objective). `objective/kl` is then the KL to that anchor, `objective/kl_sft` the KL to SFT itself.
+
 KL estimator: kl_t is the "k1" estimator; sum_t kl_t is an unbiased single-sample estimate of
 KL(pi_RL(. | x) || pi_SFT(. | x)) over whole responses. It is the one that enters the reward, and
 `objective/kl` logs exactly that sum (averaged over the batch), so the logged KL is the optimized
@@ -96,6 +103,9 @@ class RLHFPPOConfig:
     """lambda of GAE over tokens."""
     kl_coef: float = 0.05
     """beta, the per-token KL penalty's weight (0: no KL penalty)."""
+    ref_temperature: float = 1.0
+    """tau of the KL anchor softmax(z_SFT / tau): 1 is pi_SFT itself (the lecture's objective); below 1 a sharpened
+    SFT, which the policy may approach without the KL penalty's entropy bonus pulling it back (module docstring)."""
     adaptive_kl: bool = False
     """Adapt beta so that the KL tracks target_kl (Ziegler et al., 2019)."""
     target_kl: float = 2.0
@@ -140,6 +150,8 @@ class RLHFPPOConfig:
         require(0 < self.gamma <= 1, "gamma", self.gamma, "in (0, 1]")
         require(0 <= self.gae_lambda <= 1, "gae_lambda", self.gae_lambda, "in [0, 1]")
         require(self.kl_coef >= 0, "kl_coef", self.kl_coef, ">= 0")
+        require(math.isfinite(self.ref_temperature) and self.ref_temperature > 0, "ref_temperature",
+                self.ref_temperature, "a positive number (1: pi_SFT itself; 0.5: SFT sharpened to temperature 0.5)")
         require(self.target_kl > 0, "target_kl", self.target_kl, "positive")
         require(self.kl_horizon >= 1, "kl_horizon", self.kl_horizon, "at least 1")
         require(self.ptx_coef >= 0, "ptx_coef", self.ptx_coef, ">= 0")
@@ -176,9 +188,14 @@ class Rollout:
     response_mask: torch.Tensor
     temperature: float
     """The sampling temperature T: every log-prob of these responses is taken from pi_T = softmax(logits / T)."""
+    ref_temperature: float
+    """tau: the KL anchor is softmax(z_SFT / (T tau)), SFT sharpened by tau."""
     # set by score(), on the batch rollout() sampled
     old_log_probs: torch.Tensor = field(init=False, repr=False)
     ref_log_probs: torch.Tensor = field(init=False, repr=False)
+    """log-probs of the KL anchor pi_SFT,tau (pi_SFT itself at tau = 1)."""
+    sft_log_probs: torch.Tensor = field(init=False, repr=False)
+    """log-probs of pi_SFT (at T), for the KL to SFT itself; the anchor's when tau = 1."""
     values: torch.Tensor = field(init=False, repr=False)
     entropy: torch.Tensor = field(init=False, repr=False)
     scores: torch.Tensor = field(init=False, repr=False)
@@ -190,21 +207,24 @@ def rollout(policy: PolicyWithValue, tokenizer, prompts: list[str], config: RLHF
     query, query_mask = encode_prompts(tokenizer, prompts)
     response, response_mask = generate(policy.lm, query, query_mask, config.max_new_tokens, tokenizer.eos_token_id,
                                        tokenizer.pad_token_id, generator, config.temperature)
-    return Rollout(prompts, query, query_mask, response, response_mask, config.temperature)
+    return Rollout(prompts, query, query_mask, response, response_mask, config.temperature, config.ref_temperature)
 
 
 @torch.no_grad()
 def score(batch: Rollout, policy: PolicyWithValue, reference, reward_model, normalization: tuple[float, float]) -> None:
-    """Fill in log pi_old, V(s_t), log pi_SFT and the (normalized) reward-model score r_theta(x, y). The
-    log-probs of policy and reference are both at the sampling temperature (as TRL takes them), so the
-    KL penalty is KL(pi_T || pi_SFT,T) of the distribution that produced the responses."""
+    """Fill in log pi_old, V(s_t), log pi_SFT (and the anchor's, log pi_SFT,tau) and the (normalized)
+    reward-model score r_theta(x, y). The log-probs of policy and reference are both at the sampling
+    temperature (as TRL takes them), so the KL penalty is KL(pi_T || pi_SFT,T) of the distribution that
+    produced the responses (the anchor's at T tau)."""
     policy.eval()  # no dropout: the mode of the update too (see ppo_update)
     logits, values = policy(batch.query, batch.query_mask, batch.response, batch.response_mask)
     batch.old_log_probs = token_log_probs(logits, batch.response, batch.temperature)
     batch.values = values
     batch.entropy = entropy(logits, batch.temperature)
     ref_logits = response_logits(reference, batch.query, batch.query_mask, batch.response, batch.response_mask)
-    batch.ref_log_probs = token_log_probs(ref_logits, batch.response, batch.temperature)
+    batch.sft_log_probs = token_log_probs(ref_logits, batch.response, batch.temperature)
+    batch.ref_log_probs = (batch.sft_log_probs if batch.ref_temperature == 1 else
+                           token_log_probs(ref_logits, batch.response, batch.temperature * batch.ref_temperature))
     batch.scores = normalized_reward_scores(batch, reward_model, normalization)
 
 
@@ -293,6 +313,8 @@ def iteration_metrics(batch: Rollout, kl: torch.Tensor, returns: torch.Tensor, k
     metrics = {
         "objective/scores": float(batch.scores.mean()),
         "objective/kl": float(kl_per_response.mean()),
+        # k1 to pi_SFT itself: the same as objective/kl unless the anchor is a sharpened SFT (ref_temperature < 1)
+        "objective/kl_sft": float(((batch.old_log_probs - batch.sft_log_probs) * batch.response_mask).sum(1).mean()),
         "objective/kl_coef": kl_coef,
         "objective/rlhf_reward": float((batch.scores - kl_coef * kl_per_response).mean()),
         "rollout/response_length": float(batch.response_mask.sum(1).float().mean()),
@@ -424,6 +446,6 @@ def progress_line(name: str, iteration: int, iterations: int, metrics: dict[str,
 
 def summary(metrics: dict[str, float]) -> dict[str, float]:
     """The metrics of one iteration that a stage's report keeps (its first and its last)."""
-    keys = ("objective/scores", "objective/kl", "objective/kl_k3", "rollout/response_length", "gold/score",
-            "rollout/entropy")
+    keys = ("objective/scores", "objective/kl", "objective/kl_sft", "objective/kl_k3", "rollout/response_length",
+            "gold/score", "rollout/entropy")
     return {k: metrics[k] for k in keys if k in metrics}
