@@ -29,6 +29,7 @@ from bellmax.rlhf.ppo import (  # noqa: E402
     KLController,
     RLHFPPOConfig,
     critic_from_reward_model,
+    iteration_metrics,
     kl_penalized_rewards,
     per_token_kl,
     ppo_update,
@@ -469,6 +470,56 @@ def test_log_probs_and_kl_are_those_of_the_distribution_sampled_at_the_temperatu
         assert untempered_error == 0.0  # at T = 1 nothing changes
     else:
         assert untempered_error > 0.05  # at T = 0.7 the untempered log-probs would have been wrong
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_the_kl_anchor_is_sft_sharpened_to_ref_temperature_and_kl_sft_stays_the_kl_to_sft(tokenizer, tmp_path,
+                                                                                          temperature):
+    from bellmax.rlhf import group
+    from bellmax.rlhf.evaluate import sample_answers
+
+    save_pretrained(tmp_path / "sft", tiny_lm(tokenizer, seed=2), tokenizer)
+    policy = PolicyWithValue(load_causal_lm(tmp_path / "sft")[0])  # the policy before its first step: SFT itself
+    reference = inference_only(load_causal_lm(tmp_path / "sft")[0])
+    reward_model = inference_only(load_reward_model(tmp_path / "sft")[0])
+    prompts = ["sort : 3 1 2 =", "count : cat cat =", "repeat : red ="]
+    config = RLHFPPOConfig(batch_size=3, minibatch_size=3, temperature=temperature, max_new_tokens=5,
+                           ref_temperature=0.5)
+    batch = rollout(policy, tokenizer, prompts, config, torch.Generator().manual_seed(0))
+    score(batch, policy, reference, reward_model, (0.0, 1.0))
+    samples = group.Samples(prompts, batch.query, batch.query_mask, batch.response, batch.response_mask)
+    group.score(samples, policy.lm, reference, temperature, 0.5)
+    samples.scores = torch.zeros(len(prompts))
+    with torch.no_grad():
+        for i, prompt in enumerate(prompts):
+            tokens = batch.response[i][batch.response_mask[i].bool()].tolist()
+            n = len(tokens)
+            logits = _unpadded_logits(reference, tokenizer, prompt, tokens)
+            # the anchor is softmax(z_SFT / (T tau)); SFT itself stays at the sampling temperature T
+            for log_probs in (batch.ref_log_probs, samples.ref_log_probs):
+                assert torch.allclose(log_probs[i, :n], _log_probs_at(logits, tokens, temperature * 0.5), atol=1e-4)
+            for log_probs in (batch.sft_log_probs, samples.sft_log_probs):
+                assert torch.allclose(log_probs[i, :n], _log_probs_at(logits, tokens, temperature), atol=1e-4)
+    mask = batch.response_mask
+    kl = per_token_kl(batch.old_log_probs, batch.ref_log_probs, mask)
+    metrics = iteration_metrics(batch, kl, torch.zeros_like(kl), 0.1, None)
+    assert metrics["objective/kl_sft"] == pytest.approx(0.0, abs=1e-5)  # the policy is SFT: no KL to SFT
+    # objective/kl is the KL to the anchor, the one penalized: sum_t log pi_old - log pi_SFT,T tau
+    assert metrics["objective/kl"] == pytest.approx(float(kl.sum(1).mean()))
+    assert abs(metrics["objective/kl"]) > 1e-3
+    assert group.iteration_metrics(samples, 0.1, None)["objective/kl_sft"] == pytest.approx(0.0, abs=1e-5)
+    # the evaluation's KL of SFT sampled at T tau to SFT at T: sum_t log pi_SFT,T tau - log pi_SFT,T
+    query, query_mask = encode_prompts(tokenizer, prompts)
+    kls = sample_answers(reference, tokenizer, prompts, seed=5, temperature=temperature * 0.5, max_new_tokens=5,
+                         reference=reference, reference_temperature=temperature)["kl"]
+    response, response_mask = generate(reference, query, query_mask, 5, tokenizer.eos_token_id,
+                                       tokenizer.pad_token_id, torch.Generator().manual_seed(5), temperature * 0.5)
+    with torch.no_grad():
+        for i, prompt in enumerate(prompts):
+            tokens = response[i][response_mask[i].bool()].tolist()
+            logits = _unpadded_logits(reference, tokenizer, prompt, tokens)
+            log_ratio = _log_probs_at(logits, tokens, temperature * 0.5) - _log_probs_at(logits, tokens, temperature)
+            assert kls[i] == pytest.approx(float(log_ratio.sum()), abs=1e-4)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])

@@ -185,3 +185,43 @@ def test_a_policys_win_rate_does_not_depend_on_which_others_are_evaluated(pipeli
     assert main(["rlhf", "evaluate", "--preset", "test", "--seed", "3", "--sft", str(pipeline / "sft"),
                  "--data", str(pipeline / "data"), "--rl", str(pipeline / "ppo"), "--run-dir", str(alone)]) == 0
     assert json.loads((alone / "report.json").read_text())["win_rates"]["rl_vs_sft"] == full["rl_vs_sft"]
+
+
+def test_evaluate_judges_sft_at_a_lower_temperature_beside_the_policies_without_moving_their_numbers(
+        pipeline, tmp_path, monkeypatch):
+    import dataclasses
+
+    from bellmax.rlhf import evaluate
+    from bellmax.rlhf.compare_algos import seed_measures
+    from bellmax.rlhf.pipeline import preset
+
+    drawn: dict[str, float] = {}
+    monkeypatch.setattr(evaluate, "plot_win_rates", lambda rates, output, stderr=None: drawn.update(rates) or output)
+    config = preset("test").evaluate
+    policies = {"rl": pipeline / "ppo"}
+    plain = evaluate.run_evaluate(config, pipeline / "sft", policies, pipeline / "data", tmp_path / "plain")
+    assert "sft_sharpened_vs_sft" not in plain["win_rates"] and plain["sharpened_sft_temperature"] is None
+    sharp = evaluate.run_evaluate(dataclasses.replace(config, sharpened_sft=0.5), pipeline / "sft", policies,
+                                  pipeline / "data", tmp_path / "sharp")
+    assert sharp["sharpened_sft_temperature"] == 0.5 and "SFT, T=0.5" in drawn
+    assert sharp["policies"]["sft_sharpened"]["kl_to_sft"] > 0  # SFT at T 0.5 against SFT at T 1
+    for key in ("rl_vs_sft", "sft_vs_sft"):  # the baseline has its own sampling seed: the others' answers are kept
+        assert sharp["win_rates"][key] == plain["win_rates"][key]
+    # at the evaluation's own temperature the "sharpened" SFT is SFT: a KL of exactly 0
+    same = evaluate.run_evaluate(dataclasses.replace(config, sharpened_sft=1.0), pipeline / "sft", policies,
+                                 pipeline / "data", tmp_path / "same")
+    assert same["policies"]["sft_sharpened"]["kl_to_sft"] == 0.0
+    # compare-algos shows it as a reference row (no training: 0 seconds) when the seed's evaluation has it
+    seed_dir = tmp_path / "seed"
+    (seed_dir / "evaluate").mkdir(parents=True)
+    names = {"rl": "ppo", "rloo": "rloo", "grpo": "grpo", "reinforce_pp": "reinforce_pp", "dpo": "dpo", "rs": "rs"}
+    sharp["policies"].update({name: sharp["policies"]["rl"] for name in names})
+    (seed_dir / "evaluate" / "report.json").write_text(json.dumps(sharp))
+    (seed_dir / "report.json").write_text(json.dumps({
+        "win_rates": {**sharp["win_rates"], **{f"{name}_vs_sft": 0.6 for name in names}},
+        "stage_seconds": {stage: 1.0 for stage in names.values()}}))
+    rows = seed_measures(seed_dir)
+    assert list(rows)[0] == "SFT, T=0.5"
+    assert rows["SFT, T=0.5"] == {"win_rate": sharp["win_rates"]["sft_sharpened_vs_sft"], "seconds": 0.0,
+                                  "kl_to_sft": sharp["policies"]["sft_sharpened"]["kl_to_sft"],
+                                  "response_length": sharp["policies"]["sft_sharpened"]["response_length"]}

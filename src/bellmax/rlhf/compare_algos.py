@@ -4,8 +4,9 @@ For each seed S, the whole pipeline (`run_pipeline`, with `also` = rloo, grpo, r
 RUN_DIR/seed<S>: the same data, SFT and reward model for every method of that seed. Then, for each
 method, over the seeds: the mean and a 95% confidence interval (Student's t, mean +- t s / sqrt(n))
 of its gold win rate against SFT, its KL to SFT (nats per response), its response length and the
-wall-clock of its stage. Written to RUN_DIR/report.json, RUN_DIR/algos.md (the table) and
-RUN_DIR/algos.png (the figure).
+wall-clock of its stage; first, where the preset's evaluation judges it (`sharpened_sft`), SFT itself
+sampled at a lower temperature: what sharpening alone buys. Written to RUN_DIR/report.json,
+RUN_DIR/algos.md (the table) and RUN_DIR/algos.png (the figure).
 """
 
 from __future__ import annotations
@@ -46,20 +47,28 @@ def mean_interval(values: list[float]) -> tuple[float, float | None]:
 
 
 def seed_measures(seed_dir: Path) -> dict[str, dict[str, float]]:
-    """Each method's measures in one seed's pipeline directory: label -> measure -> value."""
+    """Each method's measures in one seed's pipeline directory: label -> measure -> value; first, where the
+    evaluation judged it, SFT sampled at a lower temperature (no training: 0 seconds)."""
     summary = json.loads((seed_dir / "report.json").read_text())
-    policies = json.loads((seed_dir / "evaluate" / "report.json").read_text())["policies"]
-    return {label: {"win_rate": summary["win_rates"][f"{name}_vs_sft"],
-                    "kl_to_sft": policies[name]["kl_to_sft"],
-                    "response_length": policies[name]["response_length"],
-                    "seconds": summary["stage_seconds"][stage]}
-            for label, (name, stage) in METHODS.items()}
+    evaluation = json.loads((seed_dir / "evaluate" / "report.json").read_text())
+    policies = evaluation["policies"]
+
+    def measures(name: str, seconds: float) -> dict[str, float]:
+        return {"win_rate": summary["win_rates"][f"{name}_vs_sft"], "kl_to_sft": policies[name]["kl_to_sft"],
+                "response_length": policies[name]["response_length"], "seconds": seconds}
+
+    rows = {}
+    if evaluation.get("sharpened_sft_temperature") is not None:
+        rows[f"SFT, T={evaluation['sharpened_sft_temperature']:g}"] = measures("sft_sharpened", 0.0)
+    rows.update({label: measures(name, summary["stage_seconds"][stage]) for label, (name, stage) in METHODS.items()})
+    return rows
 
 
 def summarize(per_seed: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """label -> measure -> {"mean", "ci" (half-width or None), "values" (one per seed)}."""
+    """label -> measure -> {"mean", "ci" (half-width or None), "values" (one per seed)}, for the rows every
+    seed has."""
     result: dict[str, dict[str, dict[str, Any]]] = {}
-    for label in METHODS:
+    for label in [label for label in per_seed[0] if all(label in seed for seed in per_seed)]:
         result[label] = {}
         for measure in MEASURES:
             values = [seed[label][measure] for seed in per_seed]
