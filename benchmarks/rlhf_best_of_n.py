@@ -1,18 +1,19 @@
-"""Best-of-N from SFT beside the trained policies of a `bellmax rlhf run` directory: what each got from
-the reward model, and at what KL.
+"""Best-of-N from SFT and SFT at lower temperatures beside the trained policies of a `bellmax rlhf run`
+directory: what each got from the reward model (or from sharpening alone), and at what KL.
 
 For N = 1, 2, 4, ... up to --max-n: the reward model's best of N samples from SFT (among the finished,
 non-empty ones; the same samples for every N), with the mean normalized reward-model score of the picks,
 their gold score, the win rate against one more SFT answer (the gold labeler, ties half) and the KL
-bound log N - (N - 1) / N (it holds for any choice by a score of the answer alone); the same with the
-rs stage's regularized choice, argmax r + beta log pi_SFT(y | x) (--ref-coef, 0.1 unless given; 0
-leaves it out). For each trained policy the directory holds (ppo, ppo_no_kl, rloo, grpo, reinforce_pp,
-dpo, rs): one sample per prompt, judged the same way, with its KL to SFT estimated on its own samples
-(as the evaluate stage does). A policy below best-of-N's curve at its KL used the reward model less
-well than choosing among SFT's answers does.
+bound log N - (N - 1) / N (it holds for any choice by a score of the answer alone); the same with the rs
+stage's regularized choice, argmax r + beta log pi_SFT(y | x) (--ref-coef, 0.1 unless given; 0 leaves it
+out). SFT itself sampled at each of --temperatures (0.7 0.5 0.3 unless given), with its KL to SFT at
+temperature 1: what sharpening SFT buys with no reward model at all. For each trained policy the
+directory holds (ppo, ppo_no_kl, rloo, grpo, reinforce_pp, dpo, rs): one sample per prompt, judged the
+same way, with its KL to SFT estimated on its own samples (as the evaluate stage does). A policy below
+best-of-N's curve at its KL used the reward model less well than choosing among SFT's answers does.
 
-    python benchmarks/rlhf_best_of_n.py RUN_DIR [--prompts 2000] [--max-n 16] [--ref-coef 0.1] [--torch-threads 2]
-        [--out FILE]
+    python benchmarks/rlhf_best_of_n.py RUN_DIR [--prompts 2000] [--max-n 16] [--ref-coef 0.1]
+        [--temperatures 0.7 0.5 0.3] [--torch-threads 2] [--out FILE]
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=2000, help="held-out prompts (from RUN_DIR/data)")
     parser.add_argument("--max-n", type=int, default=16, help="largest N (powers of two up to it)")
     parser.add_argument("--ref-coef", type=float, default=0.1, help="beta of regularized best-of-N (0: none)")
+    parser.add_argument("--temperatures", type=float, nargs="*", default=[0.7, 0.5, 0.3],
+                        help="also SFT sampled at these temperatures (none: leave them out)")
     parser.add_argument("--torch-threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="write the rows as JSON here too")
     args = parser.parse_args()
@@ -91,6 +94,11 @@ def main() -> None:
             rows.append(row(name, [samples[i][j] for j, i in enumerate(picks)],
                             [rewards[i][j] for j, i in enumerate(picks)], best_of_n_kl_bound(n)))
             n *= 2
+    for k, temperature in enumerate(args.temperatures):
+        answers = sample_answers(sft, tokenizer, prompts, seed=30_000 + k, temperature=temperature, reference=sft,
+                                 reference_temperature=1.0)
+        rows.append(row(f"SFT at T={temperature:g}", answers["texts"], reward(prompts, answers["texts"]),
+                        mean(answers["kl"])))
     for k, name in enumerate(POLICIES):
         if not (run / name / "model.safetensors").is_file():
             continue
