@@ -104,7 +104,7 @@ class PipelineConfig:
 # Presets: plain data, each with where its numbers came from.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
-        "provenance": "our own tuning on this repo's 2-core CPU box, seed 0; about 270 s a seed (docs/BENCHMARKS.md, "
+        "provenance": "our own tuning on this repo's 2-core CPU box, seed 0; about 240 s a seed (docs/BENCHMARKS.md, "
                       "RLHF section)",
         "config": {
             "torch_threads": 2,  # this box's 2 cores: 1.3-1.6x faster than 1 on an idle machine
@@ -118,7 +118,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "reward": {"epochs": 3, "prompts_per_batch": 16, "learning_rate": 5e-4, "log_every": 100},
             "ppo": {"iterations": 80, "batch_size": 64, "minibatch_size": 32, "n_epochs": 2, "learning_rate": 5e-5,
                     "kl_coef": 0.2, "adaptive_kl": True, "target_kl": 1.5, "kl_horizon": 1000,
-                    # the KL anchor: SFT sharpened to temperature 0.5 (docs/benchmarks/rlhf.md, "Temperature")
+                    # the KL anchor: SFT sharpened to T = 0.5 (docs/benchmarks/rlhf.md#temperature-and-the-kl-anchor)
                     "ref_temperature": 0.5},
             "rl": {"iterations": 80, "prompts_per_batch": 16, "group_size": 4, "minibatch_size": 32, "n_epochs": 2,
                    "learning_rate": 5e-5, "kl_coef": 0.05, "ref_temperature": 0.5},
