@@ -57,6 +57,7 @@ from bellmax.rlhf.model import (
     inference_only,
     load_causal_lm,
     load_reward_model,
+    reference_log_probs,
     response_logits,
     save_pretrained,
     setup_torch,
@@ -336,9 +337,9 @@ def score(batch: Samples, lm, reference, temperature: float, ref_temperature: fl
     everything = slice(None)
     batch.old_log_probs, logits = sampled_log_probs(lm, batch, everything, temperature)
     batch.entropy = entropy(logits, temperature)
-    batch.sft_log_probs, ref_logits = sampled_log_probs(reference, batch, everything, temperature)
-    batch.ref_log_probs = (batch.sft_log_probs if ref_temperature == 1 else
-                           token_log_probs(ref_logits, batch.response, temperature * ref_temperature))
+    ref_logits = response_logits(reference, batch.query, batch.query_mask, batch.response, batch.response_mask)
+    batch.sft_log_probs, batch.ref_log_probs = reference_log_probs(ref_logits, batch.response, temperature,
+                                                                   ref_temperature)
 
 
 def group_update(lm, optimizer: Adam, batch: Samples, advantages: torch.Tensor, settings: Settings,

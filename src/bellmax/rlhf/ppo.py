@@ -62,6 +62,7 @@ from bellmax.rlhf.model import (
     inference_only,
     load_causal_lm,
     load_reward_model,
+    reference_log_probs,
     response_logits,
     reward_scores,
     save_pretrained,
@@ -222,9 +223,8 @@ def score(batch: Rollout, policy: PolicyWithValue, reference, reward_model, norm
     batch.values = values
     batch.entropy = entropy(logits, batch.temperature)
     ref_logits = response_logits(reference, batch.query, batch.query_mask, batch.response, batch.response_mask)
-    batch.sft_log_probs = token_log_probs(ref_logits, batch.response, batch.temperature)
-    batch.ref_log_probs = (batch.sft_log_probs if batch.ref_temperature == 1 else
-                           token_log_probs(ref_logits, batch.response, batch.temperature * batch.ref_temperature))
+    batch.sft_log_probs, batch.ref_log_probs = reference_log_probs(ref_logits, batch.response, batch.temperature,
+                                                                   batch.ref_temperature)
     batch.scores = normalized_reward_scores(batch, reward_model, normalization)
 
 
