@@ -4,6 +4,8 @@ Every policy answers the same held-out prompts by sampling (temperature 1, the d
 optimized); the gold labeler scores each answer, and a policy's win rate against SFT is the share of
 prompts on which its answer scores higher than SFT's, ties counted as half. "SFT vs SFT" compares
 two independent SFT samples (about 50% by construction: the reference bar of the lecture's figure).
+With `sharpened_sft`, SFT itself sampled at a lower temperature is judged too
+("sft_sharpened_vs_sft", its KL to SFT at the evaluation temperature): what sharpening alone buys.
 Each win rate comes with its standard error over the prompts (`win_rate_stderr`; about 0.01 at 2,000
 prompts near 0.7): the noise of the judgement, not that of training another model from another seed.
 
@@ -177,7 +179,8 @@ def policy_seed_offset(name: str) -> int:
     return SEED_OFFSETS.get(name, 5 + zlib.crc32(name.encode()) % 10_000)
 
 
-CURVE_KEYS = ("objective/scores", "gold/score", "objective/kl", "rollout/response_length")
+# objective/kl is the KL penalized (to the anchor), objective/kl_sft the KL to SFT itself (absent in older runs)
+CURVE_KEYS = ("objective/scores", "gold/score", "objective/kl", "objective/kl_sft", "rollout/response_length")
 
 
 def is_curve_row(row: dict[str, Any]) -> bool:
