@@ -113,6 +113,7 @@ def plot(summary: dict[str, dict[str, dict[str, Any]]], output: Path) -> Path:
             ax.axhline(0.5, color="black", linewidth=0.8, linestyle="--")
         ax.set_title(title)
         ax.tick_params(axis="x", labelrotation=30)
+        plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")  # each label ends under its bar
     fig.suptitle("RLHF estimators on the same task, judged by the gold labeler (95% CI over seeds)")
     return save_figure(fig, output)
 
