@@ -130,7 +130,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "small": {
         "provenance": "the tiny preset scaled up once (wider and deeper GPT-2, lists of up to 6 items, more data and "
-                      "iterations), not tuned further; 23 minutes on this repo's 2-core CPU box, seed 0",
+                      "iterations), not tuned further; 18 minutes on this repo's 2-core CPU box, seed 0",
         "config": {
             "torch_threads": 2,
             "no_kl_iterations": 30,
