@@ -229,9 +229,15 @@ def run_evaluate(config: EvaluateConfig, sft_path: Path, policies: dict[str, Pat
     models = {name: load_causal_lm(path, f"--{name.replace('_', '-')}")[0].eval() for name, path in policies.items()}
     data.check_prompts_fit(records, tokenizer, [sft, *models.values()], config.max_new_tokens)
 
-    def answers(model, seed_offset: int, reference=None) -> dict[str, list]:
-        return sample_answers(model, tokenizer, prompts, config.seed + seed_offset, config.temperature,
-                              config.max_new_tokens, config.batch_size, reference)
+    def answers(model, seed_offset: int, reference=None, temperature: float = config.temperature) -> dict[str, list]:
+        # the KL is always to the reference at the evaluation temperature
+        return sample_answers(model, tokenizer, prompts, config.seed + seed_offset, temperature,
+                              config.max_new_tokens, config.batch_size, reference, config.temperature)
+
+    def judged(name: str, model, temperature: float = config.temperature) -> dict[str, Any]:
+        sampled = answers(model, policy_seed_offset(name), sft, temperature)
+        return {"gold": gold_scores(prompts, sampled["texts"]), "lengths": sampled["lengths"], "kl": sampled["kl"],
+                "example": sampled["texts"][:3]}
 
     baseline = answers(sft, 0)
     baseline_gold = gold_scores(prompts, baseline["texts"])
@@ -239,15 +245,10 @@ def run_evaluate(config: EvaluateConfig, sft_path: Path, policies: dict[str, Pat
     results: dict[str, dict[str, Any]] = {"sft": {"gold": gold_scores(prompts, second["texts"]),
                                                   "lengths": second["lengths"], "kl": [0.0]}}
     for name, model in models.items():
-        sampled = answers(model, policy_seed_offset(name), reference=sft)
-        results[name] = {"gold": gold_scores(prompts, sampled["texts"]), "lengths": sampled["lengths"],
-                         "kl": sampled["kl"], "example": sampled["texts"][:3]}
+        results[name] = judged(name, model)
     sharpened = None if config.sharpened_sft is None else config.temperature * config.sharpened_sft
     if sharpened is not None:  # SFT at a lower temperature, its KL to SFT at the evaluation temperature
-        sampled = sample_answers(sft, tokenizer, prompts, config.seed + policy_seed_offset("sft_sharpened"), sharpened,
-                                 config.max_new_tokens, config.batch_size, sft, config.temperature)
-        results["sft_sharpened"] = {"gold": gold_scores(prompts, sampled["texts"]), "lengths": sampled["lengths"],
-                                    "kl": sampled["kl"], "example": sampled["texts"][:3]}
+        results["sft_sharpened"] = judged("sft_sharpened", sft, sharpened)
     pairs = {f"{name}_vs_sft": (r["gold"], baseline_gold) for name, r in results.items()}
     if "pretrained" in results:
         pairs["sft_vs_pretrained"] = (baseline_gold, results["pretrained"]["gold"])
@@ -260,7 +261,7 @@ def run_evaluate(config: EvaluateConfig, sft_path: Path, policies: dict[str, Pat
                "kl_to_sft": sum(r["kl"]) / len(r["kl"])}
         for name, r in results.items()}
     policies_report["sft"]["examples"] = [f"{p} {t}" for p, t in zip(prompts[:3], baseline["texts"][:3])]
-    for name in results.keys() - {"sft"}:
+    for name in [name for name in results if name != "sft"]:
         policies_report[name]["examples"] = [f"{p} {t}" for p, t in zip(prompts[:3], results[name]["example"])]
     run_dir = Path(run_dir)
     shown = [(f"{name}_vs_sft", label) for name, label in

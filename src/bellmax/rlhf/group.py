@@ -51,13 +51,13 @@ from bellmax.rlhf import data, task
 from bellmax.rlhf.checkpoints import StageCheckpoints, remove_checkpoints, resume_point, resume_step
 from bellmax.rlhf.kl import ESTIMATORS, KLEstimator, kl_estimate, kl_loss_term
 from bellmax.rlhf.model import (
+    anchor_log_probs,
     encode_prompts,
     entropy,
     generate,
     inference_only,
     load_causal_lm,
     load_reward_model,
-    reference_log_probs,
     response_logits,
     save_pretrained,
     setup_torch,
@@ -66,6 +66,7 @@ from bellmax.rlhf.model import (
 from bellmax.rlhf.ppo import (
     kl_penalized_rewards,
     normalized_reward_scores,
+    per_token_kl,
     progress_line,
     reward_normalization,
     rollout_gold_scores,
@@ -338,8 +339,8 @@ def score(batch: Samples, lm, reference, temperature: float, ref_temperature: fl
     batch.old_log_probs, logits = sampled_log_probs(lm, batch, everything, temperature)
     batch.entropy = entropy(logits, temperature)
     ref_logits = response_logits(reference, batch.query, batch.query_mask, batch.response, batch.response_mask)
-    batch.sft_log_probs, batch.ref_log_probs = reference_log_probs(ref_logits, batch.response, temperature,
-                                                                   ref_temperature)
+    batch.sft_log_probs, batch.ref_log_probs = anchor_log_probs(ref_logits, batch.response, temperature,
+                                                                ref_temperature)
 
 
 def group_update(lm, optimizer: Adam, batch: Samples, advantages: torch.Tensor, settings: Settings,
@@ -376,7 +377,7 @@ def iteration_metrics(batch: Samples, kl_coef: float, gold: list[float] | None) 
         "objective/kl": float(per_response["k1"]),
         "objective/kl_k2": float(per_response["k2"]),
         "objective/kl_k3": float(per_response["k3"]),
-        "objective/kl_sft": float(((batch.old_log_probs - batch.sft_log_probs) * mask).sum(1).mean()),
+        "objective/kl_sft": float(per_token_kl(batch.old_log_probs, batch.sft_log_probs, mask).sum(1).mean()),
         "objective/kl_coef": kl_coef,
         "objective/rlhf_reward": float(batch.scores.mean() - kl_coef * per_response["k1"]),
         "rollout/response_length": float(mask.sum(1).float().mean()),

@@ -494,7 +494,7 @@ def token_log_probs(logits: torch.Tensor, tokens: torch.Tensor, temperature: flo
     return torch.log_softmax(logits.float() / temperature, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
-def reference_log_probs(ref_logits: torch.Tensor, tokens: torch.Tensor, temperature: float,
+def anchor_log_probs(ref_logits: torch.Tensor, tokens: torch.Tensor, temperature: float,
                         ref_temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(log pi_SFT, log pi_SFT,tau) of the sampled tokens: SFT's at the sampling temperature T, and the KL
     anchor's, SFT sharpened by tau, softmax(z_SFT / (T tau)) (the same tensor at tau = 1): both (B, T)."""

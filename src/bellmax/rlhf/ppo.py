@@ -54,6 +54,7 @@ from bellmax.rlhf import data, task
 from bellmax.rlhf.checkpoints import StageCheckpoints, remove_checkpoints, resume_point, resume_step
 from bellmax.rlhf.model import (
     PolicyWithValue,
+    anchor_log_probs,
     context_length,
     decode_responses,
     encode_prompts,
@@ -62,7 +63,6 @@ from bellmax.rlhf.model import (
     inference_only,
     load_causal_lm,
     load_reward_model,
-    reference_log_probs,
     response_logits,
     reward_scores,
     save_pretrained,
@@ -223,8 +223,8 @@ def score(batch: Rollout, policy: PolicyWithValue, reference, reward_model, norm
     batch.values = values
     batch.entropy = entropy(logits, batch.temperature)
     ref_logits = response_logits(reference, batch.query, batch.query_mask, batch.response, batch.response_mask)
-    batch.sft_log_probs, batch.ref_log_probs = reference_log_probs(ref_logits, batch.response, batch.temperature,
-                                                                   batch.ref_temperature)
+    batch.sft_log_probs, batch.ref_log_probs = anchor_log_probs(ref_logits, batch.response, batch.temperature,
+                                                                batch.ref_temperature)
     batch.scores = normalized_reward_scores(batch, reward_model, normalization)
 
 
@@ -314,7 +314,8 @@ def iteration_metrics(batch: Rollout, kl: torch.Tensor, returns: torch.Tensor, k
         "objective/scores": float(batch.scores.mean()),
         "objective/kl": float(kl_per_response.mean()),
         # k1 to pi_SFT itself: the same as objective/kl unless the anchor is a sharpened SFT (ref_temperature < 1)
-        "objective/kl_sft": float(((batch.old_log_probs - batch.sft_log_probs) * batch.response_mask).sum(1).mean()),
+        "objective/kl_sft": float(per_token_kl(batch.old_log_probs, batch.sft_log_probs, batch.response_mask)
+                                  .sum(1).mean()),
         "objective/kl_coef": kl_coef,
         "objective/rlhf_reward": float((batch.scores - kl_coef * kl_per_response).mean()),
         "rollout/response_length": float(batch.response_mask.sum(1).float().mean()),
