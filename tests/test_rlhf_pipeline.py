@@ -225,3 +225,23 @@ def test_evaluate_judges_sft_at_a_lower_temperature_beside_the_policies_without_
     assert rows["SFT, T=0.5"] == {"win_rate": sharp["win_rates"]["sft_sharpened_vs_sft"], "seconds": 0.0,
                                   "kl_to_sft": sharp["policies"]["sft_sharpened"]["kl_to_sft"],
                                   "response_length": sharp["policies"]["sft_sharpened"]["response_length"]}
+
+
+def test_win_rate_figure_gives_each_of_many_bars_its_own_colour(tmp_path, monkeypatch):
+    import bellmax.plotting
+    from bellmax.rlhf.evaluate import plot_win_rates
+
+    drawn = {}
+
+    def keep(fig, output):
+        drawn["fig"] = fig
+        return output
+
+    monkeypatch.setattr(bellmax.plotting, "save_figure", keep)
+    names = ["SFT", "SFT, T=0.5", "RL (PPO)", "RL, no KL", "RLOO", "GRPO", "REINFORCE++", "DPO", "RS"]
+    plot_win_rates({name: 0.5 + i / 40 for i, name in enumerate(names)}, tmp_path / "w.png")
+    ax = drawn["fig"].axes[0]
+    colours = [tuple(bar.get_facecolor()) for bar in ax.patches]
+    assert len(colours) == len(names) == len(set(colours))  # nine bars, nine colours: no two methods alike
+    assert [label.get_text() for label in ax.get_xticklabels()] == names
+    assert ax.get_xticklabels()[0].get_rotation() == 30  # many long labels are turned so they do not overlap

@@ -130,11 +130,15 @@ def plot_win_rates(win_rates: dict[str, float], output: Path, stderr: dict[str, 
 
     from bellmax.plotting import save_figure
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
     names = list(win_rates)
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.9 * len(names)), 3.6))
     errors = [196 * ((stderr or {}).get(n) or 0.0) for n in names]
+    # the first bar (the baseline) grey, then a colour of its own for each of up to ten more
+    palette = ["#999999"] + list(plt.get_cmap("tab10").colors)
     bars = ax.bar(names, [100 * win_rates[n] for n in names], yerr=errors if any(errors) else None, capsize=3,
-                  color=["#999999", "#4c72b0", "#dd8452", "#c44e52"][: len(names)])
+                  color=[palette[i % len(palette)] for i in range(len(names))])
+    if len(names) > 5:  # long labels side by side would overlap
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     for bar, name, error in zip(bars, names, errors):
         ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 1 + error, f"{100 * win_rates[name]:.0f}%",
                 ha="center")
