@@ -134,7 +134,8 @@ def plot_win_rates(win_rates: dict[str, float], output: Path, stderr: dict[str, 
     fig, ax = plt.subplots(figsize=(max(5.5, 0.9 * len(names)), 3.6))
     errors = [196 * ((stderr or {}).get(n) or 0.0) for n in names]
     # the first bar (the baseline) grey, then a colour of its own for each of up to ten more
-    palette = ["#999999"] + list(plt.get_cmap("tab10").colors)
+    tab10 = plt.get_cmap("tab10")
+    palette = ["#999999"] + [tab10(i) for i in range(10)]
     bars = ax.bar(names, [100 * win_rates[n] for n in names], yerr=errors if any(errors) else None, capsize=3,
                   color=[palette[i % len(palette)] for i in range(len(names))])
     if len(names) > 5:  # long labels side by side would overlap
