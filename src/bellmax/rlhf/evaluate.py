@@ -133,7 +133,7 @@ def plot_win_rates(win_rates: dict[str, float], output: Path, stderr: dict[str, 
     names = list(win_rates)
     fig, ax = plt.subplots(figsize=(max(5.5, 0.9 * len(names)), 3.6))
     errors = [196 * ((stderr or {}).get(n) or 0.0) for n in names]
-    # the first bar (the baseline) grey, then a colour of its own for each of up to ten more
+    # the first bar (pre-trained) grey, then a colour of its own for each of up to ten more
     tab10 = plt.get_cmap("tab10")
     palette = ["#999999"] + [tab10(i) for i in range(10)]
     bars = ax.bar(names, [100 * win_rates[n] for n in names], yerr=errors if any(errors) else None, capsize=3,
