@@ -495,7 +495,7 @@ def token_log_probs(logits: torch.Tensor, tokens: torch.Tensor, temperature: flo
 
 
 def anchor_log_probs(ref_logits: torch.Tensor, tokens: torch.Tensor, temperature: float,
-                        ref_temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                     ref_temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(log pi_SFT, log pi_SFT,tau) of the sampled tokens: SFT's at the sampling temperature T, and the KL
     anchor's, SFT sharpened by tau, softmax(z_SFT / (T tau)) (the same tensor at tau = 1): both (B, T)."""
     sft = token_log_probs(ref_logits, tokens, temperature)
