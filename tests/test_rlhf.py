@@ -522,6 +522,46 @@ def test_the_kl_anchor_is_sft_sharpened_to_ref_temperature_and_kl_sft_stays_the_
             assert kls[i] == pytest.approx(float(log_ratio.sum()), abs=1e-4)
 
 
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize("architecture", ["gpt2", "llama"])
+def test_sharpen_divides_the_logits_by_tau_and_leaves_the_input_embedding_alone(architecture, tied):
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    from bellmax.rlhf.model import sharpen
+
+    torch.manual_seed(0)
+    if architecture == "gpt2":
+        lm = GPT2LMHeadModel(GPT2Config(vocab_size=30, n_positions=16, n_embd=16, n_layer=1, n_head=2,
+                                        tie_word_embeddings=tied))
+    else:
+        lm = LlamaForCausalLM(LlamaConfig(vocab_size=30, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                          num_attention_heads=2, max_position_embeddings=16, tie_word_embeddings=tied))
+    lm.eval()
+    ids = torch.tensor([[3, 7, 1, 29, 12]])
+    embedding = lm.get_input_embeddings().weight.clone()
+    with torch.no_grad():
+        before = lm(ids).logits
+        sharpen(lm, 0.7, "--model M")
+        after = lm(ids).logits
+    assert torch.allclose(after, before / 0.7, atol=1e-5)
+    assert torch.equal(lm.get_input_embeddings().weight, embedding)  # the prompt is read as before
+    assert torch.allclose(torch.softmax(after, -1), torch.softmax(before / 0.7, -1), atol=1e-6)
+
+
+def test_sharpen_refuses_a_model_whose_logits_it_cannot_divide():
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    from bellmax.rlhf.model import sharpen
+
+    # Gemma's final norm multiplies by 1 + weight, so scaling its weight does not divide the logits
+    lm = GemmaForCausalLM(GemmaConfig(vocab_size=30, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                      num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+                                      max_position_embeddings=16))
+    with pytest.raises(BellmaxError, match=r"--model M: cannot start the policy at SFT sharpened to temperature "
+                                           r"0.5.*GemmaForCausalLM.*--no-start-at-anchor"):
+        sharpen(lm, 0.5, "--model M")
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_with_dropout_the_ratio_is_one_before_the_first_step(tokenizer, tmp_path, monkeypatch, temperature):
     import copy

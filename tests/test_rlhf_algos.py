@@ -256,6 +256,22 @@ def test_rl_algo_ppo_runs_the_ppo_stage_with_its_flags(base, tmp_path):
     assert report["stage"] == "ppo" and report["kl_coef"] == 0.3 and report["iterations"] == 2
 
 
+@pytest.mark.parametrize("algo", ["ppo", "rloo"])
+def test_with_a_sharpened_anchor_the_policy_starts_at_the_anchor_unless_told_to_start_at_sft(base, tmp_path, algo):
+    first = {}
+    for start in ("--start-at-anchor", "--no-start-at-anchor"):
+        run_dir = tmp_path / start
+        args = rl_args(base, "--algo", algo, "--ref-temperature", "0.5", start, "--iterations", "1")
+        assert main([*args, "--run-dir", str(run_dir)]) == 0
+        first[start] = metric_rows(run_dir)[0]
+    # at the anchor, SFT with its logits divided by 0.5: no KL to the anchor, but some to SFT itself
+    assert abs(first["--start-at-anchor"]["objective/kl"]) < 1e-4
+    assert first["--start-at-anchor"]["objective/kl_sft"] > 0.05
+    # at SFT itself: the other way round
+    assert abs(first["--no-start-at-anchor"]["objective/kl_sft"]) < 1e-4
+    assert first["--no-start-at-anchor"]["objective/kl"] > 0.05
+
+
 def test_rl_same_seed_same_numbers(base, tmp_path):
     for name in "ab":
         assert main([*rl_args(base, "--algo", "grpo", "--seed", "5"), "--run-dir", str(tmp_path / name)]) == 0

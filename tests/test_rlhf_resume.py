@@ -150,6 +150,7 @@ def test_ppo_resumes_policy_critic_optimizer_kl_controller_and_every_generator(b
 def test_a_critic_free_rl_stage_resumes_to_the_same_bytes(base, tmp_path, monkeypatch):
     config = preset("test").rl
     config.algo, config.iterations, config.checkpoint_every = "grpo", 4, 2
+    config.ref_temperature = 0.5  # the policy starts at the sharpened anchor; a resume takes the checkpoint's weights
     args = (base / "sft", base / "reward", base / "data")
     a = group.run_rl(config, *args, tmp_path / "a")
     with killed_at(monkeypatch, group, "group_update", 4), pytest.raises(Killed):

@@ -61,6 +61,7 @@ from bellmax.rlhf.model import (
     response_logits,
     save_pretrained,
     setup_torch,
+    sharpen,
     token_log_probs,
 )
 from bellmax.rlhf.ppo import (
@@ -116,6 +117,9 @@ class RLConfig:
     """beta, the KL penalty's weight (0: no KL penalty)."""
     ref_temperature: float = 1.0
     """tau of the KL anchor softmax(z_SFT / tau): 1 is pi_SFT itself; below 1 a sharpened SFT (as rlhf ppo's)."""
+    start_at_anchor: bool = True
+    """Start the policy at its KL anchor, SFT with its logits divided by ref_temperature, so that the penalty
+    starts at zero as with the lecture's anchor (False: start at SFT itself; the same at ref_temperature 1)."""
     kl_placement: KLPlacement | None = None
     """Where beta KL goes: reward (k1 in each response's reward) or loss (beta k per token in the loss);
     None: the algorithm's own (reward for rloo and reinforce_pp, loss for grpo)."""
@@ -401,6 +405,8 @@ def run_rl(config: RLConfig, model_path: Path, reward_path: Path, data_dir: Path
     prompts = records.column("prompt")
     setup_torch(config.seed, config.torch_threads)
     lm, tokenizer = load_causal_lm(model_path)
+    if config.start_at_anchor:
+        sharpen(lm, config.ref_temperature, f"--model {model_path}")
     lm.eval()  # rollout and update see the same network (no dropout in one and not the other)
     reference = inference_only(load_causal_lm(model_path)[0])
     reward_model = inference_only(load_reward_model(reward_path)[0])

@@ -502,6 +502,49 @@ def anchor_log_probs(ref_logits: torch.Tensor, tokens: torch.Tensor, temperature
     return sft, sft if ref_temperature == 1 else token_log_probs(ref_logits, tokens, temperature * ref_temperature)
 
 
+# the final normalization before a tied output layer, by architecture (GPT-2, Llama/Mistral/Qwen, GPT-NeoX, OPT)
+FINAL_NORMS = ("transformer.ln_f", "model.norm", "gpt_neox.final_layer_norm", "model.decoder.final_layer_norm")
+
+
+def sharpen(lm: PreTrainedModel, temperature: float, flag: str) -> PreTrainedModel:
+    """The causal LM with its logits divided by `temperature`, in place: sampled at T, it samples the
+    original at T x temperature (the KL anchor softmax(z_SFT / tau) as a model of its own).
+
+    logits = W h: an output layer of its own is scaled by 1 / tau; one tied to the input embedding
+    (GPT-2) is left alone and the final normalization's affine weight and bias, which make h, are
+    scaled instead. A probe checks the result, so an architecture where that is not the logits
+    divided by tau (e.g. Gemma's norm scales by 1 + weight) is refused, never silently mis-scaled.
+    """
+    if temperature == 1:
+        return lm
+    was_training = lm.training
+    probe = torch.arange(min(8, lm.config.vocab_size)).unsqueeze(0)
+    with torch.no_grad():
+        before = lm.eval()(probe).logits
+        layer = lm.get_output_embeddings()
+        if layer is not None and layer.weight is lm.get_input_embeddings().weight:  # tied: scale what makes h
+            layer = next((lm.get_submodule(name) for name in FINAL_NORMS if _has_submodule(lm, name)), None)
+        for parameter in (getattr(layer, "weight", None), getattr(layer, "bias", None)):
+            if isinstance(parameter, torch.Tensor):
+                parameter.mul_(1 / temperature)
+        after = lm(probe).logits
+    lm.train(was_training)
+    if layer is None or not torch.allclose(after, before / temperature, rtol=1e-4, atol=1e-4):
+        raise BellmaxError(f"{flag}: cannot start the policy at SFT sharpened to temperature {temperature:g}: "
+                           f"dividing the logits of a {type(lm).__name__} by scaling its output layer or its "
+                           f"final normalization is not supported; set --no-start-at-anchor (the policy then "
+                           f"starts at SFT itself)")
+    return lm
+
+
+def _has_submodule(module: nn.Module, name: str) -> bool:
+    try:
+        module.get_submodule(name)
+    except AttributeError:
+        return False
+    return True
+
+
 def entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """H[pi_T(. | s_t)] per position, of the distribution sampled at temperature T: (B, T)."""
     log_p = torch.log_softmax(logits.float() / temperature, -1)

@@ -17,6 +17,9 @@ keeps SFT's temperature wherever the reward model cannot tell answers apart. `re
 anchors the KL at SFT sharpened to temperature tau, softmax(z_SFT / tau), instead: the optimum becomes
 pi* ~ pi_SFT,tau exp(r_theta / beta), SFT's likelier answers made likelier still (tau = 1: the lecture's
 objective). `objective/kl` is then the KL to that anchor, `objective/kl_sft` the KL to SFT itself.
+As the lecture's policy starts at its anchor pi_SFT, the policy starts at the sharpened anchor too
+(`start_at_anchor`: SFT with its logits divided by tau), so the penalty starts at zero and PPO spends
+its KL on what the reward model knows rather than on becoming as sharp as the anchor.
 
 KL estimator: kl_t is the "k1" estimator; sum_t kl_t is an unbiased single-sample estimate of
 KL(pi_RL(. | x) || pi_SFT(. | x)) over whole responses. It is the one that enters the reward, and
@@ -68,6 +71,7 @@ from bellmax.rlhf.model import (
     save_pretrained,
     score_head,
     setup_torch,
+    sharpen,
     token_log_probs,
 )
 from bellmax.rlhf.sft import checked_tensors, corpus_parts, lm_loss, sample_batch
@@ -107,6 +111,9 @@ class RLHFPPOConfig:
     ref_temperature: float = 1.0
     """tau of the KL anchor softmax(z_SFT / tau): 1 is pi_SFT itself (the lecture's objective); below 1 a sharpened
     SFT, which the policy may approach without the KL penalty's entropy bonus pulling it back (module docstring)."""
+    start_at_anchor: bool = True
+    """Start the policy at its KL anchor, SFT with its logits divided by ref_temperature, so that the penalty
+    starts at zero as with the lecture's anchor (False: start at SFT itself; the same at ref_temperature 1)."""
     adaptive_kl: bool = False
     """Adapt beta so that the KL tracks target_kl (Ziegler et al., 2019)."""
     target_kl: float = 2.0
@@ -340,6 +347,8 @@ def run_ppo(config: RLHFPPOConfig, model_path: Path, reward_path: Path, data_dir
     prompts = records.column("prompt")
     setup_torch(config.seed, config.torch_threads)
     lm, tokenizer = load_causal_lm(model_path)
+    if config.start_at_anchor:
+        sharpen(lm, config.ref_temperature, f"--model {model_path}")
     reference = inference_only(load_causal_lm(model_path)[0])
     reward_model = inference_only(load_reward_model(reward_path)[0])
     normalization = reward_normalization(reward_model, reward_path) if config.normalize_reward else (0.0, 1.0)
