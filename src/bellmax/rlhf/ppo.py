@@ -18,8 +18,8 @@ anchors the KL at SFT sharpened to temperature tau, softmax(z_SFT / tau), instea
 pi* ~ pi_SFT,tau exp(r_theta / beta), SFT's likelier answers made likelier still (tau = 1: the lecture's
 objective). `objective/kl` is then the KL to that anchor, `objective/kl_sft` the KL to SFT itself.
 As the lecture's policy starts at its anchor pi_SFT, the policy starts at the sharpened anchor too
-(`start_at_anchor`: SFT with its logits divided by tau), so the penalty starts at zero and PPO spends
-its KL on what the reward model knows rather than on becoming as sharp as the anchor.
+(`start_at_anchor`: SFT with its logits divided by tau): the penalty starts at zero, and the policy
+has the anchor's sharpness from its first step instead of having to reach it in small steps.
 
 KL estimator: kl_t is the "k1" estimator; sum_t kl_t is an unbiased single-sample estimate of
 KL(pi_RL(. | x) || pi_SFT(. | x)) over whole responses. It is the one that enters the reward, and
