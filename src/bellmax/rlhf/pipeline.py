@@ -104,8 +104,8 @@ class PipelineConfig:
 # Presets: plain data, each with where its numbers came from.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
-        "provenance": "our own tuning on this repo's 2-core CPU box, seed 0; about 240 s a seed (docs/BENCHMARKS.md, "
-                      "RLHF section)",
+        "provenance": "our own tuning on this repo's 2-core CPU box, seeds 0 and 3-6; about 250-270 s a seed "
+                      "(docs/BENCHMARKS.md, RLHF section)",
         "config": {
             "torch_threads": 2,  # this box's 2 cores: 1.3-1.6x faster than 1 on an idle machine
             "no_kl_iterations": 30,
