@@ -523,7 +523,8 @@ def sharpen(lm: PreTrainedModel, temperature: float, flag: str) -> PreTrainedMod
         before = lm.eval()(probe).logits
         layer = lm.get_output_embeddings()
         if layer is not None and layer.weight is lm.get_input_embeddings().weight:  # tied: scale what makes h
-            layer = next((lm.get_submodule(name) for name in FINAL_NORMS if _has_submodule(lm, name)), None)
+            modules = dict(lm.named_modules())
+            layer = next((modules[name] for name in FINAL_NORMS if name in modules), None)
         for parameter in (getattr(layer, "weight", None), getattr(layer, "bias", None)):
             if isinstance(parameter, torch.Tensor):
                 parameter.mul_(1 / temperature)
@@ -535,14 +536,6 @@ def sharpen(lm: PreTrainedModel, temperature: float, flag: str) -> PreTrainedMod
                            f"final normalization is not supported; set --no-start-at-anchor (the policy then "
                            f"starts at SFT itself)")
     return lm
-
-
-def _has_submodule(module: nn.Module, name: str) -> bool:
-    try:
-        module.get_submodule(name)
-    except AttributeError:
-        return False
-    return True
 
 
 def entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
